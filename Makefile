@@ -1,0 +1,41 @@
+# Entry points for a fresh machine. Everything installs into .venv; caches stay in .cache/.
+#   make demo    install, run the CPU-default reproduction, print the leaderboard
+#   make test    install with test tools, run the test suite (what CI runs)
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+CORES   ?= 2
+export HF_HOME := $(CURDIR)/.cache/huggingface
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
+
+.PHONY: install install-test demo test lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first: the CPU build of 2.13.0; a bare torch requirement would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/harness leaderboard --scale toy
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf results/world results/runs results/mlflow.db results/mlartifacts .snakemake

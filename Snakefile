@@ -1,0 +1,40 @@
+# The reproduction DAG: world -> train (stages) -> evaluate -> track -> summarize.
+#   snakemake --cores 2                          every paper in papers/, CPU default (toy scale)
+#   snakemake -n --config scale=paper            dry-run the paper scale
+#   snakemake --cores 2 --config papers=a,b      only some papers
+# Logic lives in harness/ (plan.py); the rules only wire paths to `python -m harness` commands.
+import sys
+
+from harness.config import ConfigError
+from harness.plan import Plan
+
+
+def _papers(value):
+    if not value:
+        return None
+    return value if isinstance(value, list) else [p for p in str(value).split(",") if p]
+
+
+SCALE = config.get("scale", "toy")
+PY = sys.executable
+HARNESS = f"{PY} -m harness --papers-dir {config.get('papers_dir', 'papers')}"
+try:
+    PLAN = Plan(_papers(config.get("papers")), SCALE, config.get("papers_dir", "papers"))
+except (ConfigError, FileNotFoundError) as e:
+    sys.exit(f"Invalid paper configuration, nothing was run:\n  {e}")
+
+wildcard_constraints:
+    seed=r"\d+",
+    stage=r"\d+",
+    paper=r"[A-Za-z0-9_.-]+",
+    scale=r"[A-Za-z0-9_.-]+",
+    variant=r"[A-Za-z0-9_.-]+",
+
+
+include: "workflows/world.smk"
+include: "workflows/runs.smk"
+
+
+rule all:
+    input:
+        PLAN.targets(),

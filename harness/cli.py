@@ -1,0 +1,178 @@
+"""The `harness` command: what Snakemake rules call, plus validate / leaderboard for users.
+
+harness validate [PAPER ...] [--scale S]     check bundles without running anything
+harness leaderboard [PAPER ...] [--scale S]  ranked runs, mean +/- spread over seeds
+harness world data|model ...                 build the CPU world (called by Snakemake)
+harness train|evaluate|track|summarize ...   one job of the DAG (called by Snakemake)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from harness.config import PAPERS, ConfigError, list_papers, load_paper
+
+
+def _plan(args):
+    from harness.plan import Plan
+
+    return Plan([args.paper], args.scale, args.papers_dir)
+
+
+def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
+    p.add_argument("--paper", required=True)
+    p.add_argument("--scale", default="toy")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    if stage:
+        p.add_argument("--stage", type=int, required=True)
+
+
+def cmd_validate(args) -> int:
+    from harness.config import load_paper_config, paper_file
+
+    names = args.papers or list_papers(args.papers_dir)
+    if not names:
+        print(f"no paper bundles in {args.papers_dir}", file=sys.stderr)
+        return 1
+    failed = 0
+    for name in names:
+        try:
+            scales = [args.scale] if args.scale else list(load_paper_config(paper_file(name, args.papers_dir)).scales)
+            for scale in scales:
+                rp = load_paper(name, scale, papers_dir=args.papers_dir)
+                print(f"ok  {name} [{scale}]: {len(rp.variants)} variants x {len(rp.seeds)} seeds")
+        except ConfigError as e:
+            failed += 1
+            print(f"ERR {e}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_world(args) -> int:
+    from harness import plan
+    from harness.config import CONFIGS, load_component
+
+    if args.what == "data":
+        from harness.toy.tasks import read_split, write_splits
+        from harness.toy.tokenizer import train_tokenizer
+
+        cfg = load_component("datasets", args.name, CONFIGS / "datasets", "dataset")
+        out = Path(plan.data_dir(args.name))
+        write_splits(cfg.arithmetic, out)
+        rows = read_split(out, "pretrain")
+        train_tokenizer([r["prompt"] + r["answer"] for r in rows], Path(plan.tokenizer_dir(args.name)))
+        print(f"wrote {out} and {plan.tokenizer_dir(args.name)}")
+    else:
+        from harness.toy.model import pretrain
+
+        cfg = load_component("models", args.name, CONFIGS / "models", "model")
+        pretrain(
+            cfg.toy,
+            Path(plan.data_dir(cfg.dataset)),
+            Path(plan.tokenizer_dir(cfg.dataset)),
+            Path(plan.model_dir(args.name)),
+        )
+    return 0
+
+
+def cmd_train(args) -> int:
+    from harness import plan as P
+    from harness.train import train_stage
+
+    plan = _plan(args)
+    run = plan.run(args.paper, args.variant, args.seed)
+    rp = plan.papers[args.paper]
+    stage = rp.variants[args.variant].stages[args.stage]
+    data = Path(P.data_dir(rp.dataset_name)) if rp.dataset.source == "toy-arithmetic" else None
+    train_stage(stage, plan.model_after(run, args.stage), rp.dataset, data, run.seed,
+                Path(P.stage_dir(run, args.stage)), plan.stage_fingerprint(run, args.stage))  # fmt: skip
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from harness import plan as P
+    from harness.evaluate import evaluate
+
+    plan = _plan(args)
+    run = plan.run(args.paper, args.variant, args.seed)
+    rp = plan.papers[args.paper]
+    data = P.data_dir(rp.dataset_name) if rp.dataset.source == "toy-arithmetic" else None
+    result = evaluate(plan.final_model(run), rp.eval, run.seed, Path(P.eval_file(run)).parent, data)
+    for task, m in result["metrics"].items():
+        n = m["n_samples"]
+        print(f"{task}: pass@1 {m['pass@1']:.3f}  pass@{n} {m[f'pass@{n}']:.3f}  maj@{n} {m[f'maj@{n}']:.3f}")
+    return 0
+
+
+def cmd_track(args) -> int:
+    from harness.tracking import track_run
+
+    plan = _plan(args)
+    track_run(plan, plan.run(args.paper, args.variant, args.seed))
+    return 0
+
+
+def cmd_summarize(args) -> int:
+    from harness.report import summarize_paper
+
+    summarize_paper(_plan(args), args.paper)
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from harness.report import print_leaderboards
+
+    return print_leaderboards(args.papers, args.scale, Path(args.results))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--papers-dir", type=Path, default=Path(os.environ.get("HARNESS_PAPERS", PAPERS)))
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("validate", help="check paper bundles without running anything")
+    p.add_argument("papers", nargs="*")
+    p.add_argument("--scale", default=None, help="one scale (default: every scale a bundle defines)")
+    p.set_defaults(fn=cmd_validate)
+
+    p = sub.add_parser("leaderboard", help="ranked runs per paper and benchmark")
+    p.add_argument("papers", nargs="*")
+    p.add_argument("--scale", default=None)
+    p.add_argument("--results", default="results")
+    p.set_defaults(fn=cmd_leaderboard)
+
+    p = sub.add_parser("world", help="build the CPU world (datasets + tokenizer, or a toy model)")
+    p.add_argument("what", choices=["data", "model"])
+    p.add_argument("name")
+    p.set_defaults(fn=cmd_world)
+
+    for name, fn, stage in [("train", cmd_train, True), ("evaluate", cmd_evaluate, False), ("track", cmd_track, False)]:
+        p = sub.add_parser(name, help=f"{name} one run (a Snakemake job)")
+        _run_args(p, stage)
+        p.set_defaults(fn=fn)
+
+    p = sub.add_parser("summarize", help="aggregate a paper's runs into its leaderboard (a Snakemake job)")
+    p.add_argument("--paper", required=True)
+    p.add_argument("--scale", default="toy")
+    p.set_defaults(fn=cmd_summarize)
+
+    args = ap.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

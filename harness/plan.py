@@ -1,0 +1,176 @@
+"""Pure functions from resolved configs to runs, output paths and per-job fingerprints.
+
+The Snakefile is a thin shell over this module. Paths are relative to the working directory
+(Snakemake's `--directory`, the repository root by default). A job's fingerprint hashes exactly
+the configuration that job reads; Snakemake records it as a param, so changing one value in a
+paper re-runs only the jobs whose fingerprint changed (and what depends on their outputs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import PAPERS, ResolvedPaper, list_papers, load_component, load_paper, to_plain
+
+RESULTS = "results"
+WORLD = f"{RESULTS}/world"
+RUNS = f"{RESULTS}/runs"
+DATA_SPLITS = ("pretrain", "train", "pool", "test")
+
+
+def fingerprint(obj: Any) -> str:
+    """A short stable hash of JSON-able data."""
+    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (paper, scale, variant, seed): one MLflow run, one directory of results."""
+
+    paper: str
+    scale: str
+    variant: str
+    seed: int
+
+    @property
+    def dir(self) -> str:
+        return f"{RUNS}/{self.paper}/{self.scale}/{self.variant}/seed{self.seed}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.paper}/{self.scale}/{self.variant}/seed{self.seed}"
+
+
+def data_dir(dataset: str) -> str:
+    return f"{WORLD}/data/{dataset}"
+
+
+def tokenizer_dir(dataset: str) -> str:
+    return f"{WORLD}/tokenizers/{dataset}"
+
+
+def model_dir(model: str) -> str:
+    return f"{WORLD}/models/{model}"
+
+
+def stage_dir(run: Run, i: int) -> str:
+    return f"{run.dir}/stage{i}"
+
+
+def eval_file(run: Run) -> str:
+    return f"{run.dir}/eval/metrics.json"
+
+
+def tracked_file(run: Run) -> str:
+    return f"{run.dir}/tracked.json"
+
+
+def leaderboard_file(paper: str, scale: str) -> str:
+    return f"{RUNS}/{paper}/{scale}/leaderboard.json"
+
+
+class Plan:
+    """The runs of the selected papers at one scale, and what each job needs."""
+
+    def __init__(self, papers: list[str] | None, scale: str, papers_dir: Path | str = PAPERS) -> None:
+        self.scale, self.papers_dir = scale, Path(papers_dir)
+        names = papers or list_papers(self.papers_dir)
+        self.papers: dict[str, ResolvedPaper] = {p: load_paper(p, scale, papers_dir=self.papers_dir) for p in names}
+
+    # -- runs and targets
+
+    def runs(self, paper: str) -> list[Run]:
+        rp = self.papers[paper]
+        return [Run(paper, self.scale, v, s) for v in rp.variants for s in rp.seeds]
+
+    def targets(self) -> list[str]:
+        return [leaderboard_file(p, self.scale) for p in self.papers]
+
+    def run(self, paper: str, variant: str, seed: int | str) -> Run:
+        return Run(paper, self.scale, variant, int(seed))
+
+    # -- models
+
+    def base_model(self, paper: str, variant: str) -> str:
+        """Where the variant's base model is read from: a local dir (toy) or a hub id."""
+        rp = self.papers[paper]
+        name = rp.variants[variant].model
+        return model_dir(name) if rp.models[name].source == "toy" else rp.models[name].hub_id
+
+    def model_after(self, run: Run, n_stages: int) -> str:
+        """The model after the first `n_stages` stages of the run's variant."""
+        return f"{stage_dir(run, n_stages - 1)}/model" if n_stages else self.base_model(run.paper, run.variant)
+
+    def final_model(self, run: Run) -> str:
+        return self.model_after(run, len(self.papers[run.paper].variants[run.variant].stages))
+
+    def _model_inputs(self, run: Run, n_stages: int) -> list[str]:
+        """Files that must exist before the model after `n_stages` stages can be read."""
+        if n_stages:
+            return [f"{stage_dir(run, n_stages - 1)}/train.json"]
+        rp = self.papers[run.paper]
+        name = rp.variants[run.variant].model
+        return [f"{model_dir(name)}/pretrain.json"] if rp.models[name].source == "toy" else []
+
+    def _data_inputs(self, paper: str, splits: tuple[str, ...]) -> list[str]:
+        rp = self.papers[paper]
+        if rp.dataset.source != "toy-arithmetic":
+            return []
+        return [f"{data_dir(rp.dataset_name)}/{s}.jsonl" for s in splits]
+
+    # -- per-job inputs and fingerprints (the Snakefile's input and params functions)
+
+    def stage_inputs(self, run: Run, i: int) -> list[str]:
+        stage = self.papers[run.paper].variants[run.variant].stages[i]
+        return self._model_inputs(run, i) + self._data_inputs(run.paper, (stage.data,))
+
+    def stage_fingerprint(self, run: Run, i: int) -> str:
+        rp = self.papers[run.paper]
+        v = rp.variants[run.variant]
+        return fingerprint({"stage": to_plain(v.stages[i]), "seed": run.seed, "base": self.model_after(run, i),
+                            "dataset": to_plain(rp.dataset)})  # fmt: skip
+
+    def eval_inputs(self, run: Run) -> list[str]:
+        n = len(self.papers[run.paper].variants[run.variant].stages)
+        return self._model_inputs(run, n) + self._data_inputs(run.paper, ("test",))
+
+    def eval_fingerprint(self, run: Run) -> str:
+        rp = self.papers[run.paper]
+        return fingerprint({"eval": to_plain(rp.eval), "seed": run.seed, "model": self.final_model(run)})
+
+    def track_inputs(self, run: Run) -> list[str]:
+        n = len(self.papers[run.paper].variants[run.variant].stages)
+        return [eval_file(run)] + [f"{stage_dir(run, i)}/train.json" for i in range(n)]
+
+    def track_fingerprint(self, run: Run) -> str:
+        rp = self.papers[run.paper]
+        return fingerprint({"meta": to_plain(rp.meta), "variant": to_plain(rp.variants[run.variant])})
+
+    def summary_inputs(self, paper: str) -> list[str]:
+        return [tracked_file(r) for r in self.runs(paper)]
+
+    def summary_fingerprint(self, paper: str) -> str:
+        rp = self.papers[paper]
+        return fingerprint({"claims": [to_plain(c) for c in rp.claims], "reported": [to_plain(r) for r in rp.reported]})
+
+    # -- the world (toy scale)
+
+    def datasets(self) -> list[str]:
+        """Toy datasets to generate: those the papers train on and those the toy models learn from."""
+        names = {rp.dataset_name for rp in self.papers.values() if rp.dataset.source == "toy-arithmetic"}
+        return sorted(names | {m.dataset for m in self.toy_models().values()})
+
+    def toy_models(self) -> dict[str, Any]:
+        return {n: m for rp in self.papers.values() for n, m in rp.models.items() if m.source == "toy"}
+
+    def dataset_fingerprint(self, dataset: str) -> str:
+        return fingerprint(to_plain(load_component("datasets", dataset, self.papers_dir, "dataset")))
+
+    def model_fingerprint(self, model: str) -> str:
+        m = self.toy_models()[model]
+        return fingerprint({"model": to_plain(m), "dataset": self.dataset_fingerprint(m.dataset)})

@@ -1,0 +1,34 @@
+"""Per-sample rewards: each completion scored on its own."""
+
+from __future__ import annotations
+
+from harness.grader import extract_answer, is_correct
+from harness.rewards import RewardFn, register_reward
+
+
+@register_reward("exact_match", needs_labels=True)
+def exact_match() -> RewardFn:
+    """1 if the completion's final answer equals the gold `answer`, else 0.
+
+    >>> exact_match()(["41", "the sum is 42"], answer=["42", "42"])
+    [0.0, 1.0]
+    """
+
+    def reward(completions: list[str], answer: list[str], **_) -> list[float]:
+        return [float(is_correct(c, a)) for c, a in zip(completions, answer, strict=True)]
+
+    return reward
+
+
+@register_reward("format", needs_labels=False)
+def answer_format() -> RewardFn:
+    """1 if a final answer can be extracted from the completion, else 0.
+
+    >>> answer_format()(["42", "dunno"])
+    [1.0, 0.0]
+    """
+
+    def reward(completions: list[str], **_) -> list[float]:
+        return [float(extract_answer(c) is not None) for c in completions]
+
+    return reward

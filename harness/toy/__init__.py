@@ -1,0 +1,1 @@
+"""The CPU world: synthetic arithmetic tasks, a locally trained tokenizer and a tiny Llama."""

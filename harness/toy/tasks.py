@@ -1,0 +1,62 @@
+"""Synthetic arithmetic problems, split into pretrain / train (labeled) / pool (unlabeled) / test.
+
+Every problem is unique across splits, so held-out accuracy measures generalisation, not recall.
+Rows are `{"id", "prompt", "answer"}`; the prompt is the bare expression (`"12+34="`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from harness.config import ArithmeticSpec
+
+SPLITS = ("pretrain", "train", "pool", "test")
+
+
+def problem(rng: random.Random, spec: ArithmeticSpec) -> tuple[str, str]:
+    """One expression and its value, operands drawn uniformly from 0..max_value."""
+    n = rng.randint(spec.min_operands, spec.max_operands)
+    terms = [str(rng.randint(0, spec.max_value))]
+    for _ in range(n - 1):
+        terms += [rng.choice(spec.operators), str(rng.randint(0, spec.max_value))]
+    expr = "".join(terms)
+    return expr + "=", str(eval(expr))  # noqa: S307 (digits and + - * only)
+
+
+def n_distinct(spec: ArithmeticSpec) -> int:
+    """How many distinct problems the spec allows (to refuse impossible split sizes)."""
+    v, ops = spec.max_value + 1, len(spec.operators)
+    return sum(v**k * ops ** (k - 1) for k in range(spec.min_operands, spec.max_operands + 1))
+
+
+def make_splits(spec: ArithmeticSpec) -> dict[str, list[dict]]:
+    """All splits, disjoint, deterministic under `spec.seed`."""
+    sizes = {"test": spec.n_test, "train": spec.n_train, "pool": spec.n_pool, "pretrain": spec.n_pretrain}
+    need = sum(sizes.values())
+    if need > n_distinct(spec):
+        raise ValueError(f"{need} distinct problems asked for, but the spec allows only {n_distinct(spec)}")
+    rng, seen = random.Random(spec.seed), set()
+    splits: dict[str, list[dict]] = {}
+    for name, size in sizes.items():  # held-out splits first: they never shrink
+        rows = []
+        while len(rows) < size:
+            prompt, answer = problem(rng, spec)
+            if prompt not in seen:
+                seen.add(prompt)
+                rows.append({"id": len(rows), "prompt": prompt, "answer": answer})
+        splits[name] = rows
+    return splits
+
+
+def write_splits(spec: ArithmeticSpec, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, rows in make_splits(spec).items():
+        with open(out_dir / f"{name}.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def read_split(data_dir: Path, split: str) -> list[dict]:
+    with open(Path(data_dir) / f"{split}.jsonl") as f:
+        return [json.loads(line) for line in f]

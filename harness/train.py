@@ -1,0 +1,134 @@
+"""Training stages on TRL trainers (GRPO, SFT), driven by a resolved `Stage`.
+
+A stage writes checkpoints to `<stage dir>/checkpoints/` every `save_steps` and resumes from the
+last one when restarted, so a killed or preempted run loses at most `save_steps` steps. The
+checkpoints are tagged with the stage's config fingerprint: a changed config starts afresh.
+When training ends, the model goes to `<stage dir>/model/` and the log to `<stage dir>/train.json`
+(written last: its presence means the stage is complete).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from harness.config import DatasetConfig, Stage
+from harness.rewards import REWARDS
+
+FINGERPRINT_FILE = "fingerprint.txt"
+
+
+def load_split(dataset: DatasetConfig, split: str, data_dir: Path | None):
+    """A `datasets.Dataset` with columns id, prompt, answer (no answer on the unlabeled split)."""
+    import datasets
+
+    if dataset.source == "toy-arithmetic":
+        ds = datasets.load_dataset("json", data_files=str(Path(data_dir) / f"{split}.jsonl"), split="train")
+    else:
+        ds = datasets.load_dataset(dataset.hub_path, dataset.hub_name, split="train")
+        ds = ds.map(
+            lambda row, i: {"id": i, "prompt": row[dataset.prompt_field], "answer": str(row[dataset.answer_field])},
+            with_indices=True,
+            remove_columns=ds.column_names,
+        )
+    if split == "pool":  # label-free: the gold answers never reach the trainer
+        ds = ds.remove_columns("answer")
+    return ds
+
+
+def prepare_checkpoints(ckpt_dir: Path, fingerprint: str) -> str | None:
+    """The checkpoint to resume from, or None; stale checkpoints of another config are removed."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    tag = ckpt_dir / FINGERPRINT_FILE
+    if ckpt_dir.exists() and (not tag.exists() or tag.read_text() != fingerprint):
+        shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    tag.write_text(fingerprint)
+    return get_last_checkpoint(str(ckpt_dir))
+
+
+def common_args(stage: Stage, seed: int, ckpt_dir: Path) -> dict:
+    return dict(
+        output_dir=str(ckpt_dir),
+        seed=seed,
+        data_seed=seed,
+        report_to=[],
+        save_strategy="steps",
+        save_total_limit=2,
+        use_cpu=not _cuda(),
+        bf16=_cuda(),
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        **stage.args,
+    )
+
+
+def build_trainer(stage: Stage, model_path: str, train_ds, seed: int, ckpt_dir: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if stage.kind == "grpo":
+        from trl import GRPOConfig, GRPOTrainer
+
+        cfg = GRPOConfig(**common_args(stage, seed, ckpt_dir), reward_weights=[r.weight for r in stage.rewards])
+        rewards = [REWARDS.get(r.name).build(**r.args) for r in stage.rewards]
+        return GRPOTrainer(
+            model=model_path, reward_funcs=rewards, args=cfg, train_dataset=train_ds, processing_class=tokenizer
+        )
+    if stage.kind == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        train_ds = train_ds.rename_column("answer", "completion")
+        cfg = SFTConfig(**common_args(stage, seed, ckpt_dir), completion_only_loss=True)
+        return SFTTrainer(model=model_path, args=cfg, train_dataset=train_ds, processing_class=tokenizer)
+    raise ValueError(f"unknown stage kind {stage.kind!r}")
+
+
+def train_stage(stage: Stage, model_path: str, dataset: DatasetConfig, data_dir: Path | None,
+                seed: int, stage_dir: Path, fingerprint: str) -> dict:  # fmt: skip
+    """Run (or resume) one stage; returns the summary also written to train.json."""
+    start = time.time()
+    ckpt_dir = stage_dir / "checkpoints"
+    resume = prepare_checkpoints(ckpt_dir, fingerprint)
+    print(f"stage {stage.kind} from {model_path}: " + (f"resuming from {resume}" if resume else "starting"), flush=True)
+    trainer = build_trainer(stage, model_path, load_split(dataset, stage.data, data_dir), seed, ckpt_dir)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # one line per log instead of the whole dict
+    trainer.add_callback(_progress_callback())
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(stage_dir / "model"))
+    trainer.processing_class.save_pretrained(str(stage_dir / "model"))
+    summary = {
+        "kind": stage.kind,
+        "init_model": model_path,
+        "resumed_from": resume,
+        "seconds": time.time() - start,
+        "global_step": trainer.state.global_step,
+        "log_history": trainer.state.log_history,
+    }
+    (stage_dir / "train.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _progress_callback():
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        """One line per logging step: step, reward/loss, seconds (TRL's own bar is off in logs)."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            keys = ("loss", "reward", "kl", "entropy", "learning_rate")
+            shown = " ".join(f"{k} {logs[k]:.4g}" for k in keys if k in (logs or {}))
+            print(f"step {state.global_step}/{state.max_steps} {shown}", flush=True)
+
+    return Progress()
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

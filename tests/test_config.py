@@ -1,0 +1,281 @@
+"""harness.config: loading, layer merging, and every refusal (a ConfigError naming the file and the key)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.config import (
+    CONFIGS,
+    PAPERS,
+    ROOT,
+    ConfigError,
+    DatasetConfig,
+    EvalConfig,
+    GRPOArgs,
+    ModelConfig,
+    ResolvedPaper,
+    list_papers,
+    load_component,
+    load_paper,
+    load_paper_config,
+    paper_file,
+)
+
+# The shape of papers/ttrl-majority-vote/paper.yaml, cut down to what the tests need.
+BASE = {
+    "paper": {"title": "a test paper"},
+    "variants": {
+        "base": {"description": "untrained", "stages": []},
+        "gold": {
+            "description": "gold reward",
+            "stages": [
+                {"kind": "grpo", "data": "train", "rewards": [{"name": "exact_match"}], "args": {"max_steps": 7}}
+            ],
+        },
+        "vote": {
+            "description": "majority vote",
+            "stages": [{"kind": "grpo", "data": "pool", "rewards": [{"name": "majority_vote"}]}],
+        },
+        "vote_weak": {"extends": "vote", "model": "toy-arith-weak", "scales": ["toy"]},
+    },
+    "scales": {"toy": {"trainers": {"grpo": {"max_steps": 50, "temperature": 0.7}}}},
+    "reported": [
+        {"benchmark": "b", "metric": "pass@1", "value": 0.1, "variant": "vote", "model": "m", "source": "table 1"}
+    ],
+    "claims": [{"statement": "vote beats base", "lhs": "vote", "op": ">", "rhs": "base"}],
+}
+
+
+def write(tmp_path: Path, bundle: dict, slug: str = "p") -> Path:
+    file = tmp_path / "papers" / slug / "paper.yaml"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(yaml.safe_dump(bundle, sort_keys=False))
+    return file
+
+
+def load(tmp_path: Path, mutate: Callable[[dict], object] = lambda b: None, scale: str = "toy", **kw) -> ResolvedPaper:
+    bundle = copy.deepcopy(BASE)
+    mutate(bundle)
+    write(tmp_path, bundle)
+    return load_paper("p", scale, papers_dir=tmp_path / "papers", **kw)
+
+
+def stage0(b: dict, variant: str = "gold") -> dict:
+    return b["variants"][variant]["stages"][0]
+
+
+# --------------------------------------------------------------------------- loading and merging
+
+
+def test_base_bundle_loads(tmp_path):
+    rp = load(tmp_path)
+    assert list(rp.variants) == ["base", "gold", "vote", "vote_weak"]
+    assert rp.seeds == [0, 1, 2]  # configs/scales/toy.yaml
+    assert isinstance(rp.dataset, DatasetConfig) and isinstance(rp.eval, EvalConfig)
+    assert set(rp.models) == {"toy-arith", "toy-arith-weak"}
+    assert rp.variants["base"].stages == []
+
+
+def test_extends_inherits_stages_and_overrides_model(tmp_path):
+    rp = load(tmp_path)
+    weak, vote = rp.variants["vote_weak"], rp.variants["vote"]
+    assert weak.model == "toy-arith-weak" and vote.model == "toy-arith"
+    assert weak.stages == vote.stages
+    assert weak.stages[0].data == "pool" and weak.stages[0].rewards[0].name == "majority_vote"
+    assert weak.description == "majority vote"  # inherited: vote_weak has none of its own
+
+
+def test_extends_chain_and_own_stages_win(tmp_path):
+    def mutate(b):
+        b["variants"]["weaker"] = {"extends": "vote_weak", "description": "two links down"}
+        b["variants"]["gold_weak"] = {"extends": "vote_weak", "stages": copy.deepcopy(b["variants"]["gold"]["stages"])}
+
+    rp = load(tmp_path, mutate)
+    assert rp.variants["weaker"].model == "toy-arith-weak"  # from the middle link
+    assert rp.variants["weaker"].stages[0].rewards[0].name == "majority_vote"  # from the base link
+    assert rp.variants["gold_weak"].stages[0].rewards[0].name == "exact_match"
+    assert rp.variants["gold_weak"].model == "toy-arith-weak"
+
+
+def test_stage_args_merge_scale_defaults_then_paper_then_stage(tmp_path):
+    toy = yaml.safe_load((CONFIGS / "scales" / "toy.yaml").read_text())["trainers"]["grpo"]
+    assert "epsilon" not in toy  # so epsilon below comes from the GRPOArgs dataclass
+    rp = load(tmp_path)
+    gold, vote = rp.variants["gold"].stages[0].args, rp.variants["vote"].stages[0].args
+    assert gold["max_steps"] == 7  # stage args beat the paper's scales.toy (50) and the scale default
+    assert vote["max_steps"] == 50  # paper's scales.toy beats configs/scales/toy.yaml
+    assert gold["temperature"] == vote["temperature"] == 0.7  # paper's scales.toy
+    assert gold["learning_rate"] == toy["learning_rate"]  # nobody overrides it: configs/scales/toy.yaml
+    assert gold["epsilon"] == GRPOArgs().epsilon == 0.2
+    assert set(gold) == set(GRPOArgs.__dataclass_fields__)
+
+
+def test_command_line_overrides_are_the_last_layer_but_stage_args_still_win(tmp_path):
+    rp = load(tmp_path, overrides=["seeds=[5]", "trainers.grpo.max_steps=3"])
+    assert rp.seeds == [5]
+    assert rp.variants["vote"].stages[0].args["max_steps"] == 3
+    assert rp.variants["gold"].stages[0].args["max_steps"] == 7
+
+
+def test_toy_only_variant_is_dropped_at_paper_scale(tmp_path):
+    rp = load(tmp_path, lambda b: b["scales"].update(paper={}), scale="paper")
+    assert "vote_weak" not in rp.variants and "vote" in rp.variants
+    assert "toy-arith-weak" not in rp.models
+
+
+def test_numeric_claim_rhs_is_accepted(tmp_path):
+    rp = load(tmp_path, lambda b: b["claims"][0].update(rhs="0.5"))
+    assert rp.claims[0].rhs == "0.5"
+
+
+def test_config_error_message_uses_path_relative_to_repo():
+    err = ConfigError(ROOT / "papers" / "x" / "paper.yaml", "variants.a.stages", "bad")
+    assert str(err) == "papers/x/paper.yaml: variants.a.stages: bad"
+    assert err.key == "variants.a.stages"
+
+
+# --------------------------------------------------------------------------- refusals
+
+REFUSALS = [
+    # (id, mutation of BASE, dotted key, fragment of the message)
+    ("unknown-top-level-key", lambda b: b.update(colour="red"), "colour", "colour"),
+    ("unknown-variant-key", lambda b: b["variants"]["base"].update(stagez=[]), "variants.base.stagez", "stagez"),
+    ("unknown-scale-key", lambda b: b["scales"]["toy"].update(gpus=8), "scales.toy.gpus", "gpus"),
+    ("seeds-wrong-type", lambda b: b["scales"]["toy"].update(seeds="abc"), "scales.toy.seeds", ""),
+    (
+        "stage-arg-wrong-type",
+        lambda b: stage0(b)["args"].update(learning_rate="fast"),
+        "variants.gold.stages.0.args.learning_rate",
+        "fast",
+    ),
+    ("unknown-stage-arg", lambda b: stage0(b)["args"].update(lr=1e-5), "variants.gold.stages.0.args.lr", "lr"),
+    (
+        "paper-scale-trainer-arg-wrong-type",
+        lambda b: b["scales"]["toy"]["trainers"]["grpo"].update(max_steps="many"),
+        "scales.toy.trainers.grpo.max_steps",
+        "many",
+    ),
+    (
+        "label-reward-on-pool",
+        lambda b: stage0(b).update(data="pool"),
+        "variants.gold.stages.0.rewards.0.name",
+        "needs gold labels",
+    ),
+    ("unknown-trainer-kind", lambda b: stage0(b).update(kind="ppo"), "variants.gold.stages.0.kind", "'ppo'"),
+    ("unknown-split", lambda b: stage0(b).update(data="test"), "variants.gold.stages.0.data", "'test'"),
+    ("grpo-without-rewards", lambda b: stage0(b).update(rewards=[]), "variants.gold.stages.0.rewards", "reward"),
+    ("unknown-model", lambda b: b["scales"]["toy"].update(model="gpt-9"), "scales.toy.model", "'gpt-9'"),
+    ("unknown-dataset", lambda b: b["scales"]["toy"].update(dataset="nope"), "scales.toy.dataset", "'nope'"),
+    ("unknown-eval", lambda b: b["scales"]["toy"].update(eval="nope"), "scales.toy.eval", "'nope'"),
+    ("unknown-variant-model", lambda b: b["variants"]["base"].update(model="gpt-9"), "variants.base.model", "gpt-9"),
+    ("scale-not-defined", lambda b: b["scales"].pop("toy"), "scales", "'toy'"),
+    ("extends-missing", lambda b: b["variants"]["vote"].update(extends="ghost"), "variants.vote.extends", "'ghost'"),
+    (
+        "extends-cycle",
+        lambda b: (b["variants"]["gold"].update(extends="vote"), b["variants"]["vote"].update(extends="gold")),
+        "variants.gold.extends",
+        "cycle",
+    ),
+    ("claim-unknown-op", lambda b: b["claims"][0].update(op="=="), "claims.0.op", "'=='"),
+    ("claim-unknown-lhs", lambda b: b["claims"][0].update(lhs="ghost"), "claims.0.lhs", "'ghost'"),
+    ("claim-unknown-rhs", lambda b: b["claims"][0].update(rhs="ghost"), "claims.0.rhs", "'ghost'"),
+    ("reported-unknown-variant", lambda b: b["reported"][0].update(variant="ghost"), "reported.0.variant", "ghost"),
+    ("missing-title", lambda b: b["paper"].pop("title"), "paper.title", "title"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "key", "fragment"), [c[1:] for c in REFUSALS], ids=[c[0] for c in REFUSALS])
+def test_refusal_names_file_and_key(tmp_path, mutate, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, mutate)
+    msg = str(info.value)
+    assert msg.startswith(f"{tmp_path / 'papers' / 'p' / 'paper.yaml'}: {key}: "), msg
+    assert info.value.key == key
+    assert fragment in msg
+
+
+def test_unknown_reward_suggests_the_near_miss(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, lambda b: stage0(b, "vote")["rewards"][0].update(name="majority_vot"))
+    msg = str(info.value)
+    assert info.value.key == "variants.vote.stages.0.rewards.0.name"
+    assert str(tmp_path / "papers" / "p" / "paper.yaml") in msg
+    assert "did you mean 'majority_vote'?" in msg
+
+
+def test_command_line_override_with_unknown_key_is_refused(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, overrides=["gpus=8"])
+    assert info.value.key == "scales.toy.gpus"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key"),
+    [
+        (lambda b: stage0(b).update(foo=1), "variants.gold.stages.0.foo"),
+        (lambda b: stage0(b)["rewards"][0].update(weight="heavy"), "variants.gold.stages.0.rewards.0.weight"),
+        (lambda b: b["reported"][0].update(value="high"), "reported.0.value"),
+    ],
+    ids=["unknown-stage-key", "reward-weight-wrong-type", "reported-value-wrong-type"],
+)
+def test_refusal_inside_list_items_names_the_full_key(tmp_path, mutate, key):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, mutate)
+    assert info.value.key == key
+
+
+def test_missing_paper_file(tmp_path):
+    (tmp_path / "papers").mkdir()
+    with pytest.raises(ConfigError) as info:
+        load_paper("absent", "toy", papers_dir=tmp_path / "papers")
+    assert str(tmp_path / "papers" / "absent" / "paper.yaml") in str(info.value)
+    assert "file not found" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"), [("paper: {title: [\n", "not valid YAML"), ("- a\n- b\n", "expected a mapping")]
+)
+def test_unreadable_paper_file(tmp_path, text, fragment):
+    file = tmp_path / "papers" / "p" / "paper.yaml"
+    file.parent.mkdir(parents=True)
+    file.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_paper("p", "toy", papers_dir=tmp_path / "papers")
+    assert str(info.value).startswith(f"{file}: ")
+    assert fragment in str(info.value)
+
+
+# --------------------------------------------------------------------------- shipped configs
+
+SHIPPED = [(slug, scale) for slug in list_papers() for scale in load_paper_config(paper_file(slug)).scales]
+
+
+def test_some_bundles_are_shipped():
+    assert SHIPPED, f"no papers/*/paper.yaml under {PAPERS}"
+
+
+@pytest.mark.parametrize(("slug", "scale"), SHIPPED, ids=[f"{s}-{c}" for s, c in SHIPPED])
+def test_shipped_bundle_loads_at_every_scale(slug, scale):
+    rp = load_paper(slug, scale)
+    assert rp.slug == slug and rp.scale == scale and rp.seeds
+    assert rp.variants, "a bundle with no variant at this scale runs nothing"
+    for v in rp.variants.values():
+        assert v.model in rp.models
+
+
+COMPONENTS = sorted((kind, p.stem) for kind in ("models", "datasets", "eval") for p in (CONFIGS / kind).glob("*.yaml"))
+SCHEMAS = {"models": ModelConfig, "datasets": DatasetConfig, "eval": EvalConfig}
+
+
+@pytest.mark.parametrize(("kind", "name"), COMPONENTS, ids=[f"{k}/{n}" for k, n in COMPONENTS])
+def test_shipped_component_loads(kind, name):
+    cfg = load_component(kind, name, CONFIGS / kind / f"{name}.yaml", "")
+    assert isinstance(cfg, SCHEMAS[kind])
+    assert (CONFIGS / kind / f"{name}.yaml").read_text().startswith("#"), "a config starts with what it is for"
+    if kind == "models" and cfg.source == "toy":
+        assert (CONFIGS / "datasets" / f"{cfg.dataset}.yaml").is_file()

@@ -1,0 +1,42 @@
+"""The DAG of the shipped papers dry-runs at both scales, and bad bundles stop Snakemake at start."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from harness.config import CONFIGS, list_papers
+from tests.conftest import ROOT, run_snakemake, write_bundle
+
+
+@pytest.fixture
+def shipped(tmp_path):
+    shutil.copytree(ROOT / "papers", tmp_path / "papers")
+    return tmp_path
+
+
+@pytest.mark.parametrize("scale", [p.stem for p in (CONFIGS / "scales").glob("*.yaml")])
+def test_shipped_papers_dry_run(shipped, scale):
+    out = run_snakemake(shipped, "-n", f"scale={scale}").stdout
+    for paper in list_papers(ROOT / "papers"):
+        assert f"results/runs/{paper}/{scale}/leaderboard.json" in out
+    assert "evaluate_run" in out
+
+
+def test_toy_dry_run_builds_the_world_first(shipped):
+    out = run_snakemake(shipped, "-n").stdout
+    assert "build_dataset" in out and "pretrain_model" in out
+
+
+def test_bad_bundle_stops_snakemake_before_any_job(tmp_path):
+    write_bundle(
+        tmp_path / "papers",
+        "bad",
+        "paper: {title: bad}\nvariants:\n  v:\n    stages: [{kind: grpo, rewards: [{name: exact_matc}]}]\nscales: {toy: {}}\n",
+    )
+    proc = run_snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    msg = proc.stdout + proc.stderr
+    assert "papers/bad/paper.yaml" in msg and "variants.v.stages.0.rewards.0.name" in msg and "exact_match" in msg
+    assert not (tmp_path / "results").exists()

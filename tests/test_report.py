@@ -1,0 +1,156 @@
+"""harness.report: aggregation over seeds, claim verdicts and the Markdown leaderboard."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.config import Claim
+from harness.report import aggregate, check_claim, format_board
+
+
+def test_aggregate_two_seeds():
+    # mean (0.5 + 0.7)/2 = 0.6; sample std sqrt((0.1^2 + 0.1^2)/1) = sqrt(0.02) = 0.141421
+    agg = aggregate([0.5, 0.7])
+    assert agg["mean"] == pytest.approx(0.6)
+    assert agg["std"] == pytest.approx(0.02**0.5)
+    assert agg["n"] == 2 and agg["values"] == [0.5, 0.7]
+
+
+def test_aggregate_four_seeds():
+    # mean 2.5; squared deviations 2.25 + 0.25 + 0.25 + 2.25 = 5; sample std sqrt(5/3) = 1.290994
+    agg = aggregate([1.0, 2.0, 3.0, 4.0])
+    assert agg["mean"] == pytest.approx(2.5)
+    assert agg["std"] == pytest.approx((5 / 3) ** 0.5)
+
+
+def test_aggregate_single_seed_has_std_zero():
+    assert aggregate([0.3]) == {"mean": 0.3, "std": 0.0, "n": 1, "values": [0.3]}
+
+
+def row(variant: str, task: str = "toy_arith", **metrics: float) -> dict:
+    return {"variant": variant, "task": task, "metrics": {k.replace("_", "@"): {"mean": v} for k, v in metrics.items()}}
+
+
+ROWS = [row("a", pass_1=0.6, pass_8=0.8), row("b", pass_1=0.5, pass_8=0.9), row("b", task="other", pass_1=0.1)]
+
+
+def claim(lhs: str, op: str, rhs: str, metric: str = "pass@1") -> Claim:
+    return Claim(statement=f"{lhs} {op} {rhs}", lhs=lhs, op=op, rhs=rhs, metric=metric)
+
+
+def test_claim_holds():
+    out = check_claim(claim("a", ">", "b"), ROWS, "toy_arith")  # 0.6 > 0.5
+    assert out["verdict"] == "holds"
+    assert out["lhs_value"] == 0.6 and out["rhs_value"] == 0.5
+    assert out["task"] == "toy_arith" and out["statement"] == "a > b"
+
+
+def test_claim_does_not_hold():
+    assert check_claim(claim("a", ">", "b", metric="pass@8"), ROWS, "toy_arith")["verdict"] == "does not hold"
+
+
+def test_claim_reads_only_its_task():
+    # on task "other" b scores 0.1 and a did not run
+    assert check_claim(claim("b", "<", "0.2"), ROWS, "other")["verdict"] == "holds"
+    assert check_claim(claim("a", ">", "b"), ROWS, "other")["verdict"] == "not run"
+
+
+@pytest.mark.parametrize(
+    "the_claim",
+    [claim("ghost", ">", "b"), claim("a", ">", "ghost"), claim("a", ">", "b", metric="maj@8")],
+    ids=["lhs-missing", "rhs-missing", "metric-missing"],
+)
+def test_claim_not_run(the_claim):
+    out = check_claim(the_claim, ROWS, "toy_arith")
+    assert out["verdict"] == "not run"
+    assert None in (out["lhs_value"], out["rhs_value"])
+
+
+def test_claim_numeric_rhs():
+    assert check_claim(claim("a", ">=", "0.6"), ROWS, "toy_arith")["verdict"] == "holds"  # 0.6 >= 0.6
+    out = check_claim(claim("a", ">", "0.75"), ROWS, "toy_arith")  # 0.6 > 0.75 is false
+    assert out["verdict"] == "does not hold" and out["rhs_value"] == 0.75
+
+
+# lhs 0.4, 0.5, 0.6 against rhs 0.5
+@pytest.mark.parametrize(
+    ("op", "expected"),
+    [
+        (">", ["does not hold", "does not hold", "holds"]),
+        (">=", ["does not hold", "holds", "holds"]),
+        ("<", ["holds", "does not hold", "does not hold"]),
+        ("<=", ["holds", "holds", "does not hold"]),
+    ],
+)
+def test_claim_each_operator(op, expected):
+    rows = [row("x", pass_1=0.4), row("y", pass_1=0.5), row("z", pass_1=0.6), row("r", pass_1=0.5)]
+    assert [check_claim(claim(v, op, "r"), rows, "toy_arith")["verdict"] for v in "xyz"] == expected
+
+
+def board_row(variant: str, rank: int, p1: list[float], p4: list[float]) -> dict:
+    return {
+        "variant": variant, "task": "toy_arith", "model": "toy-arith", "seeds": [0, 1], "rank": rank,
+        "metrics": {"pass@1": aggregate(p1), "pass@4": aggregate(p4)},
+        "protocol": {"n_samples": 4, "temperature": 1.0},
+    }  # fmt: skip
+
+
+def test_format_board():
+    board = {
+        "paper": "demo-paper",
+        "scale": "toy",
+        "title": "A demo",
+        "rows": [board_row("vote", 1, [0.5, 0.7], [0.9, 0.9]), board_row("base", 2, [0.4, 0.4], [0.8, 1.0])],
+        "claims": [
+            {
+                "statement": "vote beats base",
+                "verdict": "holds",
+                "lhs": "vote",
+                "op": ">",
+                "rhs": "base",
+                "lhs_value": 0.6,
+                "rhs_value": 0.4,
+                "metric": "pass@1",
+            },
+            {
+                "statement": "weak vote beats weak base",
+                "verdict": "not run",
+                "lhs": "w",
+                "op": ">",
+                "rhs": "wb",
+                "lhs_value": None,
+                "rhs_value": None,
+                "metric": "pass@1",
+            },
+        ],  # fmt: skip
+        "reported": [
+            {
+                "variant": "vote",
+                "benchmark": "aime25",
+                "metric": "pass@1",
+                "value": 0.046,
+                "model": "Qwen",
+                "source": "abs",
+            }
+        ],
+    }
+    text = format_board(board)
+    assert text.startswith("## demo-paper [toy]: A demo")
+    assert "4 samples/question, temperature 1.0" in text
+    assert "| rank | variant | model | pass@1 | maj@4 | pass@4 | seeds |" in text
+    # vote: pass@1 mean 0.6, std sqrt(0.02) = 0.141; maj@4 absent -> "-"; pass@4 0.9 +- 0
+    assert "| 1 | vote | toy-arith | 0.600 ± 0.141 | - | 0.900 ± 0.000 | 2 |" in text
+    # base: pass@4 mean 0.9, std sqrt(0.02) = 0.141
+    assert "| 2 | base | toy-arith | 0.400 ± 0.000 | - | 0.900 ± 0.141 | 2 |" in text
+    assert text.index("| 1 | vote |") < text.index("| 2 | base |")
+    assert "- [holds] vote beats base (vote 0.600 > base 0.400, pass@1)" in text
+    assert "- [not run] weak vote beats weak base" in text
+    assert "- vote on aime25 pass@1 = 0.046 (Qwen; abs)" in text
+
+
+def test_format_board_without_claims_or_reported():
+    board = {"paper": "p", "scale": "toy", "title": "t", "rows": [board_row("base", 1, [0.2], [0.3])],
+             "claims": [], "reported": []}  # fmt: skip
+    text = format_board(board)
+    assert "| 1 | base | toy-arith | 0.200 ± 0.000 | - | 0.300 ± 0.000 | 2 |" in text
+    assert "Claims:" not in text and "Reported" not in text

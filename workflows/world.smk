@@ -1,0 +1,28 @@
+# The CPU world: generated datasets (+ their tokenizer) and toy base models pre-trained from scratch.
+
+
+rule build_dataset:
+    output:
+        expand("results/world/data/{{dataset}}/{split}.jsonl", split=("pretrain", "train", "pool", "test")),
+        "results/world/tokenizers/{dataset}/tokenizer.json",
+    params:
+        fingerprint=lambda w: PLAN.dataset_fingerprint(w.dataset),
+    log:
+        "results/world/logs/data-{dataset}.log",
+    shell:
+        "{HARNESS} world data {wildcards.dataset} > {log} 2>&1"
+
+
+rule pretrain_model:
+    input:
+        lambda w: [f"results/world/data/{PLAN.toy_models()[w.model].dataset}/pretrain.jsonl",
+                   f"results/world/tokenizers/{PLAN.toy_models()[w.model].dataset}/tokenizer.json"],
+    output:
+        "results/world/models/{model}/pretrain.json",
+    params:
+        fingerprint=lambda w: PLAN.model_fingerprint(w.model),
+    threads: 1
+    log:
+        "results/world/logs/model-{model}.log",
+    shell:
+        "{HARNESS} --threads {threads} world model {wildcards.model} > {log} 2>&1"
