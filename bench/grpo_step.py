@@ -1,7 +1,7 @@
 """GRPO step time and peak memory of the harness against a plain TRL script, same model and settings.
 
-    python bench/grpo_step.py              # 30 steps x 3 repeats per side, ~3 min on 2 cores
-    python bench/grpo_step.py --quick      # smoke check: 8 steps, 1 repeat
+    python bench/grpo_step.py              # 30 steps x 3 repeats per side, ~75 s on 2 idle cores
+    python bench/grpo_step.py --quick      # smoke check: 8 steps, 1 repeat, ~20 s
 
 Two sides train the same tiny model on the same labeled toy split with the same hyper-parameters:
 
@@ -19,8 +19,10 @@ the table shows medians and the ratio harness/plain (target <= 1.05). Numbers go
 
 The model is results/world/models/toy-arith when the pipeline has built it (its pretrain.json is
 written last); otherwise a small one (200 pre-training steps) is built once into results/bench/.
-The harness side builds its trainer but not `train_stage`'s checkpoint bookkeeping or progress
-printing: those run once per stage or once per logged step, outside what a step costs.
+The harness side stops at `build_trainer`: `train_stage` adds checkpoint bookkeeping and the final
+save, once per stage and outside the timed steps, and swaps TRL's log printer for a one-line one,
+no dearer per logged step. Its trainer still saves once after the last step (save_strategy
+"steps"), also outside the timed steps. The first run without a toy model builds one (~20 s).
 """
 
 from __future__ import annotations
@@ -229,10 +231,9 @@ def build_bench_model(threads: int) -> Path:
     import torch
 
     from harness.config import ToyModelSpec
-
-    torch.set_num_threads(threads)  # as the pipeline's `harness --threads` does; more only contend on a busy box
     from harness.toy.model import pretrain
 
+    torch.set_num_threads(threads)  # as the pipeline's `harness --threads` does; more only contend on a busy box
     print(f"no toy model at {_rel(str(WORLD_MODEL))}: building one in {_rel(str(out))}", flush=True)
     data = build_bench_data()
     pretrain(ToyModelSpec(pretrain_steps=200), data, BENCH_DIR / "tokenizer", out)

@@ -242,7 +242,7 @@ class ReportedResult:
 
 @dataclass
 class Claim:
-    """A checkable statement at one scale: `lhs` beats `rhs` on `metric` (mean over seeds)."""
+    """A checkable statement at one scale: `lhs op rhs` on `metric`, means over seeds (see report.check_claim)."""
 
     statement: str = MISSING
     scale: str = "toy"

@@ -106,5 +106,7 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
     }
     with open(out_dir / "samples.jsonl", "w") as f:
         f.writelines(json.dumps(s) + "\n" for s in samples_out)
+    raw = {k: out.get(k) for k in ("results", "configs", "versions", "n-samples", "config")}
+    (out_dir / "lm_eval_results.json").write_text(json.dumps(raw, indent=1, default=str))
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=1))
     return result

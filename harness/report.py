@@ -7,7 +7,6 @@ leaderboard.md beside them and mirrors the numbers into MLflow; `print_leaderboa
 from __future__ import annotations
 
 import json
-import operator
 import statistics
 import sys
 from pathlib import Path
@@ -16,7 +15,6 @@ from harness import plan as P
 from harness.config import Claim, to_plain
 
 SHOWN = ("pass@1", "maj@{n}", "pass@{n}")
-OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
 def aggregate(values: list[float]) -> dict:
@@ -49,23 +47,35 @@ def leaderboard_rows(plan, paper: str) -> list[dict]:
 
 
 def check_claim(claim: Claim, rows: list[dict], task: str) -> dict:
-    """Whether `lhs op rhs` holds for the means over seeds; 'not run' if a side is missing."""
+    """The verdict on `lhs op rhs` for the means over seeds, allowing for seed noise.
+
+    The noise margin is two standard errors of the difference of means. A strict claim (`>`, `<`)
+    holds when the difference clears the margin in its direction, does not hold when it is at or
+    beyond the margin the other way, and is inconclusive in between. A non-strict claim (`>=`,
+    `<=`) holds unless the difference is beyond the margin the wrong way. With one seed (or a
+    number on one side and no spread) the margin is 0 and this is the plain comparison.
+    """
     by_variant = {r["variant"]: r for r in rows if r["task"] == task}
 
-    def side(ref: str) -> float | None:
+    def side(ref: str) -> dict | None:
         if ref in by_variant:
-            m = by_variant[ref]["metrics"].get(claim.metric)
-            return None if m is None else m["mean"]
+            return by_variant[ref]["metrics"].get(claim.metric)
         try:
-            return float(ref)
+            return {"mean": float(ref)}
         except ValueError:
             return None
 
     lhs, rhs = side(claim.lhs), side(claim.rhs)
-    out = {**to_plain(claim), "task": task, "lhs_value": lhs, "rhs_value": rhs}
+    out = {**to_plain(claim), "task": task, "lhs_value": lhs and lhs["mean"], "rhs_value": rhs and rhs["mean"]}
     if lhs is None or rhs is None:
         return out | {"verdict": "not run"}
-    return out | {"verdict": "holds" if OPS[claim.op](lhs, rhs) else "does not hold"}
+    margin = 2 * sum(m.get("std", 0.0) ** 2 / m.get("n", 1) for m in (lhs, rhs)) ** 0.5
+    diff = lhs["mean"] - rhs["mean"] if claim.op in (">", ">=") else rhs["mean"] - lhs["mean"]
+    if claim.op in (">=", "<="):
+        verdict = "holds" if diff >= -margin else "does not hold"
+    else:
+        verdict = "holds" if diff > margin else "does not hold" if diff <= -margin else "inconclusive"
+    return out | {"verdict": verdict, "margin": margin}
 
 
 def summarize_paper(plan, paper: str) -> dict:

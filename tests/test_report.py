@@ -154,3 +154,28 @@ def test_format_board_without_claims_or_reported():
     text = format_board(board)
     assert "| 1 | base | toy-arith | 0.200 ± 0.000 | - | 0.300 ± 0.000 | 2 |" in text
     assert "Claims:" not in text and "Reported" not in text
+
+
+def spread_row(variant: str, values: list[float]) -> dict:
+    return {"variant": variant, "task": "toy_arith", "metrics": {"pass@1": aggregate(values)}}
+
+
+def test_claim_within_seed_noise_is_inconclusive():
+    # a: mean 0.60, std 0.1 (3 seeds); b: mean 0.55, std 0.1. se = sqrt(0.01/3 + 0.01/3) = 0.0816,
+    # margin 0.163 > difference 0.05: a strict claim cannot be decided.
+    rows = [spread_row("a", [0.5, 0.6, 0.7]), spread_row("b", [0.45, 0.55, 0.65])]
+    out = check_claim(claim("a", ">", "b"), rows, "toy_arith")
+    assert out["verdict"] == "inconclusive" and out["margin"] == pytest.approx(2 * (0.02 / 3) ** 0.5)
+    assert check_claim(claim("b", "<", "a"), rows, "toy_arith")["verdict"] == "inconclusive"
+    # non-strict: "a >= b" and even "b >= a" hold (neither is worse beyond the noise)
+    assert check_claim(claim("a", ">=", "b"), rows, "toy_arith")["verdict"] == "holds"
+    assert check_claim(claim("b", ">=", "a"), rows, "toy_arith")["verdict"] == "holds"
+
+
+def test_claim_beyond_seed_noise_is_decided():
+    # a: 0.80 +- 0.01, b: 0.50 +- 0.01; margin 2*sqrt(2*0.0001/3) = 0.0163 << 0.3
+    rows = [spread_row("a", [0.79, 0.80, 0.81]), spread_row("b", [0.49, 0.50, 0.51])]
+    assert check_claim(claim("a", ">", "b"), rows, "toy_arith")["verdict"] == "holds"
+    assert check_claim(claim("b", ">", "a"), rows, "toy_arith")["verdict"] == "does not hold"
+    assert check_claim(claim("b", ">=", "a"), rows, "toy_arith")["verdict"] == "does not hold"
+    assert check_claim(claim("a", "<=", "b"), rows, "toy_arith")["verdict"] == "does not hold"
