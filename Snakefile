@@ -2,10 +2,11 @@
 #   snakemake --cores 2                          every paper in papers/, CPU default (toy scale)
 #   snakemake -n --config scale=paper            dry-run the paper scale
 #   snakemake --cores 2 --config papers=a,b      only some papers
+#   snakemake --profile slurm                    train/evaluate on SLURM via submitit (profiles/slurm)
 # Logic lives in harness/ (plan.py); the rules only wire paths to `python -m harness` commands.
 import sys
 
-from harness.config import ConfigError
+from harness.config import ConfigError, load_cluster
 from harness.plan import Plan
 
 
@@ -16,12 +17,14 @@ def _papers(value):
 
 
 SCALE = config.get("scale", "toy")
+CLUSTER = config.get("cluster", "local")  # configs/cluster/<name>.yaml; the slurm profile sets `slurm`
 PY = sys.executable
-HARNESS = f"{PY} -m harness --papers-dir {config.get('papers_dir', 'papers')}"
+HARNESS = f"{PY} -m harness --papers-dir {config.get('papers_dir', 'papers')} --cluster {CLUSTER}"
 try:
+    load_cluster(CLUSTER)
     PLAN = Plan(_papers(config.get("papers")), SCALE, config.get("papers_dir", "papers"))
 except (ConfigError, FileNotFoundError) as e:
-    sys.exit(f"Invalid paper configuration, nothing was run:\n  {e}")
+    sys.exit(f"Invalid configuration, nothing was run:\n  {e}")
 
 wildcard_constraints:
     seed=r"\d+",
@@ -29,6 +32,10 @@ wildcard_constraints:
     paper=r"[A-Za-z0-9_.-]+",
     scale=r"[A-Za-z0-9_.-]+",
     variant=r"[A-Za-z0-9_.-]+",
+
+
+# Light steps stay on the head node; train and evaluate jobs go where CLUSTER says.
+localrules: all, build_dataset, pretrain_model, track_run, summarize_paper
 
 
 include: "workflows/world.smk"

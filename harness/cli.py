@@ -78,6 +78,39 @@ def cmd_world(args) -> int:
     return 0
 
 
+def _remote(args, resources, folder: Path, name: str) -> bool:
+    """Submit this very command to the cluster and wait, when the cluster config says so."""
+    from harness.config import load_cluster
+
+    cluster = load_cluster(args.cluster)
+    if cluster.launcher == "local":
+        return False
+    from harness.launch import submit_and_wait
+
+    argv = ["--cluster", "local", "--threads", str(resources.cpus_per_task)] + _without(
+        sys.argv[1:], "--cluster", "--threads"
+    )
+    submit_and_wait(argv, resources, cluster, folder, name)
+    return True
+
+
+def _without(argv: list[str], *options: str) -> list[str]:
+    """`argv` minus the given options and their values.
+
+    >>> _without(["--cluster", "slurm", "--threads", "2", "train", "--seed", "0"], "--cluster", "--threads")
+    ['train', '--seed', '0']
+    """
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in options:
+            skip = True
+        elif not any(a.startswith(o + "=") for o in options):
+            out.append(a)
+    return out
+
+
 def cmd_train(args) -> int:
     from harness import plan as P
     from harness.train import train_stage
@@ -86,6 +119,9 @@ def cmd_train(args) -> int:
     run = plan.run(args.paper, args.variant, args.seed)
     rp = plan.papers[args.paper]
     stage = rp.variants[args.variant].stages[args.stage]
+    folder = Path(P.stage_dir(run, args.stage), "slurm")
+    if _remote(args, stage.resources, folder, f"train.{run.paper}.{run.variant}.s{run.seed}.{args.stage}"):
+        return 0
     data = Path(P.data_dir(rp.dataset_name)) if rp.dataset.source == "toy-arithmetic" else None
     train_stage(stage, plan.model_after(run, args.stage), rp.dataset, data, run.seed,
                 Path(P.stage_dir(run, args.stage)), plan.stage_fingerprint(run, args.stage))  # fmt: skip
@@ -99,6 +135,10 @@ def cmd_evaluate(args) -> int:
     plan = _plan(args)
     run = plan.run(args.paper, args.variant, args.seed)
     rp = plan.papers[args.paper]
+    if _remote(
+        args, rp.eval_resources, Path(P.eval_file(run)).parent / "slurm", f"eval.{run.paper}.{run.variant}.s{run.seed}"
+    ):
+        return 0
     data = P.data_dir(rp.dataset_name) if rp.dataset.source == "toy-arithmetic" else None
     result = evaluate(plan.final_model(run), rp.eval, run.seed, Path(P.eval_file(run)).parent, data)
     for task, m in result["metrics"].items():
@@ -134,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--papers-dir", type=Path, default=Path(os.environ.get("HARNESS_PAPERS", PAPERS)))
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--cluster", default="local", help="configs/cluster/<name>.yaml: where train/evaluate run")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("validate", help="check paper bundles without running anything")

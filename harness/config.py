@@ -1,4 +1,4 @@
-"""Typed configuration: dataclass schemas and `load_paper()`.
+"""Loading configuration: YAML merged onto the schemas of harness/schema.py, checked, resolved.
 
 A run's configuration is merged from layers, later wins:
 
@@ -15,13 +15,41 @@ This module imports nothing heavy (no torch): the Snakefile calls it on every st
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import is_dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from harness.schema import (  # noqa: F401  (re-exported: configs are read through this module)
+    LAUNCHERS,
+    SPLITS,
+    STAGE_ARGS,
+    ArithmeticSpec,
+    Claim,
+    ClusterConfig,
+    DatasetConfig,
+    EvalConfig,
+    GRPOArgs,
+    JobResources,
+    ModelConfig,
+    PaperConfig,
+    PaperMeta,
+    ReportedResult,
+    ResolvedPaper,
+    Resources,
+    RewardSpec,
+    ScaleConfig,
+    SFTArgs,
+    Stage,
+    StageConfig,
+    ToyModelSpec,
+    TrainerDefaults,
+    Variant,
+    VariantConfig,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -41,274 +69,6 @@ def _rel(path: Path | str) -> str:
         return str(Path(path).resolve().relative_to(ROOT))
     except ValueError:
         return str(path)
-
-
-# ----------------------------------------------------------------------------- components
-
-
-@dataclass
-class ToyModelSpec:
-    """Architecture and pre-training budget of a tiny Llama trained from scratch on the CPU."""
-
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    intermediate_size: int = 384
-    pretrain_steps: int = 1500
-    """Optimizer steps of next-token pre-training on the dataset's pretrain split: the skill knob."""
-    learning_rate: float = 3e-3
-    batch_size: int = 64
-    seed: int = 0
-
-
-@dataclass
-class ModelConfig:
-    """A base model (configs/models/<name>.yaml)."""
-
-    source: str = MISSING
-    """`toy`: built here by `harness world model`; `hub`: `hub_id` on the Hugging Face hub."""
-    hub_id: str | None = None
-    dataset: str | None = None
-    """toy only: the dataset (configs/datasets/) whose pretrain split and tokenizer it uses."""
-    toy: ToyModelSpec = field(default_factory=ToyModelSpec)
-    description: str = ""
-
-
-@dataclass
-class ArithmeticSpec:
-    """Synthetic arithmetic problems `a+b-c=`; difficulty grows with operands and value range."""
-
-    min_operands: int = 2
-    max_operands: int = 2
-    max_value: int = 99
-    operators: list[str] = field(default_factory=lambda: ["+"])
-    n_train: int = 500
-    """Labeled split (gold answers used as reward)."""
-    n_pool: int = 500
-    """Unlabeled split (answers kept on disk for analysis, never given to a label-free reward)."""
-    n_test: int = 200
-    """Held-out evaluation split."""
-    n_pretrain: int = 8000
-    """Pre-training corpus for the toy model, disjoint from the other splits."""
-    seed: int = 0
-
-
-@dataclass
-class DatasetConfig:
-    """A training dataset (configs/datasets/<name>.yaml)."""
-
-    source: str = MISSING
-    """`toy-arithmetic`: generated here; `hub`: loaded by name at paper scale."""
-    hub_path: str | None = None
-    hub_name: str | None = None
-    prompt_field: str = "prompt"
-    answer_field: str = "answer"
-    arithmetic: ArithmeticSpec = field(default_factory=ArithmeticSpec)
-    description: str = ""
-
-
-@dataclass
-class EvalConfig:
-    """An evaluation suite and its sampling protocol (configs/eval/<name>.yaml)."""
-
-    tasks: list[str] = MISSING
-    """lm-eval task names: the project's own (harness/tasks/) or stock ones at paper scale."""
-    n_samples: int = 8
-    """Samples per question, generated once; pass@k is reported for every k <= n_samples."""
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 8
-    batch_size: int = 64
-    apply_chat_template: bool = False
-    limit: int | None = None
-    """Evaluate only the first `limit` questions of each task (None: all)."""
-    description: str = ""
-
-
-# ----------------------------------------------------------------------------- training
-
-
-@dataclass
-class RewardSpec:
-    """One reward term: a registered reward function, its weight and its factory arguments."""
-
-    name: str = MISSING
-    weight: float = 1.0
-    args: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class GRPOArgs:
-    """Hyper-parameters of a GRPO stage, passed to TRL's GRPOConfig under the same names."""
-
-    learning_rate: float = 1e-6
-    max_steps: int = 500
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    num_generations: int = 8
-    max_completion_length: int = 1024
-    temperature: float = 1.0
-    beta: float = 0.0
-    epsilon: float = 0.2
-    epsilon_high: float | None = None
-    loss_type: str = "dapo"
-    scale_rewards: str = "group"
-    warmup_steps: int = 0
-    save_steps: int = 50
-    logging_steps: int = 10
-
-
-@dataclass
-class SFTArgs:
-    """Hyper-parameters of an SFT stage, passed to TRL's SFTConfig under the same names."""
-
-    learning_rate: float = 1e-5
-    max_steps: int = 500
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    warmup_steps: int = 0
-    save_steps: int = 50
-    logging_steps: int = 10
-
-
-@dataclass
-class TrainerDefaults:
-    grpo: GRPOArgs = field(default_factory=GRPOArgs)
-    sft: SFTArgs = field(default_factory=SFTArgs)
-
-
-STAGE_ARGS: dict[str, type] = {"grpo": GRPOArgs, "sft": SFTArgs}
-SPLITS = ("train", "pool")
-
-
-@dataclass
-class StageConfig:
-    """One training stage of a variant."""
-
-    kind: str = MISSING
-    """Trainer kind: grpo | sft."""
-    data: str = "train"
-    """Dataset split: `train` (labeled) or `pool` (unlabeled; label-free rewards only)."""
-    rewards: list[RewardSpec] = field(default_factory=list)
-    args: dict[str, Any] = field(default_factory=dict)
-    """Overrides of this stage kind's hyper-parameters (checked against GRPOArgs / SFTArgs)."""
-
-
-@dataclass
-class VariantConfig:
-    """A method (or baseline) compared in the paper. No stages: the base model is evaluated."""
-
-    description: str = ""
-    extends: str | None = None
-    """Another variant whose stages (and model) this one starts from."""
-    model: str | None = None
-    """A model (configs/models/) replacing the scale's default for this variant."""
-    scales: list[str] | None = None
-    """Scales this variant runs at (None: all the paper defines)."""
-    stages: list[StageConfig] | None = None
-
-
-@dataclass
-class ScaleConfig:
-    """What runs at one scale: defaults in configs/scales/, overridden by a paper's `scales.<s>`."""
-
-    model: str = MISSING
-    dataset: str = MISSING
-    eval: str = MISSING
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    trainers: TrainerDefaults = field(default_factory=TrainerDefaults)
-
-
-# ----------------------------------------------------------------------------- the paper
-
-
-@dataclass
-class ReportedResult:
-    """A number the paper reports, with the protocol it was measured under."""
-
-    benchmark: str = MISSING
-    metric: str = MISSING
-    value: float = MISSING
-    variant: str = MISSING
-    model: str = MISSING
-    n_samples: int | None = None
-    temperature: float | None = None
-    source: str = MISSING
-    """Where in the paper (table, figure, abstract)."""
-    assumed: list[str] = field(default_factory=list)
-    """Protocol fields not stated in the source, chosen by us."""
-
-
-@dataclass
-class Claim:
-    """A checkable statement at one scale: `lhs op rhs` on `metric`, means over seeds (see report.check_claim)."""
-
-    statement: str = MISSING
-    scale: str = "toy"
-    metric: str = "pass@1"
-    lhs: str = MISSING
-    op: str = ">"
-    rhs: str = MISSING
-    """A variant name, or a number."""
-
-
-@dataclass
-class PaperMeta:
-    title: str = MISSING
-    taxonomy_ids: list[int] = field(default_factory=list)
-    url: str | None = None
-
-
-@dataclass
-class PaperConfig:
-    """A paper bundle (papers/<slug>/paper.yaml): only what differs from configs/."""
-
-    paper: PaperMeta = field(default_factory=PaperMeta)
-    variants: dict[str, VariantConfig] = field(default_factory=dict)
-    scales: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Per-scale overrides of ScaleConfig (checked against it when resolved)."""
-    reported: list[ReportedResult] = field(default_factory=list)
-    claims: list[Claim] = field(default_factory=list)
-
-
-# ----------------------------------------------------------------------------- resolved
-
-
-@dataclass
-class Stage:
-    kind: str
-    data: str
-    rewards: list[RewardSpec]
-    args: dict[str, Any]
-    """Full hyper-parameters: scale defaults <- paper scale <- stage overrides."""
-
-
-@dataclass
-class Variant:
-    name: str
-    description: str
-    model: str
-    stages: list[Stage]
-
-
-@dataclass
-class ResolvedPaper:
-    """Everything one (paper, scale) needs, with every name checked."""
-
-    slug: str
-    scale: str
-    file: str
-    meta: PaperMeta
-    seeds: list[int]
-    dataset_name: str
-    dataset: DatasetConfig
-    eval_name: str
-    eval: EvalConfig
-    models: dict[str, ModelConfig]
-    variants: dict[str, Variant]
-    reported: list[ReportedResult]
-    claims: list[Claim]
 
 
 # ----------------------------------------------------------------------------- loading
@@ -435,7 +195,7 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
     _check_claims(paper, file, set(paper.variants))
     return ResolvedPaper(
         slug=slug, scale=scale, file=str(file), meta=paper.paper, seeds=list(sc.seeds),
-        dataset_name=sc.dataset, dataset=dataset, eval_name=sc.eval, eval=evalc, models=models,
+        dataset_name=sc.dataset, dataset=dataset, eval_name=sc.eval, eval=evalc, eval_resources=sc.resources.evaluate, models=models,
         variants=variants, reported=paper.reported, claims=paper.claims,
     )  # fmt: skip
 
@@ -479,8 +239,43 @@ def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path,
             OmegaConf.create(st.args),
             key_prefix=f"{key}.args",
         )
-        stages.append(Stage(kind=st.kind, data=st.data, rewards=list(st.rewards), args=OmegaConf.to_container(args)))
+        if st.kind == "sft" and st.data == "pool":
+            raise ConfigError(file, f"{key}.data", "an sft stage needs labels; split 'pool' has none")
+        args = OmegaConf.to_container(args)
+        _check_batch(args, file, f"{key}.args")
+        res = _merge(
+            Resources,
+            file,
+            OmegaConf.structured(sc.resources.train),
+            OmegaConf.create(st.resources),
+            key_prefix=f"{key}.resources",
+        )
+        stages.append(
+            Stage(kind=st.kind, data=st.data, rewards=list(st.rewards), args=args, resources=OmegaConf.to_object(res))
+        )
     return Variant(name=name, description=description, model=model, stages=stages)
+
+
+def _check_batch(args: dict, file: Path, key: str) -> None:
+    """GRPO's generation batch must hold whole groups; a global batch must be a whole number of them."""
+    groups = args.get("num_generations")
+    if groups is None:
+        return
+    batch = args["global_batch_size"] or args["per_device_train_batch_size"] * args["gradient_accumulation_steps"]
+    if batch % groups:
+        raise ConfigError(file, key, f"batch of {batch} completions is not a multiple of num_generations={groups}")
+
+
+def load_cluster(name: str) -> ClusterConfig:
+    """configs/cluster/<name>.yaml, checked."""
+    file = CONFIGS / "cluster" / f"{name}.yaml"
+    if not file.is_file():
+        known = sorted(p.stem for p in (CONFIGS / "cluster").glob("*.yaml"))
+        raise ConfigError(file, "", f"no cluster config {name!r} (known: {', '.join(known)})")
+    cfg = OmegaConf.to_object(_merge(ClusterConfig, file, _read_yaml(file)))
+    if cfg.launcher not in LAUNCHERS:
+        raise ConfigError(file, "launcher", f"unknown launcher {cfg.launcher!r} (known: {', '.join(LAUNCHERS)})")
+    return cfg
 
 
 def _check_claims(paper: PaperConfig, file: Path, variants: set[str]) -> None:

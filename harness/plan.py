@@ -158,6 +158,15 @@ class Plan:
         rp = self.papers[paper]
         return fingerprint({"claims": [to_plain(c) for c in rp.claims], "reported": [to_plain(r) for r in rp.reported]})
 
+    # -- what each heavy job asks of a cluster (Snakemake resources; shown by `snakemake -n`)
+
+    def resources(self, run: Run, stage: int | None) -> dict[str, int]:
+        """The train stage's (or, with stage None, the evaluation's) needs, in Snakemake units."""
+        rp = self.papers[run.paper]
+        r = rp.eval_resources if stage is None else rp.variants[run.variant].stages[stage].resources
+        return {"nodes": r.nodes, "gpus": r.gpus_per_node * r.nodes, "cpus_per_task": r.cpus_per_task,
+                "mem_mb": int(r.mem_gb * 1024), "runtime": r.time_min}  # fmt: skip
+
     # -- the world (toy scale)
 
     def datasets(self) -> list[str]:

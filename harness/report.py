@@ -116,11 +116,10 @@ def format_board(board: dict) -> str:
     if board["claims"]:
         lines.append("Claims:")
         for c in board["claims"]:
-            vals = (
-                ""
-                if c["verdict"] == "not run"
-                else f" ({c['lhs']} {c['lhs_value']:.3f} {c['op']} {c['rhs']} {c['rhs_value']:.3f}, {c['metric']})"
-            )
+            vals = ""
+            if c["verdict"] != "not run":
+                vals = (f" ({c['metric']}: {c['lhs']} {c['lhs_value']:.3f} vs {c['rhs']} {c['rhs_value']:.3f},"
+                        f" noise margin {c.get('margin', 0.0):.3f})")  # fmt: skip
             lines.append(f"- [{c['verdict']}] {c['statement']}{vals}")
         lines.append("")
     if board["reported"]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from harness import plan as P
 from harness.config import ROOT, to_plain
+from harness.launch import job_ids
 
 RESULTS = Path(P.RESULTS)
 
@@ -147,6 +148,7 @@ def track_run(plan, run: P.Run) -> dict:
         "variant": run.variant, "seed": str(run.seed), "model": variant.model, "method": variant.description,
         "git_commit": git_commit(), "harness.config_hash": config_hash,
         "eval_fingerprint": P.fingerprint(result["fingerprint"]),
+        "slurm.job_ids": ",".join(job_ids(Path(run.dir))) or "none",
         **{f"version.{k}": v for k, v in package_versions().items()},
     }  # fmt: skip
     with _session() as mlflow:

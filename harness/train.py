@@ -10,6 +10,7 @@ When training ends, the model goes to `<stage dir>/model/` and the log to `<stag
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -43,14 +44,39 @@ def prepare_checkpoints(ckpt_dir: Path, fingerprint: str) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     tag = ckpt_dir / FINGERPRINT_FILE
-    if ckpt_dir.exists() and (not tag.exists() or tag.read_text() != fingerprint):
-        shutil.rmtree(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    tag.write_text(fingerprint)
-    return get_last_checkpoint(str(ckpt_dir))
+    if int(os.environ.get("RANK", "0")) == 0:  # one process of a multi-GPU job tidies up
+        if ckpt_dir.exists() and (not tag.exists() or tag.read_text() != fingerprint):
+            shutil.rmtree(ckpt_dir)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        tag.write_text(fingerprint)
+    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+
+
+def batch_layout(args: dict, world_size: int) -> dict:
+    """TRL batch arguments for `world_size` processes, honouring a declared global batch.
+
+    The global batch (completions per optimizer step) is split into per-device batches no larger
+    than `max_per_device_batch_size`, using as few accumulation steps as possible.
+
+    >>> batch_layout({"global_batch_size": 256, "max_per_device_batch_size": 16}, 8)
+    {'per_device_train_batch_size': 16, 'gradient_accumulation_steps': 2}
+    >>> batch_layout({"global_batch_size": 256, "max_per_device_batch_size": 64}, 2)
+    {'per_device_train_batch_size': 64, 'gradient_accumulation_steps': 2}
+    """
+    total = args.get("global_batch_size")
+    if total is None:
+        return {k: args[k] for k in ("per_device_train_batch_size", "gradient_accumulation_steps")}
+    if total % world_size:
+        raise ValueError(f"global_batch_size={total} does not split over {world_size} processes")
+    per_process = total // world_size
+    cap = args.get("max_per_device_batch_size") or per_process
+    accumulation = next(a for a in range(1, per_process + 1) if per_process % a == 0 and per_process // a <= cap)
+    return {"per_device_train_batch_size": per_process // accumulation, "gradient_accumulation_steps": accumulation}
 
 
 def common_args(stage: Stage, seed: int, ckpt_dir: Path) -> dict:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    trl_args = {k: v for k, v in stage.args.items() if k not in ("global_batch_size", "max_per_device_batch_size")}
     return dict(
         output_dir=str(ckpt_dir),
         seed=seed,
@@ -62,7 +88,7 @@ def common_args(stage: Stage, seed: int, ckpt_dir: Path) -> dict:
         bf16=_cuda(),
         dataloader_num_workers=0,
         disable_tqdm=True,
-        **stage.args,
+        **trl_args | batch_layout(stage.args, world_size),
     )
 
 
@@ -100,7 +126,9 @@ def train_stage(stage: Stage, model_path: str, dataset: DatasetConfig, data_dir:
     trainer.remove_callback(PrinterCallback)  # one line per log instead of the whole dict
     trainer.add_callback(_progress_callback())
     trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(str(stage_dir / "model"))
+    trainer.save_model(str(stage_dir / "model"))  # every rank takes part; rank 0 writes
+    if not trainer.is_world_process_zero():
+        return {}
     trainer.processing_class.save_pretrained(str(stage_dir / "model"))
     summary = {
         "kind": stage.kind,

@@ -12,12 +12,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the project's Snakefile with `workdir` as working directory (results/ lands there)."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--config", f"papers_dir={workdir / 'papers'}", *args]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+def snakemake_cmd(workdir: Path, *args: str, profile: str | None = None) -> list[str]:
+    """The project's Snakefile with `workdir` as working directory (results/ lands there).
+
+    With a profile, run it from the repository root as users do (`snakemake --profile slurm`).
+    """
+    where = ["--profile", profile] if profile else ["--cores", "2"]
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+            *where, "--config", f"papers_dir={workdir / 'papers'}", *args]  # fmt: skip
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True, profile: str | None = None) -> subprocess.CompletedProcess:
+    cmd = snakemake_cmd(workdir, *args, profile=profile)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=900, cwd=ROOT)
     if check and proc.returncode != 0:
         pytest.fail(
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"

@@ -186,6 +186,36 @@ REFUSALS = [
     ("claim-unknown-rhs", lambda b: b["claims"][0].update(rhs="ghost"), "claims.0.rhs", "'ghost'"),
     ("reported-unknown-variant", lambda b: b["reported"][0].update(variant="ghost"), "reported.0.variant", "ghost"),
     ("missing-title", lambda b: b["paper"].pop("title"), "paper.title", "title"),
+    (
+        "unknown-resource",
+        lambda b: b["scales"]["toy"].update(resources={"train": {"gpu": 1}}),
+        "scales.toy.resources.train.gpu",
+        "gpu",
+    ),
+    (
+        "stage-resource-type",
+        lambda b: stage0(b).update(resources={"time_min": "long"}),
+        "variants.gold.stages.0.resources.time_min",
+        "long",
+    ),
+    (
+        "sft-on-pool",
+        lambda b: stage0(b, "vote").update(kind="sft", rewards=[]),
+        "variants.vote.stages.0.data",
+        "labels",
+    ),
+    (
+        "batch-not-whole-groups",
+        lambda b: stage0(b).update(args={"per_device_train_batch_size": 12}),
+        "variants.gold.stages.0.args",
+        "not a multiple of num_generations=8",
+    ),
+    (
+        "global-batch-not-whole-groups",
+        lambda b: stage0(b).update(args={"global_batch_size": 100}),
+        "variants.gold.stages.0.args",
+        "batch of 100",
+    ),
 ]
 
 
@@ -279,3 +309,24 @@ def test_shipped_component_loads(kind, name):
     assert (CONFIGS / kind / f"{name}.yaml").read_text().startswith("#"), "a config starts with what it is for"
     if kind == "models" and cfg.source == "toy":
         assert (CONFIGS / "datasets" / f"{cfg.dataset}.yaml").is_file()
+
+
+def test_stage_resources_merge_onto_the_scale_defaults(tmp_path):
+    def mutate(b):
+        b["scales"]["toy"]["resources"] = {"train": {"cpus_per_task": 4, "time_min": 90}}
+        stage0(b)["resources"] = {"gpus_per_node": 2}
+
+    rp = load(tmp_path, mutate)
+    gold, vote = rp.variants["gold"].stages[0].resources, rp.variants["vote"].stages[0].resources
+    assert (gold.gpus_per_node, gold.cpus_per_task, gold.time_min) == (2, 4, 90)
+    assert (vote.gpus_per_node, vote.cpus_per_task, vote.time_min) == (0, 4, 90)
+    assert rp.eval_resources.time_min == 30  # the schema default: evaluate was not overridden
+
+
+def test_shipped_cluster_configs_load():
+    from harness.config import load_cluster
+
+    assert load_cluster("local").launcher == "local"
+    assert load_cluster("slurm").launcher == "slurm"
+    with pytest.raises(ConfigError, match="no cluster config 'nowhere'"):
+        load_cluster("nowhere")

@@ -40,3 +40,11 @@ def test_bad_bundle_stops_snakemake_before_any_job(tmp_path):
     msg = proc.stdout + proc.stderr
     assert "papers/bad/paper.yaml" in msg and "variants.v.stages.0.rewards.0.name" in msg and "exact_match" in msg
     assert not (tmp_path / "results").exists()
+
+
+def test_slurm_profile_dry_run_shows_resources(shipped):
+    """`snakemake --profile slurm -n` lists every job with what it asks of SLURM (no cluster needed)."""
+    out = run_snakemake(shipped, "-n", "scale=paper", profile="slurm").stdout
+    train = out.split("rule train_stage:", 1)[1].split("\n\n", 1)[0]
+    assert "gpus=8" in train and "runtime=1440" in train and "cpus_per_task=12" in train
+    assert "localrule track_run" in out or "localrule summarize_paper" in out

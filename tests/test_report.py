@@ -143,7 +143,7 @@ def test_format_board():
     # base: pass@4 mean 0.9, std sqrt(0.02) = 0.141
     assert "| 2 | base | toy-arith | 0.400 ± 0.000 | - | 0.900 ± 0.141 | 2 |" in text
     assert text.index("| 1 | vote |") < text.index("| 2 | base |")
-    assert "- [holds] vote beats base (vote 0.600 > base 0.400, pass@1)" in text
+    assert "- [holds] vote beats base (pass@1: vote 0.600 vs base 0.400, noise margin 0.000)" in text
     assert "- [not run] weak vote beats weak base" in text
     assert "- vote on aime25 pass@1 = 0.046 (Qwen; abs)" in text
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from harness import train
@@ -54,6 +56,14 @@ def test_killed_stage_resumes_from_last_checkpoint(world, tmp_path, monkeypatch)
     assert summary["global_step"] == 6
     steps = [e["step"] for e in json.loads((tmp_path / "train.json").read_text())["log_history"] if "reward" in e]
     assert steps == [1, 2, 3, 4, 5, 6]  # history restored from the checkpoint, steps 3.. redone once
+
+    # The resumed run ends with the same weights as an uninterrupted one (RNG state is checkpointed too).
+    straight = tmp_path.parent / (tmp_path.name + "-straight")
+    train.train_stage(grpo_stage(6), str(root / "model"), dataset, root / "data", 0, straight, "fp")
+    resumed, uninterrupted = (load_file(str(d / "model" / "model.safetensors")) for d in (tmp_path, straight))
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6, msg=name)
 
 
 def test_changed_config_discards_old_checkpoints(world, tmp_path):

@@ -7,6 +7,11 @@ def _run(w):
     return PLAN.run(w.paper, w.variant, w.seed)
 
 
+def _needs(key, train):
+    """A Snakemake resource function: what the job asks of the cluster (harness.plan.Plan.resources)."""
+    return lambda w: PLAN.resources(_run(w), int(w.stage) if train else None)[key]
+
+
 rule train_stage:
     input:
         lambda w: PLAN.stage_inputs(_run(w), int(w.stage)),
@@ -15,6 +20,12 @@ rule train_stage:
     params:
         fingerprint=lambda w: PLAN.stage_fingerprint(_run(w), int(w.stage)),
     threads: 1
+    resources:
+        nodes=_needs("nodes", True),
+        gpus=_needs("gpus", True),
+        cpus_per_task=_needs("cpus_per_task", True),
+        mem_mb=_needs("mem_mb", True),
+        runtime=_needs("runtime", True),
     log:
         RUN + "/stage{stage}/train.log",
     shell:
@@ -29,6 +40,12 @@ rule evaluate_run:
     params:
         fingerprint=lambda w: PLAN.eval_fingerprint(_run(w)),
     threads: 1
+    resources:
+        nodes=_needs("nodes", False),
+        gpus=_needs("gpus", False),
+        cpus_per_task=_needs("cpus_per_task", False),
+        mem_mb=_needs("mem_mb", False),
+        runtime=_needs("runtime", False),
     log:
         RUN + "/eval/eval.log",
     shell:

@@ -1,0 +1,336 @@
+"""Typed schemas of every config file: what each key means, its type and its default.
+
+configs/ and papers/ YAML is merged onto these dataclasses by harness.config, which refuses
+unknown keys and wrong types. Docstrings under fields are the reference for bundle authors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+# ----------------------------------------------------------------------------- components
+
+
+@dataclass
+class ToyModelSpec:
+    """Architecture and pre-training budget of a tiny Llama trained from scratch on the CPU."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 384
+    pretrain_steps: int = 1500
+    """Optimizer steps of next-token pre-training on the dataset's pretrain split: the skill knob."""
+    learning_rate: float = 3e-3
+    batch_size: int = 64
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """A base model (configs/models/<name>.yaml)."""
+
+    source: str = MISSING
+    """`toy`: built here by `harness world model`; `hub`: `hub_id` on the Hugging Face hub."""
+    hub_id: str | None = None
+    dataset: str | None = None
+    """toy only: the dataset (configs/datasets/) whose pretrain split and tokenizer it uses."""
+    toy: ToyModelSpec = field(default_factory=ToyModelSpec)
+    description: str = ""
+
+
+@dataclass
+class ArithmeticSpec:
+    """Synthetic arithmetic problems `a+b-c=`; difficulty grows with operands and value range."""
+
+    min_operands: int = 2
+    max_operands: int = 2
+    max_value: int = 99
+    operators: list[str] = field(default_factory=lambda: ["+"])
+    n_train: int = 500
+    """Labeled split (gold answers used as reward)."""
+    n_pool: int = 500
+    """Unlabeled split (answers kept on disk for analysis, never given to a label-free reward)."""
+    n_test: int = 200
+    """Held-out evaluation split."""
+    n_pretrain: int = 8000
+    """Pre-training corpus for the toy model, disjoint from the other splits."""
+    seed: int = 0
+
+
+@dataclass
+class DatasetConfig:
+    """A training dataset (configs/datasets/<name>.yaml)."""
+
+    source: str = MISSING
+    """`toy-arithmetic`: generated here; `hub`: loaded by name at paper scale."""
+    hub_path: str | None = None
+    hub_name: str | None = None
+    prompt_field: str = "prompt"
+    answer_field: str = "answer"
+    arithmetic: ArithmeticSpec = field(default_factory=ArithmeticSpec)
+    description: str = ""
+
+
+@dataclass
+class EvalConfig:
+    """An evaluation suite and its sampling protocol (configs/eval/<name>.yaml)."""
+
+    tasks: list[str] = MISSING
+    """lm-eval task names: the project's own (harness/tasks/) or stock ones at paper scale."""
+    n_samples: int = 8
+    """Samples per question, generated once; pass@k is reported for every k <= n_samples."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 8
+    batch_size: int = 64
+    apply_chat_template: bool = False
+    limit: int | None = None
+    """Evaluate only the first `limit` questions of each task (None: all)."""
+    description: str = ""
+
+
+# ----------------------------------------------------------------------------- resources
+
+
+@dataclass
+class Resources:
+    """What one job needs from a cluster. Site settings (partition, account, ...) live in configs/cluster/."""
+
+    nodes: int = 1
+    gpus_per_node: int = 0
+    """One process per GPU (torch distributed set up from SLURM's environment); 0: one CPU process."""
+    cpus_per_task: int = 1
+    mem_gb: float = 4.0
+    time_min: int = 30
+    """Time limit; a job that reaches it checkpoints, is requeued and resumes."""
+
+
+@dataclass
+class JobResources:
+    train: Resources = field(default_factory=Resources)
+    evaluate: Resources = field(default_factory=Resources)
+
+
+@dataclass
+class ClusterConfig:
+    """Where heavy jobs run (configs/cluster/<name>.yaml): site settings, never in paper bundles."""
+
+    launcher: str = "local"
+    """`local`: in the Snakemake job's own process; `slurm`: submitted through submitit."""
+    partition: str | None = None
+    """None: the cluster's default partition."""
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    gpu_type: str | None = None
+    """Asked for as `--gres=gpu:<type>:<n>`; None: `--gres=gpu:<n>`."""
+    sbatch_extra: dict[str, Any] = field(default_factory=dict)
+    """Further sbatch options, e.g. {exclusive: true, reservation: my-res}."""
+    signal_delay_s: int = 90
+    """USR2 this long before the time limit: the job checkpoints and is requeued."""
+    max_requeues: int = 5
+    """Preemptions and time limits survived before the job counts as failed."""
+
+
+LAUNCHERS = ("local", "slurm")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class RewardSpec:
+    """One reward term: a registered reward function, its weight and its factory arguments."""
+
+    name: str = MISSING
+    weight: float = 1.0
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GRPOArgs:
+    """Hyper-parameters of a GRPO stage, passed to TRL's GRPOConfig under the same names."""
+
+    learning_rate: float = 1e-6
+    max_steps: int = 500
+    global_batch_size: int | None = None
+    """Completions per optimizer step over all GPUs; when set, per-device batch and gradient
+    accumulation are derived from the GPUs granted (capped at max_per_device_batch_size)."""
+    max_per_device_batch_size: int | None = None
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    num_generations: int = 8
+    max_completion_length: int = 1024
+    temperature: float = 1.0
+    beta: float = 0.0
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    warmup_steps: int = 0
+    save_steps: int = 50
+    logging_steps: int = 10
+
+
+@dataclass
+class SFTArgs:
+    """Hyper-parameters of an SFT stage, passed to TRL's SFTConfig under the same names."""
+
+    learning_rate: float = 1e-5
+    max_steps: int = 500
+    global_batch_size: int | None = None
+    max_per_device_batch_size: int | None = None
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    warmup_steps: int = 0
+    save_steps: int = 50
+    logging_steps: int = 10
+
+
+@dataclass
+class TrainerDefaults:
+    grpo: GRPOArgs = field(default_factory=GRPOArgs)
+    sft: SFTArgs = field(default_factory=SFTArgs)
+
+
+STAGE_ARGS: dict[str, type] = {"grpo": GRPOArgs, "sft": SFTArgs}
+SPLITS = ("train", "pool")
+
+
+@dataclass
+class StageConfig:
+    """One training stage of a variant."""
+
+    kind: str = MISSING
+    """Trainer kind: grpo | sft."""
+    data: str = "train"
+    """Dataset split: `train` (labeled) or `pool` (unlabeled; label-free rewards only)."""
+    rewards: list[RewardSpec] = field(default_factory=list)
+    args: dict[str, Any] = field(default_factory=dict)
+    """Overrides of this stage kind's hyper-parameters (checked against GRPOArgs / SFTArgs)."""
+    resources: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the scale's `resources.train` for this stage (checked against Resources)."""
+
+
+@dataclass
+class VariantConfig:
+    """A method (or baseline) compared in the paper. No stages: the base model is evaluated."""
+
+    description: str = ""
+    extends: str | None = None
+    """Another variant whose stages (and model) this one starts from."""
+    model: str | None = None
+    """A model (configs/models/) replacing the scale's default for this variant."""
+    scales: list[str] | None = None
+    """Scales this variant runs at (None: all the paper defines)."""
+    stages: list[StageConfig] | None = None
+
+
+@dataclass
+class ScaleConfig:
+    """What runs at one scale: defaults in configs/scales/, overridden by a paper's `scales.<s>`."""
+
+    model: str = MISSING
+    dataset: str = MISSING
+    eval: str = MISSING
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    trainers: TrainerDefaults = field(default_factory=TrainerDefaults)
+    resources: JobResources = field(default_factory=JobResources)
+
+
+# ----------------------------------------------------------------------------- the paper
+
+
+@dataclass
+class ReportedResult:
+    """A number the paper reports, with the protocol it was measured under."""
+
+    benchmark: str = MISSING
+    metric: str = MISSING
+    value: float = MISSING
+    variant: str = MISSING
+    model: str = MISSING
+    n_samples: int | None = None
+    temperature: float | None = None
+    source: str = MISSING
+    """Where in the paper (table, figure, abstract)."""
+    assumed: list[str] = field(default_factory=list)
+    """Protocol fields not stated in the source, chosen by us."""
+
+
+@dataclass
+class Claim:
+    """A checkable statement at one scale: `lhs op rhs` on `metric`, means over seeds (see report.check_claim)."""
+
+    statement: str = MISSING
+    scale: str = "toy"
+    metric: str = "pass@1"
+    lhs: str = MISSING
+    op: str = ">"
+    rhs: str = MISSING
+    """A variant name, or a number."""
+
+
+@dataclass
+class PaperMeta:
+    title: str = MISSING
+    taxonomy_ids: list[int] = field(default_factory=list)
+    url: str | None = None
+
+
+@dataclass
+class PaperConfig:
+    """A paper bundle (papers/<slug>/paper.yaml): only what differs from configs/."""
+
+    paper: PaperMeta = field(default_factory=PaperMeta)
+    variants: dict[str, VariantConfig] = field(default_factory=dict)
+    scales: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-scale overrides of ScaleConfig (checked against it when resolved)."""
+    reported: list[ReportedResult] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- resolved
+
+
+@dataclass
+class Stage:
+    kind: str
+    data: str
+    rewards: list[RewardSpec]
+    args: dict[str, Any]
+    """Full hyper-parameters: scale defaults <- paper scale <- stage overrides."""
+    resources: Resources
+
+
+@dataclass
+class Variant:
+    name: str
+    description: str
+    model: str
+    stages: list[Stage]
+
+
+@dataclass
+class ResolvedPaper:
+    """Everything one (paper, scale) needs, with every name checked."""
+
+    slug: str
+    scale: str
+    file: str
+    meta: PaperMeta
+    seeds: list[int]
+    dataset_name: str
+    dataset: DatasetConfig
+    eval_name: str
+    eval: EvalConfig
+    eval_resources: Resources
+    models: dict[str, ModelConfig]
+    variants: dict[str, Variant]
+    reported: list[ReportedResult]
+    claims: list[Claim]

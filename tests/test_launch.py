@@ -1,0 +1,68 @@
+"""What a job asks of SLURM, and the batch layout derived from the GPUs granted (pure functions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cli import _without
+from harness.config import ClusterConfig, Resources
+from harness.launch import job_ids, slurm_parameters
+from harness.train import batch_layout
+
+
+def test_slurm_parameters_carry_resources_and_site_settings():
+    res = Resources(nodes=2, gpus_per_node=8, cpus_per_task=12, mem_gb=900, time_min=1440)
+    site = ClusterConfig(launcher="slurm", partition="gpu", account="lab", qos="high", constraint="h100",
+                         gpu_type="h100", sbatch_extra={"exclusive": True}, signal_delay_s=120)  # fmt: skip
+    p = slurm_parameters(res, site, "train.x")
+    assert p == {
+        "name": "train.x", "nodes": 2, "tasks_per_node": 8, "cpus_per_task": 12, "mem_gb": 900, "timeout_min": 1440,
+        "slurm_signal_delay_s": 120, "slurm_gres": "gpu:h100:8", "slurm_partition": "gpu", "slurm_account": "lab",
+        "slurm_qos": "high", "slurm_constraint": "h100", "slurm_additional_parameters": {"exclusive": True},
+    }  # fmt: skip
+
+
+def test_cpu_job_asks_for_no_gpu_and_leaves_defaults_to_the_site():
+    p = slurm_parameters(Resources(), ClusterConfig(launcher="slurm"), "eval.x")
+    assert p["tasks_per_node"] == 1 and "slurm_gres" not in p
+    assert not any(k in p for k in ("slurm_partition", "slurm_account", "slurm_qos", "slurm_additional_parameters"))
+
+
+@pytest.mark.parametrize(
+    ("world", "cap", "per_device", "accumulation"),
+    [
+        (1, None, 512, 1),  # no cap: one step
+        (8, 16, 16, 4),  # 512 / 8 = 64 per GPU -> 16 x 4
+        (8, 64, 64, 1),
+        (16, 16, 16, 2),  # two nodes of 8: 32 per GPU -> 16 x 2
+        (4, 48, 32, 4),  # 128 per GPU; 48 does not divide it, the largest divisor <= 48 is 32
+        (2, 1, 1, 256),
+    ],
+)
+def test_batch_layout_keeps_the_global_batch(world, cap, per_device, accumulation):
+    layout = batch_layout({"global_batch_size": 512, "max_per_device_batch_size": cap}, world)
+    assert layout == {"per_device_train_batch_size": per_device, "gradient_accumulation_steps": accumulation}
+    assert world * per_device * accumulation == 512
+
+
+def test_batch_layout_without_global_batch_keeps_the_config():
+    args = {"global_batch_size": None, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 3}
+    assert batch_layout(args, 4) == {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 3}
+
+
+def test_batch_layout_refuses_an_uneven_split():
+    with pytest.raises(ValueError, match="does not split over 3 processes"):
+        batch_layout({"global_batch_size": 512}, 3)
+
+
+def test_remote_command_drops_the_head_node_options():
+    argv = ["--papers-dir", "p", "--cluster", "slurm", "--threads", "1", "train", "--seed", "0"]
+    assert _without(argv, "--cluster", "--threads") == ["--papers-dir", "p", "train", "--seed", "0"]
+    assert _without(["--cluster=slurm", "evaluate"], "--cluster") == ["evaluate"]
+
+
+def test_job_ids_are_collected_from_every_stage(tmp_path):
+    for sub, ids in (("stage0/slurm", ["11", "12"]), ("eval/slurm", ["13"])):
+        (tmp_path / sub).mkdir(parents=True)
+        (tmp_path / sub / "jobs.jsonl").write_text("".join(f'{{"job_id": "{i}"}}\n' for i in ids))
+    assert sorted(job_ids(tmp_path)) == ["11", "12", "13"]
