@@ -305,7 +305,7 @@ class Stage:
     rewards: list[RewardSpec]
     args: dict[str, Any]
     """Full hyper-parameters: scale defaults <- paper scale <- stage overrides."""
-    resources: Resources
+    resources: Resources = field(default_factory=Resources)
 
 
 @dataclass

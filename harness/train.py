@@ -65,7 +65,7 @@ def batch_layout(args: dict, world_size: int) -> dict:
     """
     total = args.get("global_batch_size")
     if total is None:
-        return {k: args[k] for k in ("per_device_train_batch_size", "gradient_accumulation_steps")}
+        return {k: args[k] for k in ("per_device_train_batch_size", "gradient_accumulation_steps") if k in args}
     if total % world_size:
         raise ValueError(f"global_batch_size={total} does not split over {world_size} processes")
     per_process = total // world_size

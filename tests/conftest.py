@@ -12,22 +12,24 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def snakemake_cmd(workdir: Path, *args: str, profile: str | None = None) -> list[str]:
+def snakemake_cmd(workdir: Path, *args: str, profile: str | None = None, config: tuple[str, ...] = ()) -> list[str]:
     """The project's Snakefile with `workdir` as working directory (results/ lands there).
 
     With a profile, run it from the repository root as users do (`snakemake --profile slurm`).
     """
     where = ["--profile", profile] if profile else ["--cores", "2"]
     return [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-            *where, "--config", f"papers_dir={workdir / 'papers'}", *args]  # fmt: skip
+            *where, *args, "--config", f"papers_dir={workdir / 'papers'}", *config]  # fmt: skip
 
 
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True, profile: str | None = None) -> subprocess.CompletedProcess:
-    cmd = snakemake_cmd(workdir, *args, profile=profile)
+def run_snakemake(
+    workdir: Path, *args: str, check: bool = True, profile: str | None = None, config: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    cmd = snakemake_cmd(workdir, *args, profile=profile, config=config)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=900, cwd=ROOT)
     if check and proc.returncode != 0:
         pytest.fail(

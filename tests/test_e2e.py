@@ -130,7 +130,7 @@ def test_changing_one_value_reruns_only_its_jobs(workdir):
     out = run_snakemake(workdir, "-n").stdout
     # gold's 2 seeds: train, evaluate, track; then the paper summary and `all`. Nothing of base or vote.
     assert jobs_in_dry_run(out) == {"train_stage": 2, "evaluate_run": 2, "track_run": 2, "summarize_paper": 1, "all": 1}
-    assert "/vote/" not in out and "/base/" not in out
+    assert "variant=vote" not in out and "variant=base" not in out  # no job of theirs
     run_snakemake(workdir)
     runs = mlflow_runs(workdir, "run")
     assert len(runs) == 6  # the changed runs replaced their old MLflow runs
