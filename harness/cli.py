@@ -88,7 +88,7 @@ def _remote(args, resources, folder: Path, name: str) -> bool:
     from harness.launch import submit_and_wait
 
     argv = ["--cluster", "local", "--threads", str(resources.cpus_per_task)] + _without(
-        sys.argv[1:], "--cluster", "--threads"
+        args.argv, "--cluster", "--threads"
     )
     submit_and_wait(argv, resources, cluster, folder, name)
     return True
@@ -203,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default="toy")
     p.set_defaults(fn=cmd_summarize)
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
+    args.argv = argv  # a job submitted to a cluster runs this same command there
     if args.threads:
         import torch
 
