@@ -168,6 +168,21 @@ def cmd_leaderboard(args) -> int:
     return print_leaderboards(args.papers, args.scale, Path(args.results))
 
 
+def cmd_ui(args) -> int:
+    import subprocess
+
+    from harness.tracking import public_uri, tracking_uri, ui_command
+
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # else SIGTERM leaves workers behind
+    print(
+        f"MLflow UI over {public_uri(tracking_uri())} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True
+    )
+    try:
+        return subprocess.run(ui_command(args.host, args.port), env=env).returncode
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -187,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default=None)
     p.add_argument("--results", default="results")
     p.set_defaults(fn=cmd_leaderboard)
+
+    p = sub.add_parser("ui", help="browse the leaderboards: the MLflow UI over results/ (or MLFLOW_TRACKING_URI)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(fn=cmd_ui)
 
     p = sub.add_parser("world", help="build the CPU world (datasets + tokenizer, or a toy model)")
     p.add_argument("what", choices=["data", "model"])

@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,36 @@ RESULTS = Path(P.RESULTS)
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(RESULTS / 'mlflow.db').resolve()}"
+
+
+def public_uri(uri: str) -> str:
+    """`uri` without credentials (user:password@), fit for logs, files and tags.
+
+    >>> public_uri("http://alice:s3cret@mlflow.lab:5000"), public_uri("sqlite:///results/mlflow.db")
+    ('http://mlflow.lab:5000', 'sqlite:///results/mlflow.db')
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None and parts.username is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+
+
+def ui_command(host: str, port: int) -> list[str]:
+    """The MLflow UI over this project's store (the embedded sqlite default, or MLFLOW_TRACKING_URI)."""
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracking_uri(),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
 
 
 def metric_name(name: str) -> str:
@@ -161,7 +192,12 @@ def track_run(plan, run: P.Run) -> dict:
         for i in range(len(stages)):
             client.log_artifact(run_id, str(Path(P.stage_dir(run, i), "train.json")), f"stage{i}")
         client.set_terminated(run_id)
-    info = {"run_id": run_id, "experiment_id": exp_id, "tracking_uri": tracking_uri(), "config_hash": config_hash}
+    info = {
+        "run_id": run_id,
+        "experiment_id": exp_id,
+        "tracking_uri": public_uri(tracking_uri()),
+        "config_hash": config_hash,
+    }
     Path(P.tracked_file(run)).write_text(json.dumps(info, indent=1))
     print(f"tracked {run.key} as MLflow run {run_id}")
     return info
