@@ -30,6 +30,7 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/harness leaderboard --scale toy
+	@echo "Report: results/reports/index.html   Browse the runs: .venv/bin/harness ui (http://127.0.0.1:5000)"
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

@@ -35,7 +35,7 @@ wildcard_constraints:
 
 
 # Light steps stay on the head node; train and evaluate jobs go where CLUSTER says.
-localrules: all, build_dataset, pretrain_model, track_run, summarize_paper
+localrules: all, build_dataset, pretrain_model, track_run, summarize_paper, report_paper, report_index
 
 
 include: "workflows/world.smk"
@@ -45,3 +45,4 @@ include: "workflows/runs.smk"
 rule all:
     input:
         PLAN.targets(),
+        "results/reports/index.html",

@@ -168,6 +168,18 @@ def cmd_leaderboard(args) -> int:
     return print_leaderboards(args.papers, args.scale, Path(args.results))
 
 
+def cmd_report(args) -> int:
+    from harness.report_html import build
+
+    pages = build(Path(args.results), args.papers, args.scale, with_pages=not args.index_only)
+    if len(pages) == 1 and not args.index_only:
+        print(f"no leaderboards under {args.results}/runs: run `snakemake --cores 2` first", file=sys.stderr)
+        return 1
+    for page in pages:
+        print(f"wrote {page}")
+    return 0
+
+
 def cmd_ui(args) -> int:
     import subprocess
 
@@ -202,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default=None)
     p.add_argument("--results", default="results")
     p.set_defaults(fn=cmd_leaderboard)
+
+    p = sub.add_parser("report", help="HTML pages per paper (verdicts, leaderboard, curves) and an index")
+    p.add_argument("papers", nargs="*")
+    p.add_argument("--scale", default=None)
+    p.add_argument("--results", default="results")
+    p.add_argument("--index-only", action="store_true", help="rewrite only the index page")
+    p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser("ui", help="browse the leaderboards: the MLflow UI over results/ (or MLFLOW_TRACKING_URI)")
     p.add_argument("--host", default="127.0.0.1")

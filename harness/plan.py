@@ -91,6 +91,9 @@ class Plan:
     def targets(self) -> list[str]:
         return [leaderboard_file(p, self.scale) for p in self.papers]
 
+    def report_pages(self) -> list[str]:
+        return [f"{RESULTS}/reports/{p}-{self.scale}.html" for p in self.papers]
+
     def run(self, paper: str, variant: str, seed: int | str) -> Run:
         return Run(paper, self.scale, variant, int(seed))
 

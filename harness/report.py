@@ -1,4 +1,4 @@
-"""Leaderboards: per paper, scale and benchmark, variants ranked by mean over seeds, with claims.
+"""Leaderboards: per paper, scale and benchmark, variants ranked by mean over seeds, with verdicts.
 
 `summarize_paper` reads the runs' eval files (the source of truth), writes leaderboard.json and
 leaderboard.md beside them and mirrors the numbers into MLflow; `print_leaderboards` prints them.
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from harness import plan as P
-from harness.config import Claim, to_plain
+from harness.verdicts import check_claim, check_reported, one_line
 
 SHOWN = ("pass@1", "maj@{n}", "pass@{n}")
 
@@ -46,38 +46,6 @@ def leaderboard_rows(plan, paper: str) -> list[dict]:
     return rows
 
 
-def check_claim(claim: Claim, rows: list[dict], task: str) -> dict:
-    """The verdict on `lhs op rhs` for the means over seeds, allowing for seed noise.
-
-    The noise margin is two standard errors of the difference of means. A strict claim (`>`, `<`)
-    holds when the difference clears the margin in its direction, does not hold when it is at or
-    beyond the margin the other way, and is inconclusive in between. A non-strict claim (`>=`,
-    `<=`) holds unless the difference is beyond the margin the wrong way. With one seed (or a
-    number on one side and no spread) the margin is 0 and this is the plain comparison.
-    """
-    by_variant = {r["variant"]: r for r in rows if r["task"] == task}
-
-    def side(ref: str) -> dict | None:
-        if ref in by_variant:
-            return by_variant[ref]["metrics"].get(claim.metric)
-        try:
-            return {"mean": float(ref)}
-        except ValueError:
-            return None
-
-    lhs, rhs = side(claim.lhs), side(claim.rhs)
-    out = {**to_plain(claim), "task": task, "lhs_value": lhs and lhs["mean"], "rhs_value": rhs and rhs["mean"]}
-    if lhs is None or rhs is None:
-        return out | {"verdict": "not run"}
-    margin = 2 * sum(m.get("std", 0.0) ** 2 / m.get("n", 1) for m in (lhs, rhs)) ** 0.5
-    diff = lhs["mean"] - rhs["mean"] if claim.op in (">", ">=") else rhs["mean"] - lhs["mean"]
-    if claim.op in (">=", "<="):
-        verdict = "holds" if diff >= -margin else "does not hold"
-    else:
-        verdict = "holds" if diff > margin else "does not hold" if diff <= -margin else "inconclusive"
-    return out | {"verdict": verdict, "margin": margin}
-
-
 def summarize_paper(plan, paper: str) -> dict:
     from harness.tracking import log_summary
 
@@ -85,8 +53,9 @@ def summarize_paper(plan, paper: str) -> dict:
     rows = leaderboard_rows(plan, paper)
     task = rows[0]["task"]
     claims = [check_claim(c, rows, task) for c in rp.claims if c.scale == plan.scale]
+    reported = [check_reported(r, rows if r.scale == plan.scale else []) for r in rp.reported]
     board = {"paper": paper, "title": rp.meta.title, "scale": plan.scale, "rows": rows, "claims": claims,
-             "reported": [to_plain(r) for r in rp.reported]}  # fmt: skip
+             "reported": reported, "summary": one_line(claims, reported)}  # fmt: skip
     out = Path(P.leaderboard_file(paper, plan.scale))
     out.write_text(json.dumps(board, indent=1))
     md = out.with_suffix(".md")
@@ -101,7 +70,12 @@ def _cell(m: dict | None) -> str:
 
 
 def format_board(board: dict) -> str:
-    lines = [f"## {board['paper']} [{board['scale']}]: {board['title']}", ""]
+    lines = [
+        f"## {board['paper']} [{board['scale']}]: {board['title']}",
+        "",
+        f"Verdicts: {board.get('summary', '-')}",
+        "",
+    ]
     for task in dict.fromkeys(r["task"] for r in board["rows"]):
         rows = [r for r in board["rows"] if r["task"] == task]
         proto = rows[0]["protocol"]
@@ -123,11 +97,15 @@ def format_board(board: dict) -> str:
             lines.append(f"- [{c['verdict']}] {c['statement']}{vals}")
         lines.append("")
     if board["reported"]:
-        lines.append("Reported by the paper (paper scale):")
+        lines.append("Reported by the paper:")
         for r in board["reported"]:
-            lines.append(
-                f"- {r['variant']} on {r['benchmark']} {r['metric']} = {r['value']} ({r['model']}; {r['source']})"
+            got = (
+                ""
+                if r.get("reproduced") is None
+                else f"; ours {r['reproduced']:.3f} ± {r['ci']:.3f}, delta {r['delta']:+.3f}"
             )
+            lines.append(f"- [{r.get('verdict', 'not run')}] {r['variant']} on {r['benchmark']} {r['metric']} = {r['value']}"
+                         f" ({r['model']}, {r.get('scale', 'paper')} scale; {r['source']}){got}")  # fmt: skip
         lines.append("")
     return "\n".join(lines)
 

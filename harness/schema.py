@@ -253,10 +253,17 @@ class ReportedResult:
     benchmark: str = MISSING
     metric: str = MISSING
     value: float = MISSING
+    """As a fraction (0.164 for 16.4%)."""
     variant: str = MISSING
     model: str = MISSING
     n_samples: int | None = None
     temperature: float | None = None
+    spread: float | None = None
+    """The paper's own stated spread (std over its seeds), when it gives one."""
+    tolerance: float = 0.01
+    """Smallest |reproduced - reported| still counted as reproduced (seed noise widens it)."""
+    scale: str = "paper"
+    """The scale whose runs reproduce this number."""
     source: str = MISSING
     """Where in the paper (table, figure, abstract)."""
     assumed: list[str] = field(default_factory=list)
@@ -265,7 +272,7 @@ class ReportedResult:
 
 @dataclass
 class Claim:
-    """A checkable statement at one scale: `lhs op rhs` on `metric`, means over seeds (see report.check_claim)."""
+    """A checkable statement at one scale: `lhs op rhs` on `metric`, means over seeds (see verdicts.check_claim)."""
 
     statement: str = MISSING
     scale: str = "toy"

@@ -118,6 +118,13 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, str]:
     return {prefix.rstrip("."): str(d)[:500]}
 
 
+def method_name(variant) -> str:
+    """A short, filterable name of what a variant trains: `grpo[majority_vote]@pool`, or `base`."""
+    stages = [f"{s.kind}[{','.join(r.name for r in s.rewards)}]@{s.data}" if s.rewards else f"{s.kind}@{s.data}"
+              for s in variant.stages]  # fmt: skip
+    return " > ".join(stages) or "base"
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
@@ -176,7 +183,8 @@ def track_run(plan, run: P.Run) -> dict:
         metrics += [(f"{task}/{k}", v, 0) for k, v in m.items() if isinstance(v, (int, float))]
     tags = {
         "harness.run_key": run.key, "harness.kind": "run", "paper": run.paper, "scale": run.scale,
-        "variant": run.variant, "seed": str(run.seed), "model": variant.model, "method": variant.description,
+        "variant": run.variant, "seed": str(run.seed), "model": variant.model, "method": method_name(variant),
+        "description": variant.description,
         "git_commit": git_commit(), "harness.config_hash": config_hash,
         "eval_fingerprint": P.fingerprint(result["fingerprint"]),
         "slurm.job_ids": ",".join(job_ids(Path(run.dir))) or "none",
@@ -220,8 +228,11 @@ def log_summary(paper: str, scale: str, board: dict, files: list[Path]) -> None:
         key = f"{paper}/{scale}/summary"
         run_id = _open_run(mlflow, exp_id, key, f"{scale}/summary", "summary")
         tags = {"harness.run_key": key, "harness.kind": "summary", "paper": paper, "scale": scale}
+        tags["verdicts"] = board["summary"]
         for i, c in enumerate(board["claims"]):
             tags[f"claim.{i}"] = f"{c['verdict']}: {c['statement']}"[:5000]
+        for i, r in enumerate(board["reported"]):
+            tags[f"reported.{i}"] = f"{r['verdict']}: {r['variant']} {r['benchmark']} {r['metric']} paper {r['value']}"
         _log(mlflow, run_id, {}, tags, [])
         for f in files:
             mlflow.MlflowClient().log_artifact(run_id, str(f))

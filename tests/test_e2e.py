@@ -70,6 +70,10 @@ def test_leaderboard_has_every_variant_with_seed_spread(workdir):
         assert 0.0 <= row["metrics"]["pass@1"]["mean"] <= 1.0
         assert row["metrics"]["pass@4"]["mean"] >= row["metrics"]["pass@1"]["mean"]
     assert board["claims"][0]["verdict"] == "holds"
+    page = (workdir / "results/reports/smoke-toy.html").read_text()
+    assert "Reported vs reproduced" in page and "| vote |" not in page and "<td>vote</td>" in page
+    assert (workdir / "results/reports/smoke-toy/passk.png").stat().st_size > 1000
+    assert "smoke-toy.html" in (workdir / "results/reports/index.html").read_text()
     printed = subprocess.run(
         [sys.executable, "-m", "harness", "leaderboard"], cwd=workdir, capture_output=True, text=True
     )
@@ -105,6 +109,10 @@ def test_mlflow_mirrors_results(workdir):
         r.data.tags["variant"]: r.data.metrics["toy_arith/pass_at_1_mean"] for r in mlflow_runs(workdir, "aggregate")
     }
     assert aggregates == pytest.approx(means)
+    (summary,) = mlflow_runs(workdir, "summary")
+    assert summary.data.tags["verdicts"] == board["summary"]
+    assert summary.data.tags["claim.0"].startswith("holds: ")
+    assert {r.data.tags["method"] for r in runs} == {"base", "grpo[exact_match]@train", "grpo[majority_vote]@pool"}
 
 
 def test_no_change_rerun_does_nothing(workdir):
@@ -129,7 +137,10 @@ def test_changing_one_value_reruns_only_its_jobs(workdir):
     )
     out = run_snakemake(workdir, "-n").stdout
     # gold's 2 seeds: train, evaluate, track; then the paper summary and `all`. Nothing of base or vote.
-    assert jobs_in_dry_run(out) == {"train_stage": 2, "evaluate_run": 2, "track_run": 2, "summarize_paper": 1, "all": 1}
+    assert jobs_in_dry_run(out) == {
+        "train_stage": 2, "evaluate_run": 2, "track_run": 2, "summarize_paper": 1, "report_paper": 1, "report_index": 1,
+        "all": 1,
+    }  # fmt: skip
     assert "variant=vote" not in out and "variant=base" not in out  # no job of theirs
     run_snakemake(workdir)
     runs = mlflow_runs(workdir, "run")

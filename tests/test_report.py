@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.config import Claim
-from harness.report import aggregate, check_claim, format_board
+from harness.report import aggregate, format_board
+from harness.verdicts import check_claim
 
 
 def test_aggregate_two_seeds():
@@ -145,7 +146,7 @@ def test_format_board():
     assert text.index("| 1 | vote |") < text.index("| 2 | base |")
     assert "- [holds] vote beats base (pass@1: vote 0.600 vs base 0.400, noise margin 0.000)" in text
     assert "- [not run] weak vote beats weak base" in text
-    assert "- vote on aime25 pass@1 = 0.046 (Qwen; abs)" in text
+    assert "- [not run] vote on aime25 pass@1 = 0.046 (Qwen, paper scale; abs)" in text
 
 
 def test_format_board_without_claims_or_reported():

@@ -76,3 +76,27 @@ rule summarize_paper:
         "results/runs/{paper}/{scale}/summarize.log",
     shell:
         "{HARNESS} summarize --paper {wildcards.paper} --scale {wildcards.scale} > {log} 2>&1"
+
+
+rule report_paper:
+    input:
+        "results/runs/{paper}/{scale}/leaderboard.json",
+    output:
+        page="results/reports/{paper}-{scale}.html",
+        passk=report("results/reports/{paper}-{scale}/passk.png", category="pass@k", subcategory="{paper} [{scale}]"),
+        training=report("results/reports/{paper}-{scale}/training.png", category="training curves", subcategory="{paper} [{scale}]"),
+    log:
+        "results/reports/{paper}-{scale}.log",
+    shell:
+        "{HARNESS} report {wildcards.paper} --scale {wildcards.scale} > {log} 2>&1"
+
+
+rule report_index:
+    input:
+        PLAN.report_pages(),
+    output:
+        "results/reports/index.html",
+    log:
+        "results/reports/index.log",
+    shell:
+        "{HARNESS} report --index-only > {log} 2>&1"

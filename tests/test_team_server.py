@@ -1,0 +1,299 @@
+"""The team setup: a real `mlflow server` on PostgreSQL (.ci/postgres-local.sh) with proxied artifacts.
+
+The same tiny paper runs through Snakemake twice, once into the embedded sqlite store (dir A) and
+once into the server (`MLFLOW_TRACKING_URI`, dir B), and both stores must hold the same
+experiments, runs, params, metrics and tags. Run B carries credentials the way a team would (in the
+tracking URI and in MLFLOW_TRACKING_USERNAME/PASSWORD, which the client sends as basic auth and this
+server, having no auth, ignores); the credential must then appear in no MLflow record or artifact,
+no file under dir B and no Snakemake output.
+
+Needs root and apt-get (the script installs and starts PostgreSQL) and the psycopg2 driver;
+elsewhere these tests are skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, clean_env, snakemake_cmd, write_bundle
+
+pytestmark = pytest.mark.slow
+SCRIPT = ROOT / ".ci" / "postgres-local.sh"
+
+BUNDLE = """
+# The team-server test's paper: the base and one GRPO method on the tiny model, 2 seeds, 4 steps.
+paper: {title: team server test}
+variants:
+  base: {description: untrained base}
+  gold:
+    stages: [{kind: grpo, data: train, rewards: [{name: exact_match}]}]
+scales:
+  toy:
+    model: toy-tiny
+    eval: toy-smoke
+    seeds: [0, 1]
+    trainers:
+      grpo: {max_steps: 4, save_steps: 2, logging_steps: 1, per_device_train_batch_size: 16, num_generations: 4}
+claims:
+  - {statement: gold is at least as good as nothing, lhs: gold, op: ">=", rhs: "0"}
+"""
+PAPER = "team"
+
+# What may differ between the two stores for the same run.
+TIMING_METRICS = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second"}  # wall clock
+DIFFERENT_TAGS: set[str] = set()  # none: the harness records the same tags whatever the store
+
+
+@dataclass
+class Postgres:
+    port: int
+    user: str  # also the database's name
+    password: str
+
+
+@dataclass
+class Server:
+    url: str
+    artifacts: Path
+    log: Path
+
+
+def script(*args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 600):
+    return subprocess.run(["bash", str(SCRIPT), *args], input=stdin, capture_output=True, text=True, env=env,
+                          timeout=timeout)  # fmt: skip
+
+
+def superuser_sql(sql: str, env: dict[str, str] | None = None) -> str:
+    proc = script("psql", "-At", stdin=sql, env=env, timeout=60)
+    assert proc.returncode == 0, f"psql failed: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    pytest.importorskip("psycopg2", reason="MLflow's PostgreSQL store needs psycopg2 (psycopg2-binary)")
+    was_up = script("status", timeout=60).returncode == 0
+    t0 = time.monotonic()
+    proc = script("start")
+    if proc.returncode == 3:
+        pytest.skip(f"local PostgreSQL unavailable: {proc.stdout.strip()} {proc.stderr.strip()}")
+    assert proc.returncode == 0, f"PostgreSQL did not start:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    print(f"\nPostgreSQL up in {time.monotonic() - t0:.1f} s (was already up: {was_up})")
+    pg = Postgres(int(superuser_sql("SHOW port")), f"harness_test_{secrets.token_hex(4)}", secrets.token_hex(16))
+    # The password travels in the environment only: psql's \getenv reads it, nothing writes it down.
+    superuser_sql(
+        f"\\getenv pw HARNESS_TEST_DB_PASSWORD\nCREATE ROLE {pg.user} LOGIN PASSWORD :'pw';\n"
+        f"CREATE DATABASE {pg.user} OWNER {pg.user};",
+        env={**os.environ, "HARNESS_TEST_DB_PASSWORD": pg.password},
+    )
+    yield pg
+    superuser_sql(f"DROP DATABASE IF EXISTS {pg.user} WITH (FORCE);\nDROP ROLE IF EXISTS {pg.user};")
+    if not was_up:
+        script("stop", timeout=120)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float = 30) -> list[int]:
+    """SIGTERM the server's process group, SIGKILL what outlives the grace time; returns what had to be killed."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = group_members(proc.pid)
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return left
+
+
+@pytest.fixture(scope="module")
+def server(postgres, tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    # The database password goes in PGPASSWORD, which libpq reads: not on the command line (ps shows
+    # that to every user), not in a file.
+    store = f"postgresql://{postgres.user}@127.0.0.1:{postgres.port}/{postgres.user}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PG"))}
+    env |= {"PGPASSWORD": postgres.password, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, "--artifacts-destination",
+           (root / "artifacts").as_uri(), "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "2"]  # fmt: skip
+    log = root / "server.log"
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180  # a first start creates the schema (tens of seconds on a busy machine)
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not answer within 180 s:\n{log.read_text()[-4000:]}")
+            time.sleep(0.5)
+        print(f"\nmlflow server up in {time.monotonic() - t0:.1f} s")
+        yield Server(url, root / "artifacts", log)
+    finally:
+        killed = stop_group(proc)
+    assert not group_members(proc.pid), "mlflow server processes left behind"
+    assert not killed, f"mlflow server processes {killed} ignored SIGTERM and had to be killed"
+
+
+def snakemake(workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    write_bundle(workdir / "papers", PAPER, BUNDLE)
+    t0 = time.monotonic()
+    proc = subprocess.run(snakemake_cmd(workdir), capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    print(f"\nsnakemake in {workdir.name}: {time.monotonic() - t0:.0f} s")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def runs(server, postgres, tmp_path_factory):
+    """Dir A (embedded store), dir B (the server, with credentials in the client's environment), B's output."""
+    base = {k: v for k, v in clean_env().items() if not k.startswith("MLFLOW_TRACKING_")}
+    a, b = tmp_path_factory.mktemp("embedded"), tmp_path_factory.mktemp("served")
+    snakemake(a, base)
+    authed = server.url.replace("http://", f"http://{postgres.user}:{postgres.password}@")
+    served = base | {"MLFLOW_TRACKING_URI": authed, "MLFLOW_TRACKING_USERNAME": postgres.user,
+                     "MLFLOW_TRACKING_PASSWORD": postgres.password}  # fmt: skip
+    out = snakemake(b, served)
+    return a, b, out
+
+
+def client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def snapshot(c) -> dict[str, dict[str, dict]]:
+    """{experiment: {run_key: {params, tags, metrics: {key: [(step, value), ...]}}}}, ids and times left out."""
+    out: dict[str, dict[str, dict]] = {}
+    for exp in c.search_experiments():
+        runs = out.setdefault(exp.name, {})
+        for r in c.search_runs([exp.experiment_id], max_results=1000):
+            key = r.data.tags.get("harness.run_key", r.info.run_name)
+            assert key not in runs, f"two runs with harness.run_key {key} in {exp.name}"
+            history = {
+                k: sorted((m.step, "nan" if math.isnan(m.value) else m.value) for m in c.get_metric_history(r.info.run_id, k))
+                for k in r.data.metrics
+                if k.rsplit("/", 1)[-1] not in TIMING_METRICS
+            }  # fmt: skip
+            runs[key] = {"params": r.data.params, "tags": r.data.tags, "metrics": history, "id": r.info.run_id}
+    return out
+
+
+def sqlite_uri(workdir: Path) -> str:
+    return f"sqlite:///{workdir / 'results' / 'mlflow.db'}"
+
+
+def test_server_holds_what_the_embedded_store_holds(runs, server):
+    a, b, _ = runs
+    embedded, served = snapshot(client(sqlite_uri(a))), snapshot(client(server.url))
+    assert sorted(embedded) == sorted(served) == ["Default", PAPER]
+    assert sorted(embedded[PAPER]) == sorted(served[PAPER])
+    assert len(served[PAPER]) == 4 + 2 + 1  # runs (2 variants x 2 seeds), aggregates, summary
+    for key, want in embedded[PAPER].items():
+        got = served[PAPER][key]
+        assert got["params"] == want["params"], key
+        assert got["metrics"] == want["metrics"], key
+        strip = lambda tags: {k: v for k, v in tags.items() if k not in DIFFERENT_TAGS}  # noqa: E731
+        assert strip(got["tags"]) == strip(want["tags"]), key
+    assert any("train/reward" in r["metrics"] for r in served[PAPER].values())
+
+
+def test_artifacts_are_uploaded_to_the_server(runs, server, tmp_path):
+    a, b, _ = runs
+    c, local = client(server.url), client(sqlite_uri(a))
+    embedded = {
+        r.data.tags["harness.run_key"]: r.info.run_id
+        for r in local.search_runs([local.get_experiment_by_name(PAPER).experiment_id])
+    }
+    exp = c.get_experiment_by_name(PAPER)
+    assert exp.artifact_location.startswith("mlflow-artifacts:"), exp.artifact_location
+    tracked = [r for r in c.search_runs([exp.experiment_id]) if r.data.tags["harness.kind"] == "run"]
+    assert len(tracked) == 4
+    for r in tracked:
+        tags = r.data.tags
+        run_dir = b / "results/runs" / PAPER / "toy" / tags["variant"] / f"seed{tags['seed']}"
+        dst = Path(c.download_artifacts(r.info.run_id, "eval/metrics.json", str(tmp_path / r.info.run_id)))
+        assert dst.read_bytes() == (run_dir / "eval/metrics.json").read_bytes()
+        config = Path(c.download_artifacts(r.info.run_id, "config.json", str(tmp_path / r.info.run_id)))
+        want = Path(local.download_artifacts(embedded[tags["harness.run_key"]], "config.json", str(tmp_path / "a")))
+        assert json.loads(config.read_text()) == json.loads(want.read_text())
+        assert json.loads((run_dir / "tracked.json").read_text())["tracking_uri"] == server.url
+    # The server stored them in its own artifact store, not in the client's results/.
+    assert list(server.artifacts.rglob("eval/metrics.json"))
+    assert not (b / "results" / "mlartifacts").exists()
+
+
+def forbidden(pg: Postgres) -> list[bytes]:
+    """The password as text and inside a basic-auth header (base64 of user:password)."""
+    return [pg.password.encode(), base64.b64encode(f"{pg.user}:{pg.password}".encode())]
+
+
+def leaks(data: bytes, pg: Postgres) -> bool:
+    return any(s in data for s in forbidden(pg))
+
+
+def test_credentials_are_recorded_nowhere(runs, server, postgres, tmp_path):
+    _, b, out = runs
+    c = client(server.url)
+    found: list[str] = []
+    for exp in c.search_experiments():
+        if leaks(json.dumps([exp.name, exp.artifact_location, exp.tags]).encode(), postgres):
+            found.append(f"experiment {exp.name}")
+        for r in c.search_runs([exp.experiment_id], max_results=1000):
+            record = [r.info.run_name, r.info.artifact_uri, r.data.params, r.data.tags, sorted(r.data.metrics)]
+            if leaks(json.dumps(record).encode(), postgres):
+                found.append(f"params/tags of run {r.info.run_name}")
+            dst = Path(c.download_artifacts(r.info.run_id, "", str(tmp_path / r.info.run_id)))
+            found += [f"artifact {p}" for p in dst.rglob("*") if p.is_file() and leaks(p.read_bytes(), postgres)]
+    files = [p for p in b.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert len(files) > 20 and any(".snakemake" in p.parts for p in files)
+    found += [f"file {p.relative_to(b)}" for p in files if leaks(p.read_bytes(), postgres)]
+    if leaks((out.stdout + out.stderr).encode(), postgres):
+        found.append("snakemake output")
+    if leaks(server.log.read_bytes(), postgres):
+        found.append("mlflow server log")
+    assert not found, f"the credential leaked into: {found}"

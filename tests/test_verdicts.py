@@ -1,0 +1,71 @@
+"""Reported-vs-reproduced verdicts on constructed leaderboard rows (claims: tests/test_report.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.config import ReportedResult
+from harness.report import aggregate
+from harness.verdicts import check_reported, one_line
+
+
+def reported(**kw) -> ReportedResult:
+    base = dict(benchmark="aime25", metric="pass@1", value=0.40, variant="rl", model="Qwen/Qwen3-4B-Base",
+                n_samples=16, temperature=0.6, source="Table 1")  # fmt: skip
+    return ReportedResult(**base | kw)
+
+
+def rows(values: list[float], n_samples: int = 16, temperature: float = 0.6, task: str = "aime25") -> list[dict]:
+    return [{"variant": "rl", "task": task, "metrics": {"pass@1": aggregate(values)},
+             "protocol": {"n_samples": n_samples, "temperature": temperature}}]  # fmt: skip
+
+
+def test_within_tolerance_is_reproduced():
+    # mean 0.395, std 0.005 over 3 seeds: se 0.00289, 2 se 0.0058 < floor 0.01; |delta| 0.005 <= 0.01
+    out = check_reported(reported(), rows([0.39, 0.395, 0.40]))
+    assert out["verdict"] == "reproduced"
+    assert out["delta"] == pytest.approx(-0.005) and out["tolerance"] == pytest.approx(0.01)
+    assert out["ci"] == pytest.approx(2 * 0.005 / 3**0.5)
+
+
+def test_outside_tolerance_is_not_reproduced():
+    out = check_reported(reported(), rows([0.30, 0.31, 0.32]))  # delta -0.09, tolerance 0.01
+    assert out["verdict"] == "not reproduced" and out["delta"] == pytest.approx(-0.09)
+
+
+def test_seed_noise_and_the_papers_spread_widen_the_tolerance():
+    # ours 0.35 +- 0.05 over 3 seeds: se 0.0289, tolerance 2 se = 0.0577 >= |delta| 0.05
+    noisy = check_reported(reported(), rows([0.30, 0.35, 0.40]))
+    assert noisy["verdict"] == "reproduced" and noisy["tolerance"] == pytest.approx(2 * 0.05 / 3**0.5)
+    # ours 0.33 +- 0.01: tolerance max(0.01, 2 * 0.00577) = 0.0115 < |delta| 0.07 ...
+    tight = rows([0.32, 0.33, 0.34])
+    assert check_reported(reported(), tight)["verdict"] == "not reproduced"
+    # ... unless the paper itself reports a spread of 0.04: 2 * sqrt(0.00577^2 + 0.04^2) = 0.0808
+    widened = check_reported(reported(spread=0.04), tight)
+    assert widened["tolerance"] == pytest.approx(2 * ((0.01 / 3**0.5) ** 2 + 0.04**2) ** 0.5)
+    assert widened["verdict"] == "reproduced"
+
+
+def test_different_protocol_is_not_comparable():
+    out = check_reported(reported(), rows([0.40, 0.40], n_samples=8))
+    assert out["verdict"] == "not comparable" and "n_samples: paper 16 vs ours 8" in out["why"]
+    out = check_reported(reported(), rows([0.40, 0.40], temperature=1.0))
+    assert out["verdict"] == "not comparable" and "temperature" in out["why"]
+    # a protocol field the paper does not state is not compared
+    assert check_reported(reported(temperature=None), rows([0.40], temperature=1.0))["verdict"] == "reproduced"
+
+
+@pytest.mark.parametrize("the_rows", [[], rows([0.4], task="aime24")], ids=["no-runs", "other-benchmark"])
+def test_missing_result_is_not_run(the_rows):
+    out = check_reported(reported(), the_rows)
+    assert out["verdict"] == "not run" and out["reproduced"] is None
+
+
+def test_one_line_summary():
+    claims = [{"verdict": "holds"}, {"verdict": "holds"}, {"verdict": "inconclusive"}]
+    reps = [{"verdict": "reproduced"}, {"verdict": "not run"}, {"verdict": "not comparable"}]
+    assert (
+        one_line(claims, reps)
+        == "claims: 2 holds, 1 inconclusive; reported: 1/3 reproduced (1 not comparable, 1 not run)"
+    )
+    assert one_line([], []) == "claims: none; reported: 0/0 reproduced"
