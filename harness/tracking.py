@@ -74,8 +74,24 @@ def _session() -> Iterator[Any]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         import mlflow
 
-        mlflow.set_tracking_uri(tracking_uri())
+        mlflow.set_tracking_uri(_credentials_to_env(tracking_uri()))
         yield mlflow
+
+
+def _credentials_to_env(uri: str) -> str:
+    """`uri` without user:password@; they go to MLflow's basic-auth variables instead.
+
+    MLflow prints the tracking URI ("View run ... at ...") into job logs, so it must carry no
+    credentials; the client still authenticates from the environment.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    if parts.username is not None:
+        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username))
+    if parts.password is not None:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password))
+    return public_uri(uri)
 
 
 def _experiment(mlflow, paper: str) -> str:

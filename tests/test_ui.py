@@ -1,0 +1,223 @@
+"""The leaderboard in a real browser: a tiny paper through Snakemake, `harness ui` over its store, and
+headless Chromium (driven by Playwright) on the paper's runs table, checked against the store.
+
+Needs /usr/bin/chromium (apt-get installs it when we are root, else the test is skipped with that
+reason) and the `playwright` package (the test extra); no browser is ever downloaded. Leaves a
+screenshot at results/test-artifacts/ui-leaderboard.png.
+
+MLflow 3.17's UI opens an experiment on its GenAI overview and shows no metric columns; the runs
+view of the "Model training" workflow (URL parameters) with the metric chosen under "Columns" is the
+leaderboard.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import pytest
+
+from tests.conftest import ROOT, clean_env, run_snakemake, write_bundle
+from tests.test_e2e import BUNDLE
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="the UI test needs `pip install playwright` (test extra)")
+expect = sync_api.expect
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]  # fmt: skip
+METRIC = "toy_arith/pass_at_1"
+SCREENSHOT = ROOT / "results" / "test-artifacts" / "ui-leaderboard.png"
+VIEWPORT = {"width": 1600, "height": 1000}
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed with apt-get when missing (Playwright cannot download browsers here)."""
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip(f"the UI test needs {CHROMIUM}: `apt-get install chromium` (needs root and apt-get)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=600", "chromium"]
+    proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=1800)
+    if proc.returncode != 0:  # a stale package list: refresh it once
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
+        proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=1800)
+    if proc.returncode != 0 or not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"apt-get could not install chromium ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """A working directory whose results/mlflow.db holds the smoke paper of test_e2e."""
+    wd = tmp_path_factory.mktemp("ui")
+    write_bundle(wd / "papers", "smoke", BUNDLE)
+    run_snakemake(wd)
+    assert (wd / "results" / "mlflow.db").is_file()
+    return wd
+
+
+@pytest.fixture(scope="module")
+def runs(store) -> list[dict]:
+    """The per-seed runs of the smoke paper, as the store has them."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'results' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("smoke")
+    found = client.search_runs([exp.experiment_id], "tags.`harness.kind` = 'run'")
+    assert len(found) == 6  # 3 variants x 2 seeds
+    return [{"id": r.info.run_id, "name": r.info.run_name, "variant": r.data.tags["variant"],
+             "metric": r.data.metrics[METRIC], "experiment_id": exp.experiment_id} for r in found]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def live_members(pgid: int) -> list[int]:
+    """Processes of a process group that are not zombies."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(group) == pgid and state != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"`harness ui` exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=10) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"`harness ui` did not answer {url}/health within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+
+
+def stop_group(proc: subprocess.Popen) -> list[int]:
+    """SIGTERM the server's process group, SIGKILL what outlives a grace period; the pids that had to be killed."""
+    killed = []
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    deadline = time.time() + 30
+    while live_members(proc.pid) and time.time() < deadline:
+        time.sleep(0.5)
+    for pid in live_members(proc.pid):
+        killed.append(pid)
+        os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return killed
+
+
+@pytest.fixture(scope="module")
+def ui(store) -> str:
+    """`harness ui` serving the store of `store`, stopped (with every worker) at the end."""
+    port, log = free_port(), store / "ui.log"
+    env = clean_env() | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    cmd = [sys.executable, "-m", "harness", "ui", "--host", "127.0.0.1", "--port", str(port)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=store, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, proc, log)
+        assert f"sqlite:///{(store / 'results' / 'mlflow.db').resolve()}" in log.read_text().splitlines()[0]
+        yield url
+    finally:
+        killed = stop_group(proc)
+    assert not killed, (
+        f"`harness ui` left processes behind after SIGTERM (killed: {killed}):\n{log.read_text()[-3000:]}"
+    )
+
+
+@pytest.fixture(scope="module")
+def leaderboard(chromium, ui, runs):
+    """The runs table of the paper's experiment in headless Chromium, set up as a leaderboard: the
+    per-seed runs, ranked by the benchmark metric, with that metric and the variant as columns."""
+    query = {"workflowType": "machine_learning", "searchFilter": "tags.`harness.kind` = 'run'",
+             "orderByKey": f"metrics.`{METRIC}`", "orderByAsc": "false"}  # fmt: skip
+    url = f"{ui}/#/experiments/{runs[0]['experiment_id']}/runs?{urlencode(query, quote_via=quote)}"
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, timeout=120_000)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(60_000)
+            page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+            expect(page.get_by_text(f"{len(runs)} matching runs")).to_be_visible(timeout=120_000)
+            with_columns(page, hide=["Dataset", "Source", "Models"], show=[METRIC, "variant"])
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=SCREENSHOT)
+            yield page
+        finally:
+            browser.close()
+
+
+def with_columns(page, hide: list[str], show: list[str]) -> None:
+    """Toggle columns in the "Columns" picker; close MLflow's assistant panel, which takes a third of the page."""
+    close = page.locator('[data-component-id="mlflow.assistant.chat_panel.close"]')
+    try:
+        close.click(timeout=15_000)  # it opens itself on a browser's first visit
+    except sync_api.TimeoutError:
+        pass
+    page.get_by_role("button", name="Columns").click()
+    picker = page.get_by_role("dialog")
+    for name in hide + show:
+        picker.get_by_text(name, exact=True).click()
+    page.keyboard.press("Escape")
+    for name in hide:
+        expect(page.locator(f'[role=columnheader][col-id="attributes.`{name}`"]')).to_have_count(0)
+
+
+def test_leaderboard_ranks_every_run_by_its_metric(leaderboard, runs):
+    page = leaderboard
+    header = page.locator(f'[role=columnheader][col-id="metrics.`{METRIC}`"]')
+    expect(header).to_contain_text(METRIC)
+    expect(header).to_be_in_viewport()
+    shown = []
+    for run in runs:
+        row = page.locator(f'[row-id="{run["id"]}"]')
+        expect(page.get_by_text(run["name"], exact=True)).to_be_visible()
+        expect(row.locator('[col-id="attributes.`Run Name`"]')).to_contain_text(run["name"])
+        expect(row.locator('[col-id="tags.`variant`"]')).to_have_text(run["variant"])
+        cell = row.locator(f'[col-id="metrics.`{METRIC}`"]')
+        expect(cell).to_have_text(re.compile(r"\d"))  # rendered, not a placeholder
+        assert float(cell.inner_text()) == pytest.approx(run["metric"], abs=1e-3), run["name"]
+        shown.append((int(row.first.get_attribute("row-index")), float(cell.inner_text())))
+    values = [v for _, v in sorted(shown)]
+    assert sorted(i for i, _ in shown) == list(range(len(runs)))
+    assert values == sorted(values, reverse=True), f"not ranked by {METRIC}: {values}"
+    expect(page.get_by_text("toy/gold/mean")).to_have_count(0)  # the aggregate runs are filtered out
+
+
+def test_screenshot_of_the_leaderboard(leaderboard):
+    data = SCREENSHOT.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (VIEWPORT["width"], VIEWPORT["height"])
+    assert len(data) > 30_000, f"{SCREENSHOT} is suspiciously small ({len(data)} bytes)"
