@@ -181,18 +181,16 @@ def cmd_report(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    import subprocess
+    from harness.tracking import leaderboard_links, public_uri, tracking_uri, ui_command
 
-    from harness.tracking import public_uri, tracking_uri, ui_command
-
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # else SIGTERM leaves workers behind
-    print(
-        f"MLflow UI over {public_uri(tracking_uri())} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True
-    )
-    try:
-        return subprocess.run(ui_command(args.host, args.port), env=env).returncode
-    except KeyboardInterrupt:
-        return 0
+    url = f"http://{args.host}:{args.port}"
+    print(f"MLflow UI over {public_uri(tracking_uri())} at {url} (Ctrl-C stops it). Leaderboards:")
+    for link in leaderboard_links(url):
+        print(f"  {link}")
+    print("  (show metric columns with 'Columns'; click a column to sort)", flush=True)
+    # exec: signals reach the server itself; without job execution SIGTERM leaves no workers behind
+    cmd = ui_command(args.host, args.port)
+    os.execvpe(cmd[0], cmd, dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
 
 
 def main(argv: list[str] | None = None) -> int:

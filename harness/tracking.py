@@ -61,6 +61,17 @@ def ui_command(host: str, port: int) -> list[str]:
     ]
 
 
+def leaderboard_links(base_url: str) -> list[str]:
+    """A UI link per paper: its runs table in "model training" mode, the aggregate rows (mean over seeds)."""
+    from urllib.parse import quote
+
+    with _session() as mlflow:
+        experiments = [e for e in mlflow.search_experiments() if e.name != "Default"]
+    query = quote("tags.`harness.kind` = 'aggregate'")
+    return [f"{e.name}: {base_url}/#/experiments/{e.experiment_id}/runs?workflowType=machine_learning&searchFilter={query}"
+            for e in experiments]  # fmt: skip
+
+
 def metric_name(name: str) -> str:
     """MLflow metric names allow no '@': pass@4 -> pass_at_4."""
     return name.replace("@", "_at_")

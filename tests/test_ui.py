@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -31,6 +32,7 @@ from tests.test_e2e import BUNDLE
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the UI test needs `pip install playwright` (test extra)")
 expect = sync_api.expect
+expect.set_options(timeout=60_000)  # Playwright's 5 s is short for a React app on a loaded 2-core machine
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -137,7 +139,7 @@ def stop_group(proc: subprocess.Popen) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def ui(store) -> str:
+def ui(store) -> Iterator[str]:
     """`harness ui` serving the store of `store`, stopped (with every worker) at the end."""
     port, log = free_port(), store / "ui.log"
     env = clean_env() | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
@@ -185,11 +187,13 @@ def with_columns(page, hide: list[str], show: list[str]) -> None:
         close.click(timeout=15_000)  # it opens itself on a browser's first visit
     except sync_api.TimeoutError:
         pass
-    page.get_by_role("button", name="Columns").click()
+    page.get_by_role("button", name="Columns", exact=True).click()
     picker = page.get_by_role("dialog")
     for name in hide + show:
         picker.get_by_text(name, exact=True).click()
     page.keyboard.press("Escape")
+    for name in show:  # double-clicking the edge of a header fits the column to its name (else cut at 100 px)
+        page.locator(f'[role=columnheader][col-id$="`{name}`"] .ag-header-cell-resize').dblclick()
     for name in hide:
         expect(page.locator(f'[role=columnheader][col-id="attributes.`{name}`"]')).to_have_count(0)
 
