@@ -19,7 +19,6 @@ import math
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, clean_env, snakemake_cmd, write_bundle
+from tests.conftest import ROOT, clean_env, free_port, live_members, snakemake_cmd, write_bundle
 
 pytestmark = pytest.mark.slow
 SCRIPT = ROOT / ".ci" / "postgres-local.sh"
@@ -107,33 +106,14 @@ def postgres():
         script("stop", timeout=120)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            out.append(int(stat.parent.name))
-    return out
-
-
 def stop_group(proc: subprocess.Popen, grace_s: float = 30) -> list[int]:
     """SIGTERM the server's process group, SIGKILL what outlives the grace time; returns what had to be killed."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while group_members(proc.pid) and time.monotonic() < deadline:
+    while live_members(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    left = group_members(proc.pid)
+    left = live_members(proc.pid)
     if left:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
@@ -179,7 +159,7 @@ def server(postgres, tmp_path_factory):
         yield Server(url, root / "artifacts", log)
     finally:
         killed = stop_group(proc)
-    assert not group_members(proc.pid), "mlflow server processes left behind"
+    assert not live_members(proc.pid), "mlflow server processes left behind"
     assert not killed, f"mlflow server processes {killed} ignored SIGTERM and had to be killed"
 
 

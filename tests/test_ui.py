@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from tests.conftest import ROOT, clean_env, run_snakemake, write_bundle
+from tests.conftest import ROOT, clean_env, free_port, live_members, run_snakemake, write_bundle
 from tests.test_e2e import BUNDLE
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the UI test needs `pip install playwright` (test extra)")
@@ -84,25 +83,6 @@ def runs(store) -> list[dict]:
     assert len(found) == 6  # 3 variants x 2 seeds
     return [{"id": r.info.run_id, "name": r.info.run_name, "variant": r.data.tags["variant"],
              "metric": r.data.metrics[METRIC], "experiment_id": exp.experiment_id} for r in found]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def live_members(pgid: int) -> list[int]:
-    """Processes of a process group that are not zombies."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, ValueError):
-            continue
-        if int(group) == pgid and state != "Z":
-            pids.append(int(stat.parent.name))
-    return pids
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
