@@ -80,6 +80,12 @@ def test_leaderboard_has_every_variant_with_seed_spread(workdir):
     assert printed.returncode == 0 and "| vote |" in printed.stdout and "± " in printed.stdout
 
 
+def test_snakemake_report_attaches_the_plots(workdir):
+    run_snakemake(workdir, "--report", "results/reports/snakemake-report.html")
+    page = (workdir / "results/reports/snakemake-report.html").read_text()
+    assert "passk.png" in page and "training.png" in page
+
+
 def test_training_wrote_checkpoints_and_curves(workdir):
     stage = workdir / "results/runs/smoke/toy/gold/seed0/stage0"
     log = json.loads((stage / "train.json").read_text())
