@@ -172,11 +172,6 @@ class Plan:
 
     # -- the world (toy scale)
 
-    def datasets(self) -> list[str]:
-        """Toy datasets to generate: those the papers train on and those the toy models learn from."""
-        names = {rp.dataset_name for rp in self.papers.values() if rp.dataset.source == "toy-arithmetic"}
-        return sorted(names | {m.dataset for m in self.toy_models().values()})
-
     def toy_models(self) -> dict[str, Any]:
         return {n: m for rp in self.papers.values() for n, m in rp.models.items() if m.source == "toy"}
 

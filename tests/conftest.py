@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,33 @@ def live_members(pgid: int) -> list[int]:
         if int(group) == pgid and state != "Z":
             pids.append(int(stat.parent.name))
     return pids
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, log: Path, what: str, timeout: float = 240) -> None:
+    """Poll `url`/health until it answers 200; fail with the server's log if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=10) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{what} did not answer {url}/health within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float = 30) -> list[int]:
+    """SIGTERM a server's process group, SIGKILL what outlives the grace time; returns what had to be killed."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while live_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = live_members(proc.pid)
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return left

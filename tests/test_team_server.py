@@ -18,17 +18,24 @@ import json
 import math
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, clean_env, free_port, live_members, snakemake_cmd, write_bundle
+from tests.conftest import (
+    ROOT,
+    clean_env,
+    free_port,
+    live_members,
+    snakemake_cmd,
+    stop_group,
+    wait_until_up,
+    write_bundle,
+)
 
 pytestmark = pytest.mark.slow
 SCRIPT = ROOT / ".ci" / "postgres-local.sh"
@@ -106,20 +113,6 @@ def postgres():
         script("stop", timeout=120)
 
 
-def stop_group(proc: subprocess.Popen, grace_s: float = 30) -> list[int]:
-    """SIGTERM the server's process group, SIGKILL what outlives the grace time; returns what had to be killed."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while live_members(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = live_members(proc.pid)
-    if left:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    return left
-
-
 @pytest.fixture(scope="module")
 def server(postgres, tmp_path_factory):
     try:
@@ -142,19 +135,7 @@ def server(postgres, tmp_path_factory):
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180  # a first start creates the schema (tens of seconds on a busy machine)
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not answer within 180 s:\n{log.read_text()[-4000:]}")
-            time.sleep(0.5)
+        wait_until_up(url, proc, log, "mlflow server", timeout=180)  # a first start creates the schema
         print(f"\nmlflow server up in {time.monotonic() - t0:.1f} s")
         yield Server(url, root / "artifacts", log)
     finally:

@@ -15,18 +15,23 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
 
-from tests.conftest import ROOT, clean_env, free_port, live_members, run_snakemake, write_bundle
+from tests.conftest import (
+    ROOT,
+    clean_env,
+    free_port,
+    run_snakemake,
+    stop_group,
+    wait_until_up,
+    write_bundle,
+)
 from tests.test_e2e import BUNDLE
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the UI test needs `pip install playwright` (test extra)")
@@ -85,39 +90,6 @@ def runs(store) -> list[dict]:
              "metric": r.data.metrics[METRIC], "experiment_id": exp.experiment_id} for r in found]  # fmt: skip
 
 
-def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"`harness ui` exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=10) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"`harness ui` did not answer {url}/health within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
-
-
-def stop_group(proc: subprocess.Popen) -> list[int]:
-    """SIGTERM the server's process group, SIGKILL what outlives a grace period; the pids that had to be killed."""
-    killed = []
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    deadline = time.time() + 30
-    while live_members(proc.pid) and time.time() < deadline:
-        time.sleep(0.5)
-    for pid in live_members(proc.pid):
-        killed.append(pid)
-        os.kill(pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    return killed
-
-
 @pytest.fixture(scope="module")
 def ui(store) -> Iterator[str]:
     """`harness ui` serving the store of `store`, stopped (with every worker) at the end."""
@@ -128,7 +100,7 @@ def ui(store) -> Iterator[str]:
         proc = subprocess.Popen(cmd, cwd=store, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(url, proc, log)
+        wait_until_up(url, proc, log, "`harness ui`")
         assert f"sqlite:///{(store / 'results' / 'mlflow.db').resolve()}" in log.read_text().splitlines()[0]
         yield url
     finally:
