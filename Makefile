@@ -1,5 +1,6 @@
 # Entry points for a fresh machine. Everything installs into .venv; caches stay in .cache/.
 #   make demo    install, run the CPU-default reproduction, print the leaderboard
+#   make rlvr    install, run the twelve RLVR bundles at toy scale (opt-in, about an hour)
 #   make test    install with test tools, run the test suite (what CI runs)
 PY      ?= python3
 VENV    := .venv
@@ -9,7 +10,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 
-.PHONY: install install-test demo test lint clean
+.PHONY: install install-test demo rlvr test lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +32,11 @@ demo: install
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/harness leaderboard --scale toy
 	@echo "Report: results/reports/index.html   Browse the runs: .venv/bin/harness ui (http://127.0.0.1:5000)"
+
+# Opt-in: the RLVR objective library's twelve bundles at toy scale, 3 seeds each (papers/sets.yaml).
+rlvr: install
+	$(BIN)/snakemake --cores $(CORES) --config papers=@rlvr
+	$(BIN)/harness leaderboard --scale toy
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

@@ -1,19 +1,13 @@
 # The reproduction DAG: world -> train (stages) -> evaluate -> track -> summarize.
-#   snakemake --cores 2                          every paper in papers/, CPU default (toy scale)
+#   snakemake --cores 2                          the default paper set (papers/sets.yaml), CPU default (toy scale)
 #   snakemake -n --config scale=paper            dry-run the paper scale
-#   snakemake --cores 2 --config papers=a,b      only some papers
+#   snakemake --cores 2 --config papers=a,b      only some papers (papers=@rlvr: a named set; papers=all: every one)
 #   snakemake --profile slurm                    train/evaluate on SLURM via submitit (profiles/slurm)
 # Logic lives in harness/ (plan.py); the rules only wire paths to `python -m harness` commands.
 import sys
 
 from harness.config import ConfigError, load_cluster
-from harness.plan import Plan
-
-
-def _papers(value):
-    if not value:
-        return None
-    return value if isinstance(value, list) else [p for p in str(value).split(",") if p]
+from harness.plan import Plan, select_papers
 
 
 SCALE = config.get("scale", "toy")
@@ -22,7 +16,8 @@ PY = sys.executable
 HARNESS = f"{PY} -m harness --papers-dir {config.get('papers_dir', 'papers')} --cluster {CLUSTER}"
 try:
     load_cluster(CLUSTER)
-    PLAN = Plan(_papers(config.get("papers")), SCALE, config.get("papers_dir", "papers"))
+    PAPERS_DIR = config.get("papers_dir", "papers")
+    PLAN = Plan(select_papers(config.get("papers"), PAPERS_DIR), SCALE, PAPERS_DIR)
 except (ConfigError, FileNotFoundError) as e:
     sys.exit(f"Invalid configuration, nothing was run:\n  {e}")
 

@@ -6,7 +6,7 @@
 Two sides train the same tiny model on the same labeled toy split with the same hyper-parameters:
 
 - harness: the trainer `harness.train.build_trainer` builds for the toy-scale `gold_grpo` stage of
-  `ttrl-majority-vote` (toy defaults from configs/scales/toy.yaml, data from `load_split`), with
+  `ttrl-majority-vote` (toy defaults from configs/scales/toy.yaml, data from `stage_rows`), with
   `max_steps` set to `--steps` and `save_steps` out of reach so no checkpoint is written.
 - plain: a hand-written `GRPOConfig` + `GRPOTrainer` with the same values, an exact-match reward
   written inline and the split read with `datasets`.
@@ -53,8 +53,7 @@ NEVER = 10**9
 # Settings read back from each built trainer, to prove both sides train the same way.
 COMPARED_ARGS = (
     "learning_rate", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
-    "max_completion_length", "temperature", "beta", "epsilon", "epsilon_high", "loss_type", "scale_rewards",
-    "warmup_steps", "logging_steps", "seed", "use_cpu", "bf16", "steps_per_generation", "generation_batch_size",
+    "max_completion_length", "temperature", "beta", "warmup_steps", "logging_steps", "seed", "use_cpu", "bf16", "steps_per_generation", "generation_batch_size",
     "dataloader_num_workers", "disable_tqdm", "report_to",
 )  # fmt: skip
 
@@ -143,11 +142,12 @@ def bench_stage(steps: int):
 
 def build_harness_trainer(spec: ChildSpec, out_dir: Path):
     from harness.config import load_paper
-    from harness.train import build_trainer, load_split
+    from harness.data import stage_rows
+    from harness.train import build_trainer
 
     dataset = load_paper(PAPER, SCALE).dataset
     stage = bench_stage(spec.steps)
-    train_ds = load_split(dataset, stage.data, Path(spec.data))
+    train_ds = stage_rows(dataset, stage.data, stage.data_args, Path(spec.data))
     return build_trainer(stage, spec.model, train_ds, spec.seed, out_dir)
 
 
@@ -175,10 +175,11 @@ def build_plain_trainer(spec: ChildSpec, out_dir: Path):
         max_completion_length=hp["max_completion_length"],
         temperature=hp["temperature"],
         beta=hp["beta"],
-        epsilon=hp["epsilon"],
-        epsilon_high=hp["epsilon_high"],
-        loss_type=hp["loss_type"],
-        scale_rewards=hp["scale_rewards"],
+        # TRL's spelling of the harness's default objective: group mean/std advantages, clipped
+        # surrogate with epsilon 0.2, loss averaged over the tokens of the optimizer step.
+        epsilon=0.2,
+        loss_type="dapo",
+        scale_rewards="group",
         warmup_steps=hp["warmup_steps"],
         logging_steps=hp["logging_steps"],
         seed=spec.seed,

@@ -30,13 +30,16 @@ from harness.schema import (  # noqa: F401  (re-exported: configs are read throu
     ArithmeticSpec,
     Claim,
     ClusterConfig,
+    DataArgs,
     DatasetConfig,
     EvalConfig,
     GRPOArgs,
     JobResources,
     ModelConfig,
+    ObjectiveConfig,
     PaperConfig,
     PaperMeta,
+    PieceSpec,
     ReportedResult,
     ResolvedPaper,
     Resources,
@@ -227,10 +230,20 @@ def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path,
         for j, r in enumerate(st.rewards):
             if r.name not in reward_registry:
                 raise ConfigError(file, f"{key}.rewards.{j}.name", reward_registry.unknown_message(r.name))
-            if st.data == "pool" and reward_registry.get(r.name).needs_labels:
+            factory = reward_registry.get(r.name)
+            if st.data == "pool" and factory.needs_labels:
                 raise ConfigError(
                     file, f"{key}.rewards.{j}.name", f"reward {r.name!r} needs gold labels; split 'pool' has none"
                 )
+            if st.data == "mixture" and factory.needs_labels and not factory.partial_labels:
+                raise ConfigError(
+                    file,
+                    f"{key}.rewards.{j}.name",
+                    f"reward {r.name!r} needs a label on every row; 'mixture' has unlabeled rows",
+                )
+        _check_data_args(st, file, key)
+        if st.kind == "grpo":
+            _check_objective(st, file, f"{key}.objective")
         defaults = getattr(sc.trainers, st.kind)
         args = _merge(
             STAGE_ARGS[st.kind],
@@ -239,8 +252,8 @@ def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path,
             OmegaConf.create(st.args),
             key_prefix=f"{key}.args",
         )
-        if st.kind == "sft" and st.data == "pool":
-            raise ConfigError(file, f"{key}.data", "an sft stage needs labels; split 'pool' has none")
+        if st.kind == "sft" and st.data != "train":
+            raise ConfigError(file, f"{key}.data", f"an sft stage needs labels on every row; {st.data!r} lacks them")
         args = OmegaConf.to_container(args)
         _check_batch(args, file, f"{key}.args")
         res = _merge(
@@ -251,9 +264,63 @@ def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path,
             key_prefix=f"{key}.resources",
         )
         stages.append(
-            Stage(kind=st.kind, data=st.data, rewards=list(st.rewards), args=args, resources=OmegaConf.to_object(res))
+            Stage(
+                kind=st.kind,
+                data=st.data,
+                rewards=list(st.rewards),
+                args=args,
+                resources=OmegaConf.to_object(res),
+                data_args=st.data_args,
+                objective=st.objective,
+            )
         )
     return Variant(name=name, description=description, model=model, stages=stages)
+
+
+def _check_data_args(st: StageConfig, file: Path, key: str) -> None:
+    d = st.data_args
+    if not 0.0 <= d.label_noise < 1.0:
+        raise ConfigError(file, f"{key}.data_args.label_noise", f"must be in [0, 1), got {d.label_noise}")
+    if d.label_noise and st.data == "pool":
+        raise ConfigError(file, f"{key}.data_args.label_noise", "split 'pool' has no labels to corrupt")
+    if d.unlabeled is not None and st.data != "mixture":
+        raise ConfigError(file, f"{key}.data_args.unlabeled", f"only for data: mixture (this stage uses {st.data!r})")
+    for name in ("limit", "unlabeled", "repeat"):
+        value = getattr(d, name)
+        if value is not None and value < 1:
+            raise ConfigError(file, f"{key}.data_args.{name}", f"must be at least 1, got {value}")
+
+
+def _check_objective(st: StageConfig, file: Path, key: str) -> None:
+    """Every piece named in a grpo stage's objective is registered (harness/algorithms/)."""
+    from harness import algorithms as alg
+
+    o = st.objective
+    pieces = [(alg.ADVANTAGES, "advantage.name", o.advantage.name), (alg.POLICY_LOSSES, "loss.name", o.loss.name),
+              (alg.AGGREGATIONS, "aggregation", o.aggregation)]  # fmt: skip
+    pieces += [(alg.AUX_TERMS, f"aux.{i}.name", a.name) for i, a in enumerate(o.aux)]
+    args = {"advantage.name": o.advantage.args, "loss.name": o.loss.args}
+    args |= {f"aux.{i}.name": a.args for i, a in enumerate(o.aux)}
+    for registry, sub, name in pieces:
+        if name not in registry:
+            raise ConfigError(file, f"{key}.{sub}", registry.unknown_message(name))
+        if sub in args:
+            _check_piece_args(registry.get(name), args[sub], file, f"{key}.{sub.removesuffix('.name')}.args")
+    if not 0.0 < o.top_entropy_quantile <= 1.0:
+        raise ConfigError(file, f"{key}.top_entropy_quantile", f"must be in (0, 1], got {o.top_entropy_quantile}")
+
+
+def _check_piece_args(fn, given: dict, file: Path, key: str) -> None:
+    """A piece's `args` must be its keyword-only parameters, with the required ones present."""
+    import inspect
+
+    params = {n: p for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    for name in given:
+        if name not in params:
+            raise ConfigError(file, f"{key}.{name}", f"unknown argument (known: {', '.join(params) or 'none'})")
+    for name, p in params.items():
+        if p.default is p.empty and name not in given and not name.endswith("vocab_logps"):
+            raise ConfigError(file, f"{key}.{name}", "required argument missing")
 
 
 def _check_batch(args: dict, file: Path, key: str) -> None:

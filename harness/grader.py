@@ -37,6 +37,12 @@ def last_boxed(text: str) -> str | None:
     >>> last_boxed("so \\boxed{\\frac{1}{2}}")
     '\\frac{1}{2}'
     """
+    span = _boxed_span(text)
+    return text[span[0] : span[1]] if span else None
+
+
+def _boxed_span(text: str) -> tuple[int, int] | None:
+    """[start, end) of the content of the last `\\boxed{...}`, or None if absent or unclosed."""
     start = text.rfind("\\boxed{")
     if start < 0:
         return None
@@ -44,8 +50,29 @@ def last_boxed(text: str) -> str | None:
     for j in range(i, len(text)):
         depth += {"{": 1, "}": -1}.get(text[j], 0)
         if depth == 0:
-            return text[i:j]
+            return i, j
     return None  # unclosed
+
+
+def answer_span(text: str) -> tuple[int, int] | None:
+    r"""[start, end) of the final answer that `extract_answer` reads, or None: the content of the last
+    `\boxed{...}`, else the last number.
+
+    `normalize(text[start:end]) == extract_answer(text)` whenever there is an answer, so a reward can
+    split a completion into its reasoning `text[:start]` and its answer.
+
+    >>> answer_span("so \\boxed{42}.")
+    (10, 12)
+    >>> answer_span("17 + 25 = 42")
+    (10, 12)
+    >>> answer_span("no idea") is None
+    True
+    """
+    boxed = _boxed_span(text)
+    if boxed is not None:
+        return boxed
+    numbers = list(_NUMBER.finditer(text))
+    return numbers[-1].span() if numbers else None
 
 
 def normalize(answer: str) -> str:

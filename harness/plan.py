@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config import PAPERS, ResolvedPaper, list_papers, load_component, load_paper, to_plain
+import yaml
+
+from harness.config import PAPERS, ConfigError, ResolvedPaper, list_papers, load_component, load_paper, to_plain
 
 RESULTS = "results"
 WORLD = f"{RESULTS}/world"
@@ -74,12 +76,50 @@ def leaderboard_file(paper: str, scale: str) -> str:
     return f"{RUNS}/{paper}/{scale}/leaderboard.json"
 
 
+SETS_FILE = "sets.yaml"
+
+
+def select_papers(value: str | list[str] | None, papers_dir: Path | str = PAPERS) -> list[str]:
+    """The papers a run covers, from Snakemake's `papers` config value.
+
+    None: the `default` set of <papers_dir>/sets.yaml (every paper when the file or set is absent);
+    `all`: every paper; `@name`: the named set; otherwise a list or comma-separated slugs.
+    """
+    papers_dir = Path(papers_dir)
+    if isinstance(value, str):
+        value = [p for p in value.split(",") if p]
+    if not value:
+        value = ["@default"] if "default" in _sets(papers_dir) else ["all"]
+    names: list[str] = []
+    for item in value:
+        if item == "all":
+            names += list_papers(papers_dir)
+        elif item.startswith("@"):
+            sets, key = _sets(papers_dir), item[1:]
+            if key not in sets:
+                raise ConfigError(papers_dir / SETS_FILE, key, f"no paper set {key!r} (known: {', '.join(sets)})")
+            names += sets[key]
+        else:
+            names.append(item)
+    return list(dict.fromkeys(names))
+
+
+def _sets(papers_dir: Path) -> dict[str, list[str]]:
+    file = papers_dir / SETS_FILE
+    if not file.is_file():
+        return {}
+    data = yaml.safe_load(file.read_text()) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise ConfigError(file, "", "expected a mapping of set names to lists of paper slugs")
+    return {str(k): [str(p) for p in v] for k, v in data.items()}
+
+
 class Plan:
     """The runs of the selected papers at one scale, and what each job needs."""
 
     def __init__(self, papers: list[str] | None, scale: str, papers_dir: Path | str = PAPERS) -> None:
         self.scale, self.papers_dir = scale, Path(papers_dir)
-        names = papers or list_papers(self.papers_dir)
+        names = papers if papers is not None else select_papers(None, self.papers_dir)
         self.papers: dict[str, ResolvedPaper] = {p: load_paper(p, scale, papers_dir=self.papers_dir) for p in names}
 
     # -- runs and targets
@@ -130,7 +170,8 @@ class Plan:
 
     def stage_inputs(self, run: Run, i: int) -> list[str]:
         stage = self.papers[run.paper].variants[run.variant].stages[i]
-        return self._model_inputs(run, i) + self._data_inputs(run.paper, (stage.data,))
+        splits = ("train", "pool") if stage.data == "mixture" else (stage.data,)
+        return self._model_inputs(run, i) + self._data_inputs(run.paper, splits)
 
     def stage_fingerprint(self, run: Run, i: int) -> str:
         rp = self.papers[run.paper]

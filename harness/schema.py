@@ -59,6 +59,9 @@ class ArithmeticSpec:
     """Held-out evaluation split."""
     n_pretrain: int = 8000
     """Pre-training corpus for the toy model, disjoint from the other splits."""
+    scratchpad: bool = False
+    """Solutions show the running total after each operation (`12+34+5=` -> `46;51`): a reasoning
+    prefix before the final answer. False: the solution is the answer alone."""
     seed: int = 0
 
 
@@ -167,11 +170,8 @@ class GRPOArgs:
     num_generations: int = 8
     max_completion_length: int = 1024
     temperature: float = 1.0
-    beta: float = 0.0
-    epsilon: float = 0.2
-    epsilon_high: float | None = None
-    loss_type: str = "dapo"
-    scale_rewards: str = "group"
+    num_iterations: int = 1
+    """Optimizer passes over each generated batch (>1: the ratio to the sampling policy moves off 1)."""
     warmup_steps: int = 0
     save_steps: int = 50
     logging_steps: int = 10
@@ -199,7 +199,50 @@ class TrainerDefaults:
 
 
 STAGE_ARGS: dict[str, type] = {"grpo": GRPOArgs, "sft": SFTArgs}
-SPLITS = ("train", "pool")
+SPLITS = ("train", "pool", "mixture")
+
+
+@dataclass
+class PieceSpec:
+    """A registered piece of the RL objective (harness/algorithms/) and its arguments."""
+
+    name: str = MISSING
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObjectiveConfig:
+    """How a GRPO stage turns rewards into a loss: advantage -> policy loss -> aggregation (+ aux terms).
+
+    The defaults are GRPO as TRL ships it: group mean/std advantages, clipped surrogate with
+    epsilon 0.2, loss averaged over the completion tokens of the whole batch.
+    """
+
+    advantage: PieceSpec = field(default_factory=lambda: PieceSpec(name="group_mean_std"))
+    loss: PieceSpec = field(default_factory=lambda: PieceSpec(name="clipped_surrogate"))
+    aggregation: str = "token_mean"
+    """token_mean | sequence_mean | sequence_sum (see harness/algorithms/losses.py)."""
+    aux: list[PieceSpec] = field(default_factory=list)
+    """Terms added to the loss, e.g. entropy_bonus, entropy_band, kl_to_reference."""
+    top_entropy_quantile: float = 1.0
+    """Train only on the completion tokens in this top fraction of entropy (1.0: every token)."""
+
+
+@dataclass
+class DataArgs:
+    """How a stage's rows are drawn from the dataset's splits (applied in this order)."""
+
+    limit: int | None = None
+    """Keep only the first `limit` rows (1-shot training: 1)."""
+    unlabeled: int | None = None
+    """`mixture` only: pool rows (labels hidden) joining the labeled rows; None: the whole pool."""
+    label_noise: float = 0.0
+    """Fraction of labeled rows whose answer is replaced by a wrong one (seeded by `seed`)."""
+    paraphrase: bool = False
+    """Add a reworded twin of every row (same `pair`), always sampled into the same batch."""
+    repeat: int = 1
+    """Each row this many times (a tiny set must still fill a batch of distinct prompts)."""
+    seed: int = 0
 
 
 @dataclass
@@ -209,8 +252,12 @@ class StageConfig:
     kind: str = MISSING
     """Trainer kind: grpo | sft."""
     data: str = "train"
-    """Dataset split: `train` (labeled) or `pool` (unlabeled; label-free rewards only)."""
+    """Rows: `train` (labeled), `pool` (unlabeled; label-free rewards only) or `mixture`
+    (labeled rows plus pool rows with labels hidden, told apart by the `labeled` column)."""
+    data_args: DataArgs = field(default_factory=DataArgs)
     rewards: list[RewardSpec] = field(default_factory=list)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    """grpo only: advantage estimator, policy loss, aggregation and auxiliary terms."""
     args: dict[str, Any] = field(default_factory=dict)
     """Overrides of this stage kind's hyper-parameters (checked against GRPOArgs / SFTArgs)."""
     resources: dict[str, Any] = field(default_factory=dict)
@@ -313,6 +360,8 @@ class Stage:
     args: dict[str, Any]
     """Full hyper-parameters: scale defaults <- paper scale <- stage overrides."""
     resources: Resources = field(default_factory=Resources)
+    data_args: DataArgs = field(default_factory=DataArgs)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any
 from harness import plan as P
 from harness.config import ROOT, to_plain
 from harness.launch import job_ids
+from harness.schema import ObjectiveConfig
 
 RESULTS = Path(P.RESULTS)
 
@@ -146,10 +147,22 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, str]:
 
 
 def method_name(variant) -> str:
-    """A short, filterable name of what a variant trains: `grpo[majority_vote]@pool`, or `base`."""
-    stages = [f"{s.kind}[{','.join(r.name for r in s.rewards)}]@{s.data}" if s.rewards else f"{s.kind}@{s.data}"
-              for s in variant.stages]  # fmt: skip
-    return " > ".join(stages) or "base"
+    """A short, filterable name of what a variant trains, or `base`.
+
+    `grpo[majority_vote]@pool`; objective pieces other than the defaults follow the rewards:
+    `grpo[exact_match|sign_split+reinforce]@train`.
+    """
+    return " > ".join(_stage_name(s) for s in variant.stages) or "base"
+
+
+def _stage_name(stage) -> str:
+    default = ObjectiveConfig()
+    o = stage.objective
+    pieces = [p for p, d in ((o.advantage.name, default.advantage.name), (o.loss.name, default.loss.name),
+                             (o.aggregation, default.aggregation)) if p != d]  # fmt: skip
+    pieces += [a.name for a in o.aux]
+    inside = ",".join(r.name for r in stage.rewards) + ("|" + "+".join(pieces) if pieces else "")
+    return f"{stage.kind}[{inside}]@{stage.data}" if inside else f"{stage.kind}@{stage.data}"
 
 
 def git_commit() -> str:

@@ -16,27 +16,10 @@ import time
 from pathlib import Path
 
 from harness.config import DatasetConfig, Stage
-from harness.rewards import REWARDS
+from harness.data import stage_rows
+from harness.rewards import REWARDS, across_processes
 
 FINGERPRINT_FILE = "fingerprint.txt"
-
-
-def load_split(dataset: DatasetConfig, split: str, data_dir: Path | None):
-    """A `datasets.Dataset` with columns id, prompt, answer (no answer on the unlabeled split)."""
-    import datasets
-
-    if dataset.source == "toy-arithmetic":
-        ds = datasets.load_dataset("json", data_files=str(Path(data_dir) / f"{split}.jsonl"), split="train")
-    else:
-        ds = datasets.load_dataset(dataset.hub_path, dataset.hub_name, split="train")
-        ds = ds.map(
-            lambda row, i: {"id": i, "prompt": row[dataset.prompt_field], "answer": str(row[dataset.answer_field])},
-            with_indices=True,
-            remove_columns=ds.column_names,
-        )
-    if split == "pool":  # label-free: the gold answers never reach the trainer
-        ds = ds.remove_columns("answer")
-    return ds
 
 
 def prepare_checkpoints(ckpt_dir: Path, fingerprint: str) -> str | None:
@@ -92,22 +75,51 @@ def common_args(stage: Stage, seed: int, ckpt_dir: Path) -> dict:
     )
 
 
+def build_rewards(stage: Stage) -> tuple[list, list, dict]:
+    """The stage's reward functions (group-aware ones see their whole group across processes),
+    those that score with the live policy, and the stateful ones by name (their state is checkpointed)."""
+    funcs, policy, stateful = [], [], {}
+    for spec in stage.rewards:
+        factory = REWARDS.get(spec.name)
+        fn = factory.build(**spec.args)
+        if factory.needs_policy:
+            policy.append(fn)
+        if factory.stateful:
+            stateful[spec.name] = fn
+        funcs.append(across_processes(fn) if factory.group_aware else fn)
+    return funcs, policy, stateful
+
+
 def build_trainer(stage: Stage, model_path: str, train_ds, seed: int, ckpt_dir: Path):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if stage.kind == "grpo":
-        from trl import GRPOConfig, GRPOTrainer
+        from trl import GRPOConfig
 
-        cfg = GRPOConfig(**common_args(stage, seed, ckpt_dir), reward_weights=[r.weight for r in stage.rewards])
-        rewards = [REWARDS.get(r.name).build(**r.args) for r in stage.rewards]
-        return GRPOTrainer(
-            model=model_path, reward_funcs=rewards, args=cfg, train_dataset=train_ds, processing_class=tokenizer
+        from harness.grpo import HarnessGRPOTrainer, kl_coef
+
+        cfg = GRPOConfig(
+            **common_args(stage, seed, ckpt_dir),
+            reward_weights=[r.weight for r in stage.rewards],
+            beta=kl_coef(stage.objective),
+        )
+        rewards, policy_rewards, stateful = build_rewards(stage)
+        return HarnessGRPOTrainer(
+            model=model_path,
+            reward_funcs=rewards,
+            args=cfg,
+            train_dataset=train_ds,
+            processing_class=tokenizer,
+            objective=stage.objective,
+            policy_rewards=policy_rewards,
+            stateful_rewards=stateful,
         )
     if stage.kind == "sft":
         from trl import SFTConfig, SFTTrainer
 
-        train_ds = train_ds.rename_column("answer", "completion")
+        target = "solution" if "solution" in train_ds.column_names else "answer"  # scratchpad worlds show the steps
+        train_ds = train_ds.rename_column(target, "completion")
         cfg = SFTConfig(**common_args(stage, seed, ckpt_dir), completion_only_loss=True)
         return SFTTrainer(model=model_path, args=cfg, train_dataset=train_ds, processing_class=tokenizer)
     raise ValueError(f"unknown stage kind {stage.kind!r}")
@@ -120,7 +132,10 @@ def train_stage(stage: Stage, model_path: str, dataset: DatasetConfig, data_dir:
     ckpt_dir = stage_dir / "checkpoints"
     resume = prepare_checkpoints(ckpt_dir, fingerprint)
     print(f"stage {stage.kind} from {model_path}: " + (f"resuming from {resume}" if resume else "starting"), flush=True)
-    trainer = build_trainer(stage, model_path, load_split(dataset, stage.data, data_dir), seed, ckpt_dir)
+    rows = stage_rows(dataset, stage.data, stage.data_args, data_dir)
+    trainer = build_trainer(stage, model_path, rows, seed, ckpt_dir)
+    if resume and stage.kind == "grpo":
+        trainer.load_reward_state(resume)
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # one line per log instead of the whole dict

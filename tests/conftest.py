@@ -16,6 +16,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """A minuscule toy world: data splits, tokenizer and a 1-layer model pre-trained for 5 steps."""
+    from harness.config import ArithmeticSpec, DatasetConfig, ToyModelSpec
+    from harness.toy.model import pretrain
+    from harness.toy.tasks import read_split, write_splits
+    from harness.toy.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("world")
+    spec = ArithmeticSpec(n_train=64, n_pool=64, n_test=16, n_pretrain=512)
+    write_splits(spec, root / "data")
+    train_tokenizer([r["prompt"] + r["answer"] for r in read_split(root / "data", "pretrain")], root / "tok")
+    pretrain(ToyModelSpec(hidden_size=32, num_layers=1, intermediate_size=64, pretrain_steps=5, batch_size=16),
+             root / "data", root / "tok", root / "model", log_every=5)  # fmt: skip
+    return root, DatasetConfig(source="toy-arithmetic", arithmetic=spec)
+
+
 def snakemake_cmd(workdir: Path, *args: str, profile: str | None = None, config: tuple[str, ...] = ()) -> list[str]:
     """The project's Snakefile with `workdir` as working directory (results/ lands there).
 

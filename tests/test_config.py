@@ -104,14 +104,14 @@ def test_extends_chain_and_own_stages_win(tmp_path):
 
 def test_stage_args_merge_scale_defaults_then_paper_then_stage(tmp_path):
     toy = yaml.safe_load((CONFIGS / "scales" / "toy.yaml").read_text())["trainers"]["grpo"]
-    assert "epsilon" not in toy  # so epsilon below comes from the GRPOArgs dataclass
+    assert "num_iterations" not in toy  # so num_iterations below comes from the GRPOArgs dataclass
     rp = load(tmp_path)
     gold, vote = rp.variants["gold"].stages[0].args, rp.variants["vote"].stages[0].args
     assert gold["max_steps"] == 7  # stage args beat the paper's scales.toy (50) and the scale default
     assert vote["max_steps"] == 50  # paper's scales.toy beats configs/scales/toy.yaml
     assert gold["temperature"] == vote["temperature"] == 0.7  # paper's scales.toy
     assert gold["learning_rate"] == toy["learning_rate"]  # nobody overrides it: configs/scales/toy.yaml
-    assert gold["epsilon"] == GRPOArgs().epsilon == 0.2
+    assert gold["num_iterations"] == GRPOArgs().num_iterations == 1
     assert set(gold) == set(GRPOArgs.__dataclass_fields__)
 
 
@@ -215,6 +215,48 @@ REFUSALS = [
         lambda b: stage0(b).update(args={"global_batch_size": 100}),
         "variants.gold.stages.0.args",
         "batch of 100",
+    ),
+    (
+        "unknown-advantage",
+        lambda b: stage0(b).update(objective={"advantage": {"name": "virtual_maximum"}}),
+        "variants.gold.stages.0.objective.advantage.name",
+        "did you mean 'virtual_max'",
+    ),
+    (
+        "unknown-loss-argument",
+        lambda b: stage0(b).update(objective={"loss": {"name": "clipped_surrogate", "args": {"eps": 0.3}}}),
+        "variants.gold.stages.0.objective.loss.args.eps",
+        "known: epsilon_low, epsilon_high",
+    ),
+    (
+        "missing-aux-argument",
+        lambda b: stage0(b).update(objective={"aux": [{"name": "entropy_band", "args": {"low": 0.1, "coef": 1}}]}),
+        "variants.gold.stages.0.objective.aux.0.args.high",
+        "required",
+    ),
+    (
+        "unknown-aggregation",
+        lambda b: stage0(b).update(objective={"aggregation": "token_sum"}),
+        "variants.gold.stages.0.objective.aggregation",
+        "token_mean",
+    ),
+    (
+        "label-reward-on-mixture",
+        lambda b: stage0(b).update(data="mixture"),
+        "variants.gold.stages.0.rewards.0.name",
+        "unlabeled rows",
+    ),
+    (
+        "label-noise-out-of-range",
+        lambda b: stage0(b).update(data_args={"label_noise": 1.5}),
+        "variants.gold.stages.0.data_args.label_noise",
+        "[0, 1)",
+    ),
+    (
+        "unlabeled-outside-mixture",
+        lambda b: stage0(b).update(data_args={"unlabeled": 5}),
+        "variants.gold.stages.0.data_args.unlabeled",
+        "mixture",
     ),
 ]
 

@@ -19,7 +19,7 @@ def shipped(tmp_path):
 
 @pytest.mark.parametrize("scale", [p.stem for p in (CONFIGS / "scales").glob("*.yaml")])
 def test_shipped_papers_dry_run(shipped, scale):
-    out = run_snakemake(shipped, "-n", config=(f"scale={scale}",)).stdout
+    out = run_snakemake(shipped, "-n", config=(f"scale={scale}", "papers=all")).stdout
     for paper in list_papers(ROOT / "papers"):
         assert f"results/runs/{paper}/{scale}/leaderboard.json" in out
     assert "evaluate_run" in out
@@ -28,6 +28,13 @@ def test_shipped_papers_dry_run(shipped, scale):
 def test_toy_dry_run_builds_the_world_first(shipped):
     out = run_snakemake(shipped, "-n").stdout
     assert "build_dataset" in out and "pretrain_model" in out
+
+
+def test_plain_run_covers_the_default_set_and_sets_are_selectable(shipped):
+    out = run_snakemake(shipped, "-n").stdout
+    assert "runs/ttrl-majority-vote/toy/leaderboard.json" in out and "runs/rover/" not in out
+    rlvr = run_snakemake(shipped, "-n", config=("papers=@rlvr",)).stdout
+    assert "runs/rover/toy/leaderboard.json" in rlvr and "runs/ttrl-majority-vote/" not in rlvr
 
 
 def test_bad_bundle_stops_snakemake_before_any_job(tmp_path):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.plan import Plan, Run, fingerprint, leaderboard_file
+from harness.config import ConfigError
+from harness.plan import Plan, Run, fingerprint, leaderboard_file, select_papers
 
 BUNDLE = {
     "paper": {"title": "a test paper"},
@@ -151,3 +152,31 @@ def test_track_and_summary_fingerprints_follow_their_config(papers):
     plan2 = Plan(None, "toy", papers_dir=papers)
     assert plan2.summary_fingerprint("p") != summary
     assert {v: plan2.track_fingerprint(plan2.run("p", v, 0)) for v in plan2.papers["p"].variants} == track
+
+
+# ----------------------------------------------------------------------------- paper selection
+
+
+def _papers_dir(tmp_path, sets: str | None):
+    for slug in ("a", "b", "c"):
+        (tmp_path / slug).mkdir(parents=True)
+        (tmp_path / slug / "paper.yaml").write_text("paper: {title: x}\n")
+    if sets is not None:
+        (tmp_path / "sets.yaml").write_text(sets)
+    return tmp_path
+
+
+def test_default_selection_is_the_default_set_else_every_paper(tmp_path):
+    with_sets = _papers_dir(tmp_path / "s", "default: [b]\nfew: [c, a]\n")
+    assert select_papers(None, with_sets) == ["b"]
+    assert select_papers("@few", with_sets) == ["c", "a"]
+    assert select_papers("all", with_sets) == ["a", "b", "c"]
+    assert select_papers("b,@few,b", with_sets) == ["b", "c", "a"]
+    assert select_papers(["a"], with_sets) == ["a"]
+    assert select_papers(None, _papers_dir(tmp_path / "n", None)) == ["a", "b", "c"]
+
+
+def test_unknown_set_is_refused_with_the_file(tmp_path):
+    d = _papers_dir(tmp_path, "default: [b]\n")
+    with pytest.raises(ConfigError, match=r"sets.yaml: nope: no paper set 'nope' \(known: default\)"):
+        select_papers("@nope", d)

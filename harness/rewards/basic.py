@@ -32,3 +32,19 @@ def answer_format() -> RewardFn:
         return [float(extract_answer(c) is not None) for c in completions]
 
     return reward
+
+
+@register_reward("length", needs_labels=False)
+def length(max_chars: int) -> RewardFn:
+    """Brevity: r = 1 - min(len(c), max_chars) / max_chars, from 1 (empty) down to 0 (max_chars or longer).
+
+    >>> length(max_chars=4)(["", "ab", "abcd", "abcdefgh"])
+    [1.0, 0.5, 0.0, 0.0]
+    """
+    if max_chars <= 0:
+        raise ValueError(f"length: max_chars must be positive, got {max_chars}")
+
+    def reward(completions: list[str], **_) -> list[float]:
+        return [1.0 - min(len(c), max_chars) / max_chars for c in completions]
+
+    return reward

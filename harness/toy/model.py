@@ -1,7 +1,8 @@
 """A tiny Llama built from a config and pre-trained from scratch to a chosen skill level.
 
-Pre-training is plain next-token prediction on `prompt + answer + eos`, with the loss on the
-answer tokens only; `pretrain_steps` is the skill knob (few steps: a weak base, many: a strong one).
+Pre-training is plain next-token prediction on `prompt + solution + eos`, with the loss on the
+solution tokens only (the solution is the answer, or a scratchpad ending in it: harness.toy.tasks);
+`pretrain_steps` is the skill knob (few steps: a weak base, many: a strong one).
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ def build_model(spec: ToyModelSpec, tokenizer):
 
 
 def _batch(rows: list[dict], tokenizer):
-    """Right-padded (B, T) input ids and labels with -100 everywhere but the answer and eos."""
+    """Right-padded (B, T) input ids and labels with -100 everywhere but the solution and eos."""
     import torch
 
     seqs, labels = [], []
     for r in rows:
         p = tokenizer(r["prompt"], add_special_tokens=False)["input_ids"]
-        a = tokenizer(r["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        a = tokenizer(_solution(r), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         seqs.append(p + a)
         labels.append([-100] * len(p) + a)
     width = max(map(len, seqs))
@@ -49,6 +50,11 @@ def _batch(rows: list[dict], tokenizer):
     ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
     lab = torch.tensor([s + [-100] * (width - len(s)) for s in labels])
     return ids, lab, (ids != pad).long()
+
+
+def _solution(row: dict) -> str:
+    # Data built before solutions existed has answers only, which is what its solutions would be.
+    return row.get("solution", row["answer"])
 
 
 def pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: Path, log_every: int = 100) -> dict:
@@ -105,13 +111,15 @@ def greedy_accuracy(model, tokenizer, rows: list[dict], batch_size: int = 100) -
 
     from harness.grader import is_correct
 
-    correct = 0
+    # Room for the longest solution and eos; never under 8, the budget answer-only worlds were measured with.
+    width = max(len(tokenizer(_solution(r), add_special_tokens=False)["input_ids"]) for r in rows) + 1
+    max_new_tokens, correct = max(8, width), 0
     for i in range(0, len(rows), batch_size):
         chunk = rows[i : i + batch_size]
         enc = tokenizer([r["prompt"] for r in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
         texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         correct += sum(is_correct(t, r["answer"]) for t, r in zip(texts, chunk, strict=True))
     return correct / len(rows)

@@ -1,18 +1,24 @@
 """Synthetic arithmetic problems, split into pretrain / train (labeled) / pool (unlabeled) / test.
 
 Every problem is unique across splits, so held-out accuracy measures generalisation, not recall.
-Rows are `{"id", "prompt", "answer"}`; the prompt is the bare expression (`"12+34="`).
+Rows are `{"id", "prompt", "answer", "solution"}`; the prompt is the bare expression (`"12+34="`).
+The solution is what the toy model learns to write after the prompt: the answer alone, or with
+`scratchpad` the running total after each operation (`"12+34+5="` -> `"46;51"`), whose last
+number is the answer (harness.grader reads it).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from harness.config import ArithmeticSpec
 
 SPLITS = ("pretrain", "train", "pool", "test")
+SEPARATOR = ";"
+"""Between the scratchpad's running totals (never a digit or an operator, so the grader's last number is the answer)."""
 
 
 def problem(rng: random.Random, spec: ArithmeticSpec) -> tuple[str, str]:
@@ -25,6 +31,43 @@ def problem(rng: random.Random, spec: ArithmeticSpec) -> tuple[str, str]:
     return expr + "=", str(eval(expr))  # noqa: S307 (digits and + - * only)
 
 
+def running_totals(prompt: str) -> list[int]:
+    """The value after each operation, left to right (correct without operator precedence).
+
+    >>> running_totals("12+34+5=")
+    [46, 51]
+    >>> running_totals("7-9+2=")
+    [-2, 0]
+    """
+    numbers = [int(t) for t in re.findall(r"\d+", prompt)]
+    ops = re.findall(r"[-+*]", prompt)
+    totals, value = [], numbers[0]
+    for op, n in zip(ops, numbers[1:], strict=True):
+        value = {"+": value + n, "-": value - n, "*": value * n}[op]
+        totals.append(value)
+    return totals
+
+
+def solution(prompt: str, answer: str, scratchpad: bool) -> str:
+    """What follows the prompt: the answer, or the running totals ending in it.
+
+    >>> solution("12+34+5=", "51", scratchpad=True)
+    '46;51'
+    >>> solution("12+34+5=", "51", scratchpad=False)
+    '51'
+    """
+    if not scratchpad:
+        return answer
+    return SEPARATOR.join(map(str, running_totals(prompt)))
+
+
+def check_spec(spec: ArithmeticSpec) -> None:
+    """Refuse specs whose scratchpad would not end in the answer."""
+    if spec.scratchpad and "*" in spec.operators and len(spec.operators) > 1:
+        # Left-to-right running totals ignore precedence: 2+3*4 would read 5;20, not 14.
+        raise ValueError(f"scratchpad: running totals need one precedence level, got operators {spec.operators}")
+
+
 def n_distinct(spec: ArithmeticSpec) -> int:
     """How many distinct problems the spec allows (to refuse impossible split sizes)."""
     v, ops = spec.max_value + 1, len(spec.operators)
@@ -33,6 +76,7 @@ def n_distinct(spec: ArithmeticSpec) -> int:
 
 def make_splits(spec: ArithmeticSpec) -> dict[str, list[dict]]:
     """All splits, disjoint, deterministic under `spec.seed`."""
+    check_spec(spec)
     sizes = {"test": spec.n_test, "train": spec.n_train, "pool": spec.n_pool, "pretrain": spec.n_pretrain}
     need = sum(sizes.values())
     if need > n_distinct(spec):
@@ -45,7 +89,8 @@ def make_splits(spec: ArithmeticSpec) -> dict[str, list[dict]]:
             prompt, answer = problem(rng, spec)
             if prompt not in seen:
                 seen.add(prompt)
-                rows.append({"id": len(rows), "prompt": prompt, "answer": answer})
+                sol = solution(prompt, answer, spec.scratchpad)
+                rows.append({"id": len(rows), "prompt": prompt, "answer": answer, "solution": sol})
         splits[name] = rows
     return splits
 
