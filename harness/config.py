@@ -244,6 +244,8 @@ def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path,
         _check_data_args(st, file, key)
         if st.kind == "grpo":
             _check_objective(st, file, f"{key}.objective")
+        elif st.objective != ObjectiveConfig():
+            raise ConfigError(file, f"{key}.objective", f"only grpo stages take an objective, not {st.kind!r}")
         defaults = getattr(sc.trainers, st.kind)
         args = _merge(
             STAGE_ARGS[st.kind],

@@ -253,6 +253,17 @@ REFUSALS = [
         "[0, 1)",
     ),
     (
+        "objective-on-sft",
+        lambda b: stage0(b, "vote").update(
+            kind="sft",
+            data="train",
+            rewards=[],
+            objective={"aggregation": "token_mean", "aux": [{"name": "entropy_bonus", "args": {"coef": 1}}]},
+        ),
+        "variants.vote.stages.0.objective",
+        "only grpo",
+    ),
+    (
         "unlabeled-outside-mixture",
         lambda b: stage0(b).update(data_args={"unlabeled": 5}),
         "variants.gold.stages.0.data_args.unlabeled",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import datasets
 import pytest
 import torch
@@ -85,3 +87,34 @@ def test_virtual_max_learns_from_all_wrong_groups_where_grpo_cannot(world, tmp_p
     assert all(torch.equal(before[k], after[k]) for k in before)
     _, before, after = train_once(root, tmp_path / "n", stage(OBJECTIVES["ngrpo"], max_steps=1))
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_stateful_reward_state_is_checkpointed_and_resumed(world, tmp_path, monkeypatch):
+    """A run killed after step 3 resumes from checkpoint-2 with the reward's per-sample history, and
+    ends with the same history as an uninterrupted run."""
+    from transformers import TrainerCallback
+
+    root, dataset = world
+    st = stage(rewards=("refined_label",), max_steps=4, save_steps=2, learning_rate=1e-2)
+    st.args.pop("optim")
+
+    class Crash(RuntimeError):
+        pass
+
+    class CrashAfterStep3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise Crash
+
+    monkeypatch.setattr(train, "_progress_callback", CrashAfterStep3)
+    with pytest.raises(Crash):
+        train.train_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
+    saved = json.loads((tmp_path / "r/checkpoints/checkpoint-2/reward_state.json").read_text())
+    assert len(saved["refined_label"]["ids"]) == 2 * 2  # two steps of two prompts each, visited once
+    monkeypatch.undo()
+    summary = train.train_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
+    assert summary["resumed_from"].endswith("checkpoint-2")
+    train.train_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path / "s", "fp")
+    resumed, straight = (json.loads((tmp_path / d / "checkpoints/checkpoint-4/reward_state.json").read_text())
+                         for d in ("r", "s"))  # fmt: skip
+    assert resumed == straight and len(straight["refined_label"]["ids"]) >= 4
