@@ -174,7 +174,7 @@ def build_plain_trainer(spec: ChildSpec, out_dir: Path):
         num_generations=hp["num_generations"],
         max_completion_length=hp["max_completion_length"],
         temperature=hp["temperature"],
-        beta=hp["beta"],
+        beta=0.0,  # the stage has no kl_to_reference term
         # TRL's spelling of the harness's default objective: group mean/std advantages, clipped
         # surrogate with epsilon 0.2, loss averaged over the tokens of the optimizer step.
         epsilon=0.2,

@@ -35,7 +35,7 @@ scales:
     seeds: [0]
     trainers:
       grpo: {max_steps: 800, save_steps: 20, logging_steps: 10, per_device_train_batch_size: 16,
-             num_generations: 4, LOSS}
+             num_generations: 4}
     resources:
       train: {time_min: 20}
       evaluate: {time_min: 15}
@@ -87,7 +87,7 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
 
 
 def test_preempted_training_resumes_and_finishes(cluster, tmp_path):
-    write_bundle(tmp_path / "papers", "slurmy", BUNDLE.replace(", LOSS", ""))
+    write_bundle(tmp_path / "papers", "slurmy", BUNDLE)
     stage = tmp_path / "results/runs/slurmy/toy/gold/seed0/stage0"
     with open(tmp_path / "snakemake.log", "w") as log:
         proc = start_snakemake(tmp_path, log)
@@ -135,7 +135,9 @@ def release_until_done(proc: subprocess.Popen, timeout: float) -> None:
 
 
 def test_real_error_fails_after_bounded_retries(cluster, tmp_path):
-    write_bundle(tmp_path / "papers", "broken", BUNDLE.replace("LOSS", "loss_type: no-such-loss"))
+    # passes validation (reward arguments are the reward's business) and fails inside the remote job
+    broken = BUNDLE.replace("rewards: [{name: exact_match}]", "rewards: [{name: length, args: {max_chars: 0}}]")
+    write_bundle(tmp_path / "papers", "broken", broken)
     with open(tmp_path / "snakemake.log", "w") as log:
         proc = start_snakemake(tmp_path, log)
         proc.wait(timeout=900)
@@ -143,5 +145,5 @@ def test_real_error_fails_after_bounded_retries(cluster, tmp_path):
     stage = tmp_path / "results/runs/broken/toy/gold/seed0/stage0"
     submissions = (stage / "slurm" / "jobs.jsonl").read_text().splitlines()
     assert len(submissions) == 2  # the first try and the profile's one retry
-    assert "Unknown loss type: no-such-loss" in (stage / "train.log").read_text()
+    assert "length: max_chars must be positive, got 0" in (stage / "train.log").read_text()
     assert not (stage / "train.json").exists()
