@@ -279,18 +279,28 @@ def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path,
     return Variant(name=name, description=description, model=model, stages=stages)
 
 
-def _check_data_args(st: StageConfig, file: Path, key: str) -> None:
-    d = st.data_args
-    if not 0.0 <= d.label_noise < 1.0:
-        raise ConfigError(file, f"{key}.data_args.label_noise", f"must be in [0, 1), got {d.label_noise}")
-    if d.label_noise and st.data == "pool":
-        raise ConfigError(file, f"{key}.data_args.label_noise", "split 'pool' has no labels to corrupt")
-    if d.unlabeled is not None and st.data != "mixture":
-        raise ConfigError(file, f"{key}.data_args.unlabeled", f"only for data: mixture (this stage uses {st.data!r})")
-    for name in ("limit", "unlabeled", "repeat"):
+def data_args_problem(data: str, d: DataArgs) -> tuple[str, str] | None:
+    """(key under data_args, why) for data_args that cannot apply to `data`, or None.
+
+    Shared by config validation (which names the file) and harness.data (called without one).
+    """
+    if not 0.0 <= d.label_noise <= 1.0:
+        return "label_noise", f"must be a fraction in [0, 1], got {d.label_noise}"
+    if d.label_noise and data == "pool":
+        return "label_noise", "data: pool has no labels to corrupt (use train or mixture)"
+    if d.unlabeled is not None and data != "mixture":
+        return "unlabeled", f"only for data: mixture (this stage uses {data!r})"
+    for name, least in (("limit", 1), ("unlabeled", 0), ("repeat", 1)):
         value = getattr(d, name)
-        if value is not None and value < 1:
-            raise ConfigError(file, f"{key}.data_args.{name}", f"must be at least 1, got {value}")
+        if value is not None and value < least:
+            return name, f"must be at least {least}, got {value}"
+    return None
+
+
+def _check_data_args(st: StageConfig, file: Path, key: str) -> None:
+    problem = data_args_problem(st.data, st.data_args)
+    if problem:
+        raise ConfigError(file, f"{key}.data_args.{problem[0]}", problem[1])
 
 
 def _check_objective(st: StageConfig, file: Path, key: str) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import Sampler
 
-from harness.config import SPLITS, DataArgs, DatasetConfig
+from harness.config import SPLITS, DataArgs, DatasetConfig, data_args_problem
 from harness.grader import normalize
 from harness.toy.tasks import SEPARATOR, read_split, running_totals
 
@@ -65,16 +65,9 @@ def check_args(dataset: DatasetConfig, data: str, args: DataArgs) -> None:
 
     if data not in SPLITS:
         raise ValueError(f"data: {data!r} is none of {SPLITS}")
-    if args.limit is not None and args.limit < 1:
-        refuse("limit", f"must be at least 1, got {args.limit}")
-    if args.unlabeled is not None and (data != "mixture" or args.unlabeled < 0):
-        refuse("unlabeled", f"a pool row count >= 0 for data: mixture only (data: {data}, unlabeled: {args.unlabeled})")
-    if not 0 <= args.label_noise <= 1:
-        refuse("label_noise", f"a fraction in [0, 1], got {args.label_noise}")
-    if args.label_noise > 0 and data == "pool":
-        refuse("label_noise", "data: pool has no labels to corrupt (use train or mixture)")
-    if args.repeat < 1:
-        refuse("repeat", f"must be at least 1, got {args.repeat}")
+    problem = data_args_problem(data, args)
+    if problem:
+        refuse(*problem)
     toy = dataset.source == "toy-arithmetic"
     if data == "mixture" and not toy and args.limit is None:
         refuse("limit", f"data: mixture on hub dataset {dataset.hub_path} needs the number of labeled rows")

@@ -250,7 +250,7 @@ REFUSALS = [
         "label-noise-out-of-range",
         lambda b: stage0(b).update(data_args={"label_noise": 1.5}),
         "variants.gold.stages.0.data_args.label_noise",
-        "[0, 1)",
+        "[0, 1]",
     ),
     (
         "objective-on-sft",
