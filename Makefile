@@ -1,6 +1,7 @@
 # Entry points for a fresh machine. Everything installs into .venv; caches stay in .cache/.
 #   make demo    install, run the CPU-default reproduction, print the leaderboard
 #   make rlvr    install, run the twelve RLVR bundles at toy scale (opt-in, about an hour)
+#   make passk   install, run the two reasoning-boundary bundles: pass@k curves to k=256 (opt-in)
 #   make test    install with test tools, run the test suite (what CI runs)
 PY      ?= python3
 VENV    := .venv
@@ -10,7 +11,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 
-.PHONY: install install-test demo rlvr test lint clean
+.PHONY: install install-test demo rlvr passk test lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,6 +38,11 @@ demo: install
 rlvr: install
 	$(BIN)/snakemake --cores $(CORES) --config papers=@rlvr
 	$(BIN)/harness leaderboard --scale toy
+
+# Opt-in: base vs RL pass@k curves to k=256 (papers/does-rl-incentivize, papers/reasoning-boundary-paradox).
+passk: install
+	$(BIN)/snakemake --cores $(CORES) --config papers=@passk
+	$(BIN)/harness leaderboard does-rl-incentivize reasoning-boundary-paradox --scale toy
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

@@ -24,6 +24,7 @@ except (ConfigError, FileNotFoundError) as e:
 wildcard_constraints:
     seed=r"\d+",
     stage=r"\d+",
+    step=r"\d+",
     paper=r"[A-Za-z0-9_.-]+",
     scale=r"[A-Za-z0-9_.-]+",
     variant=r"[A-Za-z0-9_.-]+",

@@ -2,6 +2,7 @@
 
 harness validate [PAPER ...] [--scale S]     check bundles without running anything
 harness leaderboard [PAPER ...] [--scale S]  ranked runs, mean +/- spread over seeds
+harness compare EVAL_A EVAL_B                two evaluations side by side; says when protocols differ
 harness world data|model ...                 build the CPU world (called by Snakemake)
 harness train|evaluate|track|summarize ...   one job of the DAG (called by Snakemake)
 """
@@ -123,8 +124,8 @@ def cmd_train(args) -> int:
     if _remote(args, stage.resources, folder, f"train.{run.paper}.{run.variant}.s{run.seed}.{args.stage}"):
         return 0
     data = Path(P.data_dir(rp.dataset_name)) if rp.dataset.source == "toy-arithmetic" else None
-    train_stage(stage, plan.model_after(run, args.stage), rp.dataset, data, run.seed,
-                Path(P.stage_dir(run, args.stage)), plan.stage_fingerprint(run, args.stage))  # fmt: skip
+    train_stage(stage, plan.model_after(run, args.stage), rp.dataset, data, run.seed, Path(P.stage_dir(run, args.stage)),
+                plan.stage_fingerprint(run, args.stage), plan.snapshot_steps(run, args.stage))  # fmt: skip
     return 0
 
 
@@ -135,16 +136,69 @@ def cmd_evaluate(args) -> int:
     plan = _plan(args)
     run = plan.run(args.paper, args.variant, args.seed)
     rp = plan.papers[args.paper]
-    if _remote(
-        args, rp.eval_resources, Path(P.eval_file(run)).parent / "slurm", f"eval.{run.paper}.{run.variant}.s{run.seed}"
-    ):
+    if (args.stage is None) != (args.step is None):
+        print("error: --stage and --step go together (a checkpoint saved during training)", file=sys.stderr)
+        return 2
+    if args.stage is None:
+        model, out, name = plan.final_model(run), Path(P.eval_file(run)).parent, "eval"
+    else:
+        model = P.snapshot_dir(run, args.stage, args.step)
+        out, name = Path(P.checkpoint_eval_file(run, args.stage, args.step)).parent, f"eval{args.stage}.{args.step}"
+        if not Path(model).is_dir():
+            steps = plan.snapshot_steps(run, args.stage)
+            print(f"error: no model saved at step {args.step} of stage {args.stage} ({model}); "
+                  f"this run saves steps {steps} (scales.{args.scale}.eval_checkpoints)", file=sys.stderr)  # fmt: skip
+            return 2
+    if _remote(args, rp.eval_resources, out / "slurm", f"{name}.{run.paper}.{run.variant}.s{run.seed}"):
         return 0
     data = P.data_dir(rp.dataset_name) if rp.dataset.source == "toy-arithmetic" else None
-    result = evaluate(plan.final_model(run), rp.eval, run.seed, Path(P.eval_file(run)).parent, data)
-    for task, m in result["metrics"].items():
-        n = m["n_samples"]
-        print(f"{task}: pass@1 {m['pass@1']:.3f}  pass@{n} {m[f'pass@{n}']:.3f}  maj@{n} {m[f'maj@{n}']:.3f}")
+    result = evaluate(model, rp.eval, run.seed, out, data)
+    print(one_line_metrics(result))
     return 0
+
+
+def one_line_metrics(result: dict) -> str:
+    """pass@1, pass@n and maj@n per task (lm-eval's own metrics for tasks without samples to grade)."""
+    lines = []
+    for task, m in result["metrics"].items():
+        if "n_samples" not in m:
+            lines.append(f"{task}: " + "  ".join(f"{k} {v:.3f}" for k, v in m.get("lm_eval", {}).items()))
+            continue
+        n = m["n_samples"]
+        lines.append(f"{task}: pass@1 {m['pass@1']:.3f}  pass@{n} {m[f'pass@{n}']:.3f}  maj@{n} {m[f'maj@{n}']:.3f}")
+    return "\n".join(lines)
+
+
+def cmd_compare(args) -> int:
+    """Two evaluation results side by side, saying first whether their protocols differ."""
+    import json
+
+    from harness.protocol import differences
+
+    results = []
+    for path in (args.a, args.b):
+        file = Path(path) / "metrics.json" if Path(path).is_dir() else Path(path)
+        if not file.is_file():
+            print(f"error: {file} not found (give an eval directory or its metrics.json)", file=sys.stderr)
+            return 2
+        results.append(json.loads(file.read_text()))
+    a, b = results
+    diff = differences(a["fingerprint"], b["fingerprint"])
+    print("protocols differ, the numbers are not comparable:" if diff else "same protocol (seeds aside)")
+    for d in diff:
+        print(f"  {d}")
+    for task in [t for t in a["metrics"] if t in b["metrics"]]:
+        ma, mb = a["metrics"][task], b["metrics"][task]
+        shown = [k for k in ma if k in mb and not isinstance(ma[k], dict)]
+        shown = [k for k in shown if not k.startswith("pass@") or _power_of_two(int(k[5:])) or k == "pass@1"]
+        print(f"{task}:{'':>12}A       B   B - A")
+        for k in shown:
+            print(f"  {k:>16}  {ma[k]:6.3f}  {mb[k]:6.3f}  {mb[k] - ma[k]:+.3f}")
+    return 1 if diff else 0
+
+
+def _power_of_two(k: int) -> bool:
+    return k & (k - 1) == 0
 
 
 def cmd_track(args) -> int:
@@ -234,6 +288,14 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=f"{name} one run (a Snakemake job)")
         _run_args(p, stage)
         p.set_defaults(fn=fn)
+        if name == "evaluate":
+            p.add_argument("--stage", type=int, default=None, help="with --step: a model saved during training")
+            p.add_argument("--step", type=int, default=None)
+
+    p = sub.add_parser("compare", help="two evaluation results side by side, and whether their protocols differ")
+    p.add_argument("a", help="an eval directory (results/runs/.../eval) or its metrics.json")
+    p.add_argument("b")
+    p.set_defaults(fn=cmd_compare)
 
     p = sub.add_parser("summarize", help="aggregate a paper's runs into its leaderboard (a Snakemake job)")
     p.add_argument("--paper", required=True)

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.schema import (  # noqa: F401  (re-exported: configs are read through this module)
+    ENGINES,
     LAUNCHERS,
     SPLITS,
     STAGE_ARGS,
@@ -152,7 +153,33 @@ def load_component(kind: str, name: str, referrer: Path, key: str) -> Any:
     if not file.is_file():
         known = sorted(p.stem for p in (CONFIGS / kind).glob("*.yaml"))
         raise ConfigError(referrer, key, f"no {kind} config {name!r} (known: {', '.join(known)})")
-    return OmegaConf.to_object(_merge(schema, file, _read_yaml(file)))
+    obj = OmegaConf.to_object(_merge(schema, file, _read_yaml(file)))
+    if kind == "eval":
+        _check_eval(obj, file)
+    return obj
+
+
+def _check_eval(cfg: EvalConfig, file: Path) -> None:
+    """Engine, extractors and sampling settings of an eval suite (names checked without importing lm-eval)."""
+    from harness.grader import EXTRACTORS
+
+    if cfg.engine not in ENGINES:
+        raise ConfigError(file, "engine", f"unknown engine {cfg.engine!r} (known: {', '.join(ENGINES)})")
+    for key, name in [("answer_extractor", cfg.answer_extractor)] + [
+        (f"extractors.{t}", n) for t, n in cfg.extractors.items()
+    ]:
+        if name not in EXTRACTORS:
+            raise ConfigError(file, key, EXTRACTORS.unknown_message(name))
+    for task in cfg.extractors:
+        if task not in cfg.tasks:
+            raise ConfigError(file, f"extractors.{task}", f"not one of this suite's tasks ({', '.join(cfg.tasks)})")
+    for key in ("n_samples", "max_new_tokens", "batch_size", "tensor_parallel_size"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(file, key, f"must be >= 1, got {getattr(cfg, key)}")
+    if cfg.n_samples > 1 and cfg.temperature == 0:
+        raise ConfigError(
+            file, "temperature", f"n_samples {cfg.n_samples} at temperature 0 gives {cfg.n_samples} identical answers"
+        )
 
 
 def paper_file(slug: str, papers_dir: Path = PAPERS) -> Path:
@@ -196,9 +223,12 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
         if model.source == "toy" and not model.dataset:
             raise ConfigError(CONFIGS / "models" / f"{key}.yaml", "dataset", "a toy model needs a dataset")
     _check_claims(paper, file, set(paper.variants))
+    if sc.eval_checkpoints < 0:
+        raise ConfigError(file, f"scales.{scale}.eval_checkpoints", f"must be >= 0, got {sc.eval_checkpoints}")
     return ResolvedPaper(
         slug=slug, scale=scale, file=str(file), meta=paper.paper, seeds=list(sc.seeds),
-        dataset_name=sc.dataset, dataset=dataset, eval_name=sc.eval, eval=evalc, eval_resources=sc.resources.evaluate, models=models,
+        dataset_name=sc.dataset, dataset=dataset, eval_name=sc.eval, eval=evalc, eval_checkpoints=sc.eval_checkpoints,
+        eval_resources=sc.resources.evaluate, models=models,
         variants=variants, reported=paper.reported, claims=paper.claims,
     )  # fmt: skip
 
@@ -258,6 +288,9 @@ def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path,
             raise ConfigError(file, f"{key}.data", f"an sft stage needs labels on every row; {st.data!r} lacks them")
         args = OmegaConf.to_container(args)
         _check_batch(args, file, f"{key}.args")
+        if args.get("generation_engine", "auto") not in ENGINES:
+            raise ConfigError(file, f"{key}.args.generation_engine",
+                              f"unknown engine {args['generation_engine']!r} (known: {', '.join(ENGINES)})")  # fmt: skip
         res = _merge(
             Resources,
             file,
@@ -288,6 +321,12 @@ def data_args_problem(data: str, d: DataArgs) -> tuple[str, str] | None:
         return "label_noise", f"must be a fraction in [0, 1], got {d.label_noise}"
     if d.label_noise and data == "pool":
         return "label_noise", "data: pool has no labels to corrupt (use train or mixture)"
+    if d.lowest_likelihood is not None and not 0.0 < d.lowest_likelihood <= 1.0:
+        return "lowest_likelihood", f"must be a fraction in (0, 1], got {d.lowest_likelihood}"
+    if d.lowest_likelihood is not None and d.repeat > 1:
+        return "lowest_likelihood", "curates distinct rows: not with repeat > 1"
+    if d.lowest_likelihood is not None and data != "train":
+        return "lowest_likelihood", f"needs a reference answer on every row: data: train, not {data!r}"
     if d.unlabeled is not None and data != "mixture":
         return "unlabeled", f"only for data: mixture (this stage uses {data!r})"
     for name, least in (("limit", 1), ("unlabeled", 0), ("repeat", 1)):

@@ -2,14 +2,19 @@
 
 lm-eval runs the tasks (the project's own from harness/tasks/, stock ones at paper scale) with
 `repeats = n_samples`; the sampling metrics (pass@k for every k <= n, maj@k, diversity) are then
-computed from the logged raw responses, so they mean the same thing for every task.
+computed from the logged raw responses with the suite's answer extractors, so they mean the same
+thing for every task. Generation runs on vLLM on a GPU node and on transformers elsewhere
+(`engine` in the suite). Every result carries the protocol's fingerprint (harness.protocol).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -37,49 +42,85 @@ def task_manager(tasks: list[str], data_dir: str | None):
     return TaskManager(include_path=str(TASKS_DIR), include_defaults=stock, metadata={"data_dir": data_dir})
 
 
-def fingerprint(cfg: EvalConfig, backend: str, seed: int) -> dict[str, Any]:
-    """Everything that makes two evaluations comparable, recorded with every result."""
-    import lm_eval
-    import transformers
+def resolve_engine(requested: str, cuda: bool | None = None, vllm: bool | None = None) -> str:
+    """The generation engine to use: `auto` is vLLM when a GPU and the vllm package are both present.
 
+    >>> resolve_engine("auto", cuda=True, vllm=True), resolve_engine("auto", cuda=False, vllm=True)
+    ('vllm', 'hf')
+    """
+    cuda = _cuda() if cuda is None else cuda
+    vllm = find_spec("vllm") is not None if vllm is None else vllm
+    if requested == "auto":
+        return "vllm" if cuda and vllm else "hf"
+    if requested == "vllm" and not (cuda and vllm):
+        missing = "no GPU is visible" if not cuda else "the vllm package is not installed (pip install -e '.[vllm]')"
+        raise RuntimeError(f"engine: vllm asked for, but {missing}; use engine: hf or auto")
+    return requested
+
+
+def extractor_for(cfg: EvalConfig, task: str) -> tuple[str, grader.Extractor]:
+    """The answer extractor (name, extractor) of one task; a subtask of a group uses the group's."""
+    name = cfg.extractors.get(task) or next(
+        (n for t, n in cfg.extractors.items() if task.startswith(t + "_")), cfg.answer_extractor
+    )
+    return name, grader.EXTRACTORS.get(name)
+
+
+def fingerprint(
+    cfg: EvalConfig, engine: str, seed: int, chat_template: str | None, task_versions: dict
+) -> dict[str, Any]:
+    """Everything that makes two evaluations comparable, recorded with every result."""
     return {
         "tasks": list(cfg.tasks),
+        "task_versions": {t: str(v) for t, v in sorted(task_versions.items())},
         "n_samples": cfg.n_samples,
         "temperature": cfg.temperature,
         "top_p": cfg.top_p,
         "max_new_tokens": cfg.max_new_tokens,
-        "apply_chat_template": cfg.apply_chat_template,
         "limit": cfg.limit,
+        "num_fewshot": cfg.num_fewshot,
         "seed": seed,
+        "apply_chat_template": cfg.apply_chat_template,
+        "chat_template_sha": _sha(chat_template) if cfg.apply_chat_template else None,
+        "extractors": {t: "{}@{}".format(*_named(cfg, t)) for t in cfg.tasks},
         "grader_version": grader.VERSION,
-        "backend": backend,
-        "lm_eval_version": lm_eval.__version__,
-        "transformers_version": transformers.__version__,
+        "engine": engine,
+        "engine_version": _version("vllm" if engine == "vllm" else "transformers"),
+        "tensor_parallel_size": cfg.tensor_parallel_size if engine == "vllm" else 1,
+        "dtype": "bfloat16" if _cuda() else "float32",
+        "lm_eval_version": _version("lm-eval"),
+        "transformers_version": _version("transformers"),
+        "torch_version": _version("torch"),
     }
 
 
 def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_dir: str | None = None) -> dict:
-    """Run every task of the suite on `model_path`; write metrics.json and samples.jsonl to `out_dir`."""
+    """Run every task of the suite on `model_path`; write metrics.json, samples.jsonl and passk.png to `out_dir`."""
     from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
 
     start = time.time()
+    seed = cfg.seed if cfg.seed is not None else seed
     out_dir.mkdir(parents=True, exist_ok=True)
-    lm = HFLM(pretrained=model_path, dtype="float32", batch_size=cfg.batch_size, device="cpu")
+    engine = resolve_engine(cfg.engine)
+    lm = _model(model_path, cfg, engine, seed)
     tm = task_manager(list(cfg.tasks), data_dir)
     sampling = cfg.n_samples > 1 or cfg.temperature > 0
     gen_kwargs = {"do_sample": sampling, "max_gen_toks": cfg.max_new_tokens}
     if sampling:
         gen_kwargs |= {"temperature": cfg.temperature, "top_p": cfg.top_p}
-    tasks = list(tm.load(list(cfg.tasks))["tasks"].values())
+    loaded = tm.load(list(cfg.tasks))["tasks"]
+    tasks = list(loaded.values())
     for task in tasks:  # n samples per question, generated once
         task.set_config(key="repeats", value=cfg.n_samples)
+    print(f"evaluating {model_path} on {', '.join(cfg.tasks)}: {cfg.n_samples} samples/question, "
+          f"engine {engine}, seed {seed}", flush=True)  # fmt: skip
     out = simple_evaluate(
         model=lm,
         tasks=tasks,
         task_manager=tm,
         gen_kwargs=gen_kwargs,
         limit=cfg.limit,
+        num_fewshot=cfg.num_fewshot,
         log_samples=True,
         apply_chat_template=cfg.apply_chat_template,
         random_seed=seed,
@@ -87,26 +128,82 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
         torch_random_seed=seed,
         fewshot_random_seed=seed,
     )
-    metrics, samples_out = {}, []
-    for task, samples in out["samples"].items():
-        answers = [[grader.extract_answer(r) for r in s["resps"][0]] for s in samples]
-        golds = [grader.normalize(str(s["target"])) for s in samples]
-        metrics[task] = summarize(answers, golds)
-        metrics[task]["lm_eval"] = {k: v for k, v in out["results"][task].items() if isinstance(v, (int, float))}
-        samples_out += [
-            {"task": task, "doc_id": s["doc_id"], "target": g, "responses": s["resps"][0], "answers": a}
-            for s, g, a in zip(samples, golds, answers, strict=True)
-        ]
+    metrics, samples_out = _score(cfg, out)
+    template = getattr(getattr(lm, "tokenizer", None), "chat_template", None)
     result = {
         "model": model_path,
         "metrics": metrics,
-        "fingerprint": fingerprint(cfg, "hf", seed),
+        "fingerprint": fingerprint(cfg, engine, seed, template, out.get("versions") or {}),
         "protocol": asdict(cfg),
         "seconds": time.time() - start,
     }
     with open(out_dir / "samples.jsonl", "w") as f:
         f.writelines(json.dumps(s) + "\n" for s in samples_out)
-    raw = {k: out.get(k) for k in ("results", "configs", "versions", "n-samples", "config")}
+    raw = {k: out.get(k) for k in ("results", "groups", "group_subtasks", "configs", "versions", "n-samples", "config")}
     (out_dir / "lm_eval_results.json").write_text(json.dumps(raw, indent=1, default=str))
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=1))
+    from harness.report_html import plot_run_passk
+
+    plot_run_passk(metrics, str(model_path), out_dir / "passk.png")
     return result
+
+
+def _score(cfg: EvalConfig, out: dict) -> tuple[dict, list[dict]]:
+    """Sampling metrics per task (and per group, pooling its subtasks' questions) from the raw responses."""
+    metrics, samples_out, graded = {}, [], {}
+    for task, samples in out["samples"].items():
+        lm_metrics = {k: v for k, v in out["results"][task].items() if isinstance(v, (int, float))}
+        if not samples or not all(isinstance(r, str) for r in samples[0]["resps"][0]):
+            metrics[task] = {"lm_eval": lm_metrics}  # a log-likelihood task: no samples to grade
+            continue
+        _, extract = extractor_for(cfg, task)
+        responses = [list(s["resps"][0]) for s in samples]
+        answers = [[extract(r) for r in rs] for rs in responses]
+        golds = [extract.gold(str(s["target"])) for s in samples]
+        graded[task] = (answers, golds, responses)
+        metrics[task] = summarize(answers, golds, responses) | {"lm_eval": lm_metrics}
+        samples_out += [
+            {"task": task, "doc_id": s["doc_id"], "target": g, "responses": rs, "answers": a}
+            for s, g, a, rs in zip(samples, golds, answers, responses, strict=True)
+        ]
+    for group, subtasks in (out.get("group_subtasks") or {}).items():
+        parts = [graded[t] for t in subtasks if t in graded]
+        if parts and group not in metrics:
+            pooled = [sum((p[i] for p in parts), []) for i in range(3)]
+            metrics[group] = summarize(*pooled) | {"subtasks": list(subtasks)}
+    return metrics, samples_out
+
+
+def _model(model_path: str, cfg: EvalConfig, engine: str, seed: int):
+    if engine == "vllm":
+        from lm_eval.models.vllm_causallms import VLLM
+
+        return VLLM(pretrained=model_path, dtype="auto", tensor_parallel_size=cfg.tensor_parallel_size,
+                    max_gen_toks=cfg.max_new_tokens, batch_size="auto", seed=seed)  # fmt: skip
+    from lm_eval.models.huggingface import HFLM
+
+    cuda = _cuda()
+    return HFLM(pretrained=model_path, dtype="bfloat16" if cuda else "float32", batch_size=cfg.batch_size,
+                device="cuda" if cuda else "cpu")  # fmt: skip
+
+
+def _named(cfg: EvalConfig, task: str) -> tuple[str, str]:
+    name, extractor = extractor_for(cfg, task)
+    return name, extractor.version
+
+
+def _sha(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode()).hexdigest()[:16] if text else None
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "absent"
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,15 +1,21 @@
 """The one grader: final-answer extraction and comparison, shared by rewards and evaluation.
 
 Extraction follows what math graders do with free text: the last `\\boxed{...}` if there is one,
-else the last number. A bare toy completion such as "46" is its own final answer.
+else the last number. A bare toy completion such as "46" is its own final answer. Multiple-choice
+suites (GPQA, MMLU-Pro, ARC) read a choice letter instead. Each extractor is registered by name
+with a version; an evaluation suite names its extractors and the fingerprint records both.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.registry import Registry
 
 VERSION = "1"
-"""Bumped whenever extraction or comparison changes: it is part of the evaluation fingerprint."""
+"""Bumped whenever comparison (normalize) changes: it is part of the evaluation fingerprint."""
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -91,6 +97,19 @@ def is_correct(completion: str, gold: str) -> bool:
     return pred is not None and pred == normalize(str(gold))
 
 
+def repeat_scores(responses: list[str], gold: str) -> dict[str, float]:
+    """lm-eval's per-question metrics for n repeats: pass@1 (mean correctness) and maj@n (the vote's).
+
+    >>> repeat_scores(["so 7", "8", "\\\\boxed{7}"], "7")
+    {'pass@1': 0.6666666666666666, 'maj@n': 1.0}
+    """
+    vote = majority_answer([extract_answer(r) for r in responses])
+    return {
+        "pass@1": sum(is_correct(r, gold) for r in responses) / len(responses),
+        "maj@n": float(vote is not None and vote == normalize(str(gold))),
+    }
+
+
 def majority_answer(answers: list[str | None]) -> str | None:
     """The most frequent non-None answer; ties go to the one seen first.
 
@@ -104,3 +123,61 @@ def majority_answer(answers: list[str | None]) -> str | None:
         if a is not None:
             counts[a] = counts.get(a, 0) + 1
     return max(counts, key=counts.__getitem__) if counts else None
+
+
+@dataclass(frozen=True)
+class Extractor:
+    """A final-answer extractor: text -> normalised answer or None, with the version results record."""
+
+    fn: Callable[[str], str | None]
+    version: str
+    """Bumped whenever what `fn` or `gold` returns for some text changes."""
+    gold_fn: Callable[[str], str | None] | None = None
+    """Reads the gold answer out of a benchmark's target when the target is more than the answer
+    (GSM8K's worked solution ending in `#### 72`, GPQA's `(B)`); None: the target is the answer."""
+
+    def __call__(self, text: str) -> str | None:
+        return self.fn(text)
+
+    def gold(self, target: str) -> str:
+        """The gold answer of a target, normalised like extracted answers.
+
+        >>> EXTRACTORS.get("boxed_or_last_number").gold("3 + 4 = 7 #### 7"), EXTRACTORS.get("choice_letter").gold("(B)")
+        ('7', 'B')
+        """
+        found = self.gold_fn(target) if self.gold_fn else None
+        return found if found is not None else normalize(target)
+
+
+def _after_hashes(target: str) -> str | None:
+    return normalize(target.rsplit("####", 1)[1]) if "####" in target else None
+
+
+EXTRACTORS: Registry[Extractor] = Registry("answer extractor")
+EXTRACTORS.register("boxed_or_last_number")(Extractor(extract_answer, "1", _after_hashes))
+
+_CHOICE = re.compile(r"answer is:?\s*\(?([A-J])\)?(?![A-Za-z])|answer:\s*\(?([A-J])\)?(?![A-Za-z])", re.IGNORECASE)
+_LONE_LETTER = re.compile(r"(?<![A-Za-z])\(?([A-J])\)?(?![A-Za-z])(?<!\bI(?= [a-z]))(?<!\bA(?= [a-z]))")
+"""A standalone capital A-J, except the pronoun "I" and the article "A" (followed by a lower-case word)."""
+
+
+def extract_choice(text: str) -> str | None:
+    """The chosen option letter: the last "answer is (X)" / "Answer: X", else a boxed letter, else
+    the last standalone capital A-J.
+
+    >>> extract_choice("B looks wrong. The answer is (C).")
+    'C'
+    >>> extract_choice("so \\\\boxed{D}"), extract_choice("I pick A"), extract_choice("no idea") is None
+    ('D', 'A', True)
+    """
+    said = _CHOICE.findall(text)
+    if said:
+        return next(g for g in said[-1] if g).upper()
+    boxed = last_boxed(text)
+    if boxed is not None and len(boxed.strip().strip("()")) == 1:
+        return boxed.strip().strip("()").upper()
+    lone = _LONE_LETTER.findall(text)
+    return lone[-1] if lone else None
+
+
+EXTRACTORS.register("choice_letter")(Extractor(extract_choice, "1", extract_choice))

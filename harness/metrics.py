@@ -1,11 +1,13 @@
-"""Sampling metrics from n samples per question: pass@k (unbiased), maj@k, avg@n.
+"""Sampling metrics from n samples per question: pass@k (unbiased), maj@k, avg@n, diversity.
 
-`correct` is a (questions, n) table of 0/1 grades; `answers` the extracted answers, same shape.
+`correct` is a (questions, n) table of 0/1 grades; `answers` the extracted answers, same shape;
+`responses` the raw texts, same shape.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from math import comb
 
 from harness.grader import majority_answer
@@ -44,7 +46,24 @@ def maj_at_k(answers: list[list[str | None]], golds: list[str], k: int, draws: i
     return total / len(answers)
 
 
-def summarize(answers: list[list[str | None]], golds: list[str]) -> dict[str, float]:
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def distinct_n(responses: list[str], n: int) -> float:
+    """Distinct n-grams over all n-grams of one question's responses (words and punctuation marks).
+
+    1.0: no n-gram repeats across the samples; near 0: the samples say the same thing.
+
+    >>> distinct_n(["46;51", "46;52"], 1), distinct_n(["a b a", "a b"], 2)
+    (0.6666666666666666, 0.6666666666666666)
+    """
+    grams = [tuple(t[i : i + n]) for r in responses for t in [_TOKEN.findall(r)] for i in range(len(t) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def summarize(
+    answers: list[list[str | None]], golds: list[str], responses: list[list[str]] | None = None
+) -> dict[str, float]:
     """All sampling metrics of one evaluation, keyed as they are logged (pass@k, maj@k, ...)."""
     correct = [[int(a is not None and a == g) for a in row] for row, g in zip(answers, golds, strict=True)]
     n = _width(correct)
@@ -56,6 +75,9 @@ def summarize(answers: list[list[str | None]], golds: list[str]) -> dict[str, fl
     out["distinct_correct"] = sum(
         len({a for a, c in zip(r, cr, strict=True) if c}) for r, cr in zip(answers, correct, strict=True)
     ) / len(answers)
+    if responses is not None:
+        for g in (1, 2):
+            out[f"distinct_{g}"] = sum(distinct_n(r, g) for r in responses) / len(responses)
     out["n_samples"] = n
     out["n_questions"] = len(answers)
     return out

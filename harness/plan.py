@@ -68,6 +68,24 @@ def eval_file(run: Run) -> str:
     return f"{run.dir}/eval/metrics.json"
 
 
+def checkpoint_eval_file(run: Run, stage: int, step: int) -> str:
+    return f"{stage_dir(run, stage)}/evals/step{step}/metrics.json"
+
+
+def snapshot_dir(run: Run, stage: int, step: int) -> str:
+    """The model saved at `step` of a stage for evaluation during training (harness.train)."""
+    return f"{stage_dir(run, stage)}/snapshots/step{step}"
+
+
+def evenly_spaced(max_steps: int, n: int) -> list[int]:
+    """`n` optimizer steps spread evenly inside (0, max_steps), the final step excluded (it is the run's own eval).
+
+    >>> evenly_spaced(100, 3), evenly_spaced(100, 0), evenly_spaced(3, 5)
+    ([25, 50, 75], [], [1, 2])
+    """
+    return sorted({round(max_steps * j / (n + 1)) for j in range(1, n + 1)} - {0, max_steps})
+
+
 def tracked_file(run: Run) -> str:
     return f"{run.dir}/tracked.json"
 
@@ -176,8 +194,25 @@ class Plan:
     def stage_fingerprint(self, run: Run, i: int) -> str:
         rp = self.papers[run.paper]
         v = rp.variants[run.variant]
+        snapshots = self.snapshot_steps(run, i)  # only when asked for: older stages keep their fingerprint
         return fingerprint({"stage": to_plain(v.stages[i]), "seed": run.seed, "base": self.model_after(run, i),
-                            "dataset": to_plain(rp.dataset)})  # fmt: skip
+                            "dataset": to_plain(rp.dataset)} | ({"snapshots": snapshots} if snapshots else {}))  # fmt: skip
+
+    def snapshot_steps(self, run: Run, i: int) -> list[int]:
+        """Steps of stage `i` whose model is saved and evaluated during training (the scale's `eval_checkpoints`)."""
+        rp = self.papers[run.paper]
+        return evenly_spaced(int(rp.variants[run.variant].stages[i].args["max_steps"]), rp.eval_checkpoints)
+
+    def checkpoint_evals(self, run: Run) -> list[str]:
+        stages = self.papers[run.paper].variants[run.variant].stages
+        return [checkpoint_eval_file(run, i, s) for i in range(len(stages)) for s in self.snapshot_steps(run, i)]
+
+    def checkpoint_eval_inputs(self, run: Run, stage: int) -> list[str]:
+        return [f"{stage_dir(run, stage)}/train.json"] + self._data_inputs(run.paper, ("test",))
+
+    def checkpoint_eval_fingerprint(self, run: Run, stage: int, step: int) -> str:
+        rp = self.papers[run.paper]
+        return fingerprint({"eval": to_plain(rp.eval), "seed": run.seed, "model": snapshot_dir(run, stage, step)})
 
     def eval_inputs(self, run: Run) -> list[str]:
         n = len(self.papers[run.paper].variants[run.variant].stages)
@@ -189,7 +224,7 @@ class Plan:
 
     def track_inputs(self, run: Run) -> list[str]:
         n = len(self.papers[run.paper].variants[run.variant].stages)
-        return [eval_file(run)] + [f"{stage_dir(run, i)}/train.json" for i in range(n)]
+        return [eval_file(run)] + [f"{stage_dir(run, i)}/train.json" for i in range(n)] + self.checkpoint_evals(run)
 
     def track_fingerprint(self, run: Run) -> str:
         rp = self.papers[run.paper]

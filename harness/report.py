@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from harness import plan as P
+from harness.protocol import common
 from harness.verdicts import check_claim, check_reported, one_line
 
 SHOWN = ("pass@1", "maj@{n}", "pass@{n}")
@@ -27,19 +28,41 @@ def aggregate(values: list[float]) -> dict:
             "n": len(values), "values": values}  # fmt: skip
 
 
+def with_average(metrics: dict[str, dict]) -> dict[str, dict]:
+    """`metrics` plus an `average` task: the plain mean over the suite's top-level tasks (a group counts
+    once, its subtasks not again) of every metric they all have. Papers report such averages.
+
+    >>> with_average({"a": {"pass@1": 0.2, "x": 1}, "b": {"pass@1": 0.4}})["average"]
+    {'pass@1': 0.30000000000000004, 'tasks': ['a', 'b']}
+    >>> list(with_average({"a": {"pass@1": 0.2}}))
+    ['a']
+    """
+    inside = {t for m in metrics.values() for t in m.get("subtasks", [])}
+    top = [t for t, m in metrics.items() if t not in inside and "pass@1" in m]
+    if len(top) < 2:
+        return metrics
+    keys = [k for k, v in metrics[top[0]].items()
+            if isinstance(v, (int, float)) and not k.startswith("n_") and all(k in metrics[t] for t in top)]  # fmt: skip
+    average = {k: statistics.fmean(metrics[t][k] for t in top) for k in keys}
+    return metrics | {"average": average | {"tasks": top}}
+
+
 def leaderboard_rows(plan, paper: str) -> list[dict]:
     rp = plan.papers[paper]
     rows = []
     for variant in rp.variants:
         results = [json.loads(Path(P.eval_file(plan.run(paper, variant, s))).read_text()) for s in rp.seeds]
+        results = [r | {"metrics": with_average(r["metrics"])} for r in results]
         for task in results[0]["metrics"]:
             keys = [k for k, v in results[0]["metrics"][task].items() if isinstance(v, (int, float))]
+            protocol, departures = common([r["fingerprint"] for r in results])
             rows.append({
                 "variant": variant, "task": task, "model": rp.variants[variant].model, "seeds": list(rp.seeds),
                 "metrics": {k: aggregate([r["metrics"][task][k] for r in results]) for k in keys},
-                "protocol": {k: v for k, v in results[0]["fingerprint"].items() if k != "seed"},
+                "protocol": protocol,
+                "protocol_departures": [f"seed {rp.seeds[i]}: {d}" for i, ds in departures.items() for d in ds],
             })  # fmt: skip
-    rows.sort(key=lambda r: (r["task"], -r["metrics"]["pass@1"]["mean"]))
+    rows.sort(key=lambda r: (r["task"], -r["metrics"].get("pass@1", {"mean": 0.0})["mean"]))
     for task in {r["task"] for r in rows}:
         for rank, r in enumerate((r for r in rows if r["task"] == task), 1):
             r["rank"] = rank
@@ -86,6 +109,11 @@ def format_board(board: dict) -> str:
         for r in rows:
             cells = " | ".join(_cell(r["metrics"].get(c)) for c in cols)
             lines.append(f"| {r['rank']} | {r['variant']} | {r['model']} | {cells} | {len(r['seeds'])} |")
+        lines += [
+            f"- protocol differs between seeds of {r['variant']}: {d}"
+            for r in rows
+            for d in r.get("protocol_departures", [])
+        ]
         lines.append("")
     if board["claims"]:
         lines.append("Claims:")
@@ -94,7 +122,8 @@ def format_board(board: dict) -> str:
             if c["verdict"] != "not run":
                 vals = (f" ({c['metric']}: {c['lhs']} {c['lhs_value']:.3f} vs {c['rhs']} {c['rhs_value']:.3f},"
                         f" noise margin {c.get('margin', 0.0):.3f})")  # fmt: skip
-            lines.append(f"- [{c['verdict']}] {c['statement']}{vals}")
+            why = f" (protocols differ: {c['why']})" if c.get("why") else ""
+            lines.append(f"- [{c['verdict']}] {c['statement']}{vals}{why}")
         lines.append("")
     if board["reported"]:
         lines.append("Reported by the paper:")
@@ -104,8 +133,9 @@ def format_board(board: dict) -> str:
                 if r.get("reproduced") is None
                 else f"; ours {r['reproduced']:.3f} ± {r['ci']:.3f}, delta {r['delta']:+.3f}"
             )
+            why = f" (protocols differ: {r['why']})" if r.get("why") else ""
             lines.append(f"- [{r.get('verdict', 'not run')}] {r['variant']} on {r['benchmark']} {r['metric']} = {r['value']}"
-                         f" ({r['model']}, {r.get('scale', 'paper')} scale; {r['source']}){got}")  # fmt: skip
+                         f" ({r['model']}, {r.get('scale', 'paper')} scale; {r['source']}){got}{why}")  # fmt: skip
         lines.append("")
     return "\n".join(lines)
 

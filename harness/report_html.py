@@ -48,12 +48,32 @@ def plot_passk(board: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in board["rows"]:
         ks = sorted(int(k.split("@")[1]) for k in row["metrics"] if k.startswith("pass@"))
-        ax.plot(
-            ks, [row["metrics"][f"pass@{k}"]["mean"] for k in ks], marker="o", label=f"{row['variant']} ({row['task']})"
-        )
+        marks = [i for i, k in enumerate(ks) if k & (k - 1) == 0 or k == ks[-1]]  # powers of two and n
+        ax.plot(ks, [row["metrics"][f"pass@{k}"]["mean"] for k in ks], marker="o", markevery=marks,
+                label=f"{row['variant']} ({row['task']})")  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(matplotlib_ticker().FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set(xlabel="k (samples)", ylabel="pass@k", title=f"{board['paper']} [{board['scale']}]")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def plot_run_passk(metrics: dict, title: str, out: Path) -> None:
+    """One evaluation's pass@k and maj@k against k (log scale), one pair of lines per task."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for task, m in metrics.items():
+        for kind, style in (("pass", "-o"), ("maj", "--s")):
+            ks = sorted(int(k.split("@")[1]) for k in m if k.startswith(f"{kind}@"))
+            if ks:
+                marks = [i for i, k in enumerate(ks) if k & (k - 1) == 0 or k == ks[-1]]
+                ax.plot(ks, [m[f"{kind}@{k}"] for k in ks], style, markersize=3, markevery=marks,
+                        label=f"{kind}@k ({task})")  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib_ticker().FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.set(xlabel="k (samples)", ylabel="accuracy", title=title[-60:], ylim=(0, 1.02))
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=100)

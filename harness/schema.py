@@ -91,10 +91,27 @@ class EvalConfig:
     top_p: float = 1.0
     max_new_tokens: int = 8
     batch_size: int = 64
+    num_fewshot: int | None = None
+    """Worked examples before each question, for every task (None: each task's own default)."""
     apply_chat_template: bool = False
+    """Wrap prompts in the model's chat template (its hash is recorded in the fingerprint)."""
     limit: int | None = None
     """Evaluate only the first `limit` questions of each task (None: all)."""
+    seed: int | None = None
+    """Sampling seed; None: the run's seed (so seeds of a variant sample differently)."""
+    answer_extractor: str = "boxed_or_last_number"
+    """How a final answer is read from a response (harness.grader.EXTRACTORS), for every task ..."""
+    extractors: dict[str, str] = field(default_factory=dict)
+    """... except the tasks named here, e.g. {gpqa_diamond_cot_zeroshot: choice_letter}."""
+    engine: str = "auto"
+    """Generation engine: `hf` (transformers; CPU or GPU), `vllm` (GPU; the `vllm` extra) or `auto`
+    (vLLM when a GPU and vLLM are both present, else hf). The engine used is recorded."""
+    tensor_parallel_size: int = 1
+    """vLLM only: GPUs one model is split over."""
     description: str = ""
+
+
+ENGINES = ("auto", "hf", "vllm")
 
 
 # ----------------------------------------------------------------------------- resources
@@ -172,6 +189,9 @@ class GRPOArgs:
     temperature: float = 1.0
     num_iterations: int = 1
     """Optimizer passes over each generated batch (>1: the ratio to the sampling policy moves off 1)."""
+    generation_engine: str = "auto"
+    """How completions are sampled: `hf` (transformers generate), `vllm` (TRL's vLLM in colocate mode;
+    GPU and the `vllm` extra) or `auto` (vLLM when a GPU and vLLM are both present)."""
     warmup_steps: int = 0
     save_steps: int = 50
     logging_steps: int = 10
@@ -242,6 +262,9 @@ class DataArgs:
     """Add a reworded twin of every row (same `pair`), always sampled into the same batch."""
     repeat: int = 1
     """Each row this many times (a tiny set must still fill a batch of distinct prompts)."""
+    lowest_likelihood: float | None = None
+    """Keep only this fraction of labeled rows: those whose reference solution (the answer where
+    there is none) the stage's starting model finds least likely (mean log-probability per token)."""
     seed: int = 0
 
 
@@ -286,6 +309,9 @@ class ScaleConfig:
     dataset: str = MISSING
     eval: str = MISSING
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    eval_checkpoints: int = 0
+    """Also evaluate this many evenly spaced checkpoints of every training stage (separate jobs),
+    so a run's benchmark accuracy over training steps lands in MLflow; 0: the final model only."""
     trainers: TrainerDefaults = field(default_factory=TrainerDefaults)
     resources: JobResources = field(default_factory=JobResources)
 
@@ -305,6 +331,8 @@ class ReportedResult:
     model: str = MISSING
     n_samples: int | None = None
     temperature: float | None = None
+    top_p: float | None = None
+    max_new_tokens: int | None = None
     spread: float | None = None
     """The paper's own stated spread (std over its seeds), when it gives one."""
     tolerance: float = 0.01
@@ -385,6 +413,7 @@ class ResolvedPaper:
     dataset: DatasetConfig
     eval_name: str
     eval: EvalConfig
+    eval_checkpoints: int
     eval_resources: Resources
     models: dict[str, ModelConfig]
     variants: dict[str, Variant]

@@ -208,8 +208,8 @@ def track_run(plan, run: P.Run) -> dict:
     variant = rp.variants[run.variant]
     config = {"scale": run.scale, "seed": run.seed, "variant": to_plain(variant), "model": to_plain(rp.models[variant.model]),
               "dataset": {"name": rp.dataset_name, **to_plain(rp.dataset)}, "eval": {"name": rp.eval_name, **to_plain(rp.eval)}}  # fmt: skip
-    config_hash = P.fingerprint(config)
     result = json.loads(Path(P.eval_file(run)).read_text())
+    config_hash = P.fingerprint({"config": config, "protocol": result["fingerprint"]})
     stages = [json.loads(Path(P.stage_dir(run, i), "train.json").read_text()) for i in range(len(variant.stages))]
     metrics: list[tuple[str, float, int]] = []
     offset = 0
@@ -221,6 +221,7 @@ def track_run(plan, run: P.Run) -> dict:
         offset += st["global_step"]
     for task, m in result["metrics"].items():
         metrics += [(f"{task}/{k}", v, 0) for k, v in m.items() if isinstance(v, (int, float))]
+    metrics += _during_training(plan, run, stages, result)
     tags = {
         "harness.run_key": run.key, "harness.kind": "run", "paper": run.paper, "scale": run.scale,
         "variant": run.variant, "seed": str(run.seed), "model": variant.model, "method": method_name(variant),
@@ -233,7 +234,7 @@ def track_run(plan, run: P.Run) -> dict:
     with _session() as mlflow:
         exp_id = _experiment(mlflow, run.paper)
         run_id = _open_run(mlflow, exp_id, run.key, f"{run.scale}/{run.variant}/seed{run.seed}", config_hash)
-        _log(mlflow, run_id, _flatten(config), tags, metrics)
+        _log(mlflow, run_id, _flatten(config | {"protocol": result["fingerprint"]}), tags, metrics)
         client = mlflow.MlflowClient()
         client.log_dict(run_id, config, "config.json")
         client.log_artifacts(run_id, str(Path(P.eval_file(run)).parent), "eval")
@@ -249,6 +250,21 @@ def track_run(plan, run: P.Run) -> dict:
     Path(P.tracked_file(run)).write_text(json.dumps(info, indent=1))
     print(f"tracked {run.key} as MLflow run {run_id}")
     return info
+
+
+def _during_training(plan, run: P.Run, stages: list[dict], final: dict) -> list[tuple[str, float, int]]:
+    """`during/<task>/<metric>` at each evaluated checkpoint's global step, ending with the final model's
+    eval at the last step: a run's benchmark accuracy over training, one MLflow metric history each."""
+    if not plan.papers[run.paper].eval_checkpoints or not stages:
+        return []
+    points, offset = [], 0
+    for i, st in enumerate(stages):
+        for step in plan.snapshot_steps(run, i):
+            points.append((offset + step, json.loads(Path(P.checkpoint_eval_file(run, i, step)).read_text())))
+        offset += st["global_step"]
+    points.append((offset, final))
+    return [(f"during/{task}/{k}", v, step) for step, result in points for task, m in result["metrics"].items()
+            for k, v in m.items() if isinstance(v, (int, float)) and not k.startswith(("n_", "avg@"))]  # fmt: skip
 
 
 def log_summary(paper: str, scale: str, board: dict, files: list[Path]) -> None:

@@ -57,9 +57,22 @@ def batch_layout(args: dict, world_size: int) -> dict:
     return {"per_device_train_batch_size": per_process // accumulation, "gradient_accumulation_steps": accumulation}
 
 
+OUR_ARGS = ("global_batch_size", "max_per_device_batch_size", "generation_engine")
+"""Stage arguments the harness interprets itself; every other one goes to TRL under its own name."""
+
+
+def generation_args(stage: Stage) -> dict:
+    """TRL's vLLM switches for a GRPO stage, from its `generation_engine` (see GRPOArgs)."""
+    from harness.evaluate import resolve_engine
+
+    if stage.kind != "grpo" or resolve_engine(stage.args.get("generation_engine", "auto")) != "vllm":
+        return {}
+    return {"use_vllm": True, "vllm_mode": "colocate"}
+
+
 def common_args(stage: Stage, seed: int, ckpt_dir: Path) -> dict:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    trl_args = {k: v for k, v in stage.args.items() if k not in ("global_batch_size", "max_per_device_batch_size")}
+    trl_args = {k: v for k, v in stage.args.items() if k not in OUR_ARGS}
     return dict(
         output_dir=str(ckpt_dir),
         seed=seed,
@@ -101,6 +114,7 @@ def build_trainer(stage: Stage, model_path: str, train_ds, seed: int, ckpt_dir: 
 
         cfg = GRPOConfig(
             **common_args(stage, seed, ckpt_dir),
+            **generation_args(stage),
             reward_weights=[r.weight for r in stage.rewards],
             beta=kl_coef(stage.objective),
         )
@@ -126,13 +140,20 @@ def build_trainer(stage: Stage, model_path: str, train_ds, seed: int, ckpt_dir: 
 
 
 def train_stage(stage: Stage, model_path: str, dataset: DatasetConfig, data_dir: Path | None,
-                seed: int, stage_dir: Path, fingerprint: str) -> dict:  # fmt: skip
-    """Run (or resume) one stage; returns the summary also written to train.json."""
+                seed: int, stage_dir: Path, fingerprint: str, snapshot_steps: list[int] = ()) -> dict:  # fmt: skip
+    """Run (or resume) one stage; returns the summary also written to train.json.
+
+    The model at each of `snapshot_steps` is saved to `<stage dir>/snapshots/step<N>/` for evaluation
+    during training (separate jobs, harness.plan.Plan.checkpoint_evals)."""
     start = time.time()
     ckpt_dir = stage_dir / "checkpoints"
     resume = prepare_checkpoints(ckpt_dir, fingerprint)
     print(f"stage {stage.kind} from {model_path}: " + (f"resuming from {resume}" if resume else "starting"), flush=True)
     rows = stage_rows(dataset, stage.data, stage.data_args, data_dir)
+    if stage.data_args.lowest_likelihood is not None:
+        from harness.curation import lowest_likelihood
+
+        rows = lowest_likelihood(rows, model_path, stage.data_args.lowest_likelihood)
     trainer = build_trainer(stage, model_path, rows, seed, ckpt_dir)
     if resume and stage.kind == "grpo":
         trainer.load_reward_state(resume)
@@ -140,6 +161,8 @@ def train_stage(stage: Stage, model_path: str, dataset: DatasetConfig, data_dir:
 
     trainer.remove_callback(PrinterCallback)  # one line per log instead of the whole dict
     trainer.add_callback(_progress_callback())
+    if snapshot_steps:
+        trainer.add_callback(_snapshot_callback(set(snapshot_steps), stage_dir / "snapshots"))
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(stage_dir / "model"))  # every rank takes part; rank 0 writes
     if not trainer.is_world_process_zero():
@@ -169,6 +192,24 @@ def _progress_callback():
             print(f"step {state.global_step}/{state.max_steps} {shown}", flush=True)
 
     return Progress()
+
+
+def _snapshot_callback(steps: set[int], root: Path):
+    from transformers import TrainerCallback
+
+    class Snapshot(TrainerCallback):
+        """Saves the model (and tokenizer) at the chosen steps; a resumed run keeps those already saved."""
+
+        def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+            out = root / f"step{state.global_step}"
+            if state.global_step in steps and state.is_world_process_zero and not (out / "config.json").exists():
+                tmp = out.with_name(out.name + ".partial")  # a kill mid-save leaves no half-written snapshot
+                model.save_pretrained(str(tmp))
+                processing_class.save_pretrained(str(tmp))
+                shutil.rmtree(out, ignore_errors=True)
+                tmp.rename(out)
+
+    return Snapshot()
 
 
 def _cuda() -> bool:

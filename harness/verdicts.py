@@ -11,8 +11,9 @@ Seed noise is two standard errors of the mean: sqrt(std^2 / n) per side.
 from __future__ import annotations
 
 from harness.config import Claim, ReportedResult, to_plain
+from harness.protocol import differences
 
-PROTOCOL_FIELDS = ("n_samples", "temperature")
+PROTOCOL_FIELDS = ("n_samples", "temperature", "top_p", "max_new_tokens")
 
 
 def standard_error(m: dict) -> float:
@@ -42,6 +43,9 @@ def check_claim(claim: Claim, rows: list[dict], task: str) -> dict:
     out = {**to_plain(claim), "task": task, "lhs_value": lhs and lhs["mean"], "rhs_value": rhs and rhs["mean"]}
     if lhs is None or rhs is None:
         return out | {"verdict": "not run"}
+    why = _incomparable([by_variant[v] for v in (claim.lhs, claim.rhs) if v in by_variant])
+    if why:
+        return out | {"verdict": "not comparable", "why": why}
     margin = 2 * (standard_error(lhs) ** 2 + standard_error(rhs) ** 2) ** 0.5
     diff = lhs["mean"] - rhs["mean"] if claim.op in (">", ">=") else rhs["mean"] - lhs["mean"]
     if claim.op in (">=", "<="):
@@ -49,6 +53,17 @@ def check_claim(claim: Claim, rows: list[dict], task: str) -> dict:
     else:
         verdict = "holds" if diff > margin else "does not hold" if diff <= -margin else "inconclusive"
     return out | {"verdict": verdict, "margin": margin}
+
+
+def _incomparable(rows: list[dict]) -> str:
+    """Why results in these leaderboard rows were measured under different protocols ('' if they were not)."""
+    why = [f"{r['variant']} {d}" for r in rows for d in r.get("protocol_departures", [])]
+    if len(rows) == 2:
+        why += [
+            f"{rows[0]['variant']} vs {rows[1]['variant']}: {d}"
+            for d in differences(rows[0].get("protocol", {}), rows[1].get("protocol", {}))
+        ]
+    return "; ".join(why)
 
 
 def check_reported(reported: ReportedResult, rows: list[dict]) -> dict:
@@ -69,9 +84,9 @@ def check_reported(reported: ReportedResult, rows: list[dict]) -> dict:
         for f in PROTOCOL_FIELDS
         if getattr(reported, f) is not None and row["protocol"].get(f) != getattr(reported, f)
     ]
-    if differs:
+    if differs or row.get("protocol_departures"):
         detail = ", ".join(f"{f}: paper {getattr(reported, f)} vs ours {row['protocol'].get(f)}" for f in differs)
-        return out | {"verdict": "not comparable", "why": detail}
+        return out | {"verdict": "not comparable", "why": detail or _incomparable([row])}
     tolerance = max(reported.tolerance, 2 * (se**2 + (reported.spread or 0.0) ** 2) ** 0.5)
     verdict = "reproduced" if abs(out["delta"]) <= tolerance else "not reproduced"
     return out | {"verdict": verdict, "tolerance": tolerance}
@@ -85,6 +100,6 @@ def one_line(claims: list[dict], reported: list[dict]) -> str:
         return ", ".join(f"{sum(i['verdict'] == v for i in items)} {v}" for v in seen) or "none"
 
     repro = sum(r["verdict"] == "reproduced" for r in reported)
-    return (f"claims: {count(claims, ('holds', 'does not hold', 'inconclusive', 'not run'))}; "
+    return (f"claims: {count(claims, ('holds', 'does not hold', 'inconclusive', 'not comparable', 'not run'))}; "
             f"reported: {repro}/{len(reported)} reproduced"
             + (f" ({count(reported, ('not reproduced', 'not comparable', 'not run'))})" if len(reported) > repro else ""))  # fmt: skip

@@ -269,7 +269,17 @@ REFUSALS = [
         "variants.gold.stages.0.data_args.unlabeled",
         "mixture",
     ),
-]
+    ("curation-fraction", lambda b: stage0(b).update(data_args={"lowest_likelihood": 1.5}),
+     "variants.gold.stages.0.data_args.lowest_likelihood", "(0, 1]"),
+    ("curation-without-labels", lambda b: stage0(b, "vote").update(data_args={"lowest_likelihood": 0.5}),
+     "variants.vote.stages.0.data_args.lowest_likelihood", "data: train"),
+    ("curation-with-repeat", lambda b: stage0(b).update(data_args={"lowest_likelihood": 0.5, "repeat": 2}),
+     "variants.gold.stages.0.data_args.lowest_likelihood", "repeat"),
+    ("unknown-generation-engine", lambda b: stage0(b)["args"].update(generation_engine="sglang"),
+     "variants.gold.stages.0.args.generation_engine", "sglang"),
+    ("negative-eval-checkpoints", lambda b: b["scales"]["toy"].update(eval_checkpoints=-1),
+     "scales.toy.eval_checkpoints", ">= 0"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("mutate", "key", "fragment"), [c[1:] for c in REFUSALS], ids=[c[0] for c in REFUSALS])
@@ -383,3 +393,29 @@ def test_shipped_cluster_configs_load():
     assert load_cluster("slurm").launcher == "slurm"
     with pytest.raises(ConfigError, match="no cluster config 'nowhere'"):
         load_cluster("nowhere")
+
+
+EVAL_REFUSALS = [
+    # (id, suite YAML, key, fragment)
+    ("engine", "tasks: [toy_arith]\nengine: sglang\n", "engine", "sglang"),
+    ("extractor", "tasks: [toy_arith]\nanswer_extractor: last_word\n", "answer_extractor", "last_word"),
+    ("task-extractor", "tasks: [toy_arith]\nextractors: {toy_arith: choice_leter}\n", "extractors.toy_arith",
+     "did you mean 'choice_letter'"),
+    ("extractor-for-absent-task", "tasks: [toy_arith]\nextractors: {gpqa: choice_letter}\n", "extractors.gpqa",
+     "not one of this suite's tasks"),
+    ("greedy-repeats", "tasks: [toy_arith]\nn_samples: 4\ntemperature: 0\n", "temperature", "identical"),
+    ("zero-samples", "tasks: [toy_arith]\nn_samples: 0\n", "n_samples", ">= 1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "key", "fragment"), [c[1:] for c in EVAL_REFUSALS], ids=[c[0] for c in EVAL_REFUSALS])
+def test_eval_suite_refusal_names_file_and_key(tmp_path, monkeypatch, text, key, fragment):
+    from harness import config
+
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "bad.yaml").write_text(text)
+    monkeypatch.setattr(config, "CONFIGS", tmp_path)
+    with pytest.raises(ConfigError) as info:
+        config.load_component("eval", "bad", tmp_path / "paper.yaml", "scales.toy.eval")
+    assert str(info.value).startswith(f"{tmp_path / 'eval' / 'bad.yaml'}: {key}: "), str(info.value)
+    assert fragment in str(info.value)

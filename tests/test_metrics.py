@@ -138,3 +138,34 @@ def test_ragged_input_raises():
 def test_answers_and_golds_must_align():
     with pytest.raises(ValueError):
         summarize([["1", "2"]], ["1", "2"])
+
+
+def test_pass_at_k_to_256_hand_values():
+    # one correct sample in 256: pass@k = k/256; none: 0; 255 correct: 1 from k = 2 on
+    assert pass_at_k(256, 1, 1) == 1 / 256
+    assert pass_at_k(256, 1, 128) == 0.5
+    assert pass_at_k(256, 1, 256) == 1.0
+    assert pass_at_k(256, 0, 256) == 0.0
+    assert pass_at_k(256, 255, 1) == 255 / 256 and pass_at_k(256, 255, 2) == 1.0
+
+
+def test_distinct_n_hand_values():
+    from harness.metrics import distinct_n
+
+    # tokens: 46 ; 51 | 46 ; 51 | 47 ; 52 -> 9 unigrams, 5 distinct; bigrams 6, 4 distinct
+    responses = ["46;51", "46;51", "47;52"]
+    assert distinct_n(responses, 1) == 5 / 9
+    assert distinct_n(responses, 2) == 4 / 6
+    assert distinct_n(["same", "same"], 1) == 0.5
+    assert distinct_n(["", ""], 2) == 0.0
+
+
+def test_summarize_adds_diversity_when_given_responses():
+    answers = [["51", "51", "52"], ["7", "8", None]]
+    golds = ["51", "8"]
+    responses = [["46;51", "46;51", "47;52"], ["x 7", "y 8", "z"]]
+    m = summarize(answers, golds, responses)
+    assert m["distinct_answers"] == (2 + 2) / 2
+    assert m["distinct_correct"] == (1 + 1) / 2
+    assert m["distinct_1"] == pytest.approx((5 / 9 + 5 / 5) / 2)
+    assert "distinct_1" not in summarize(answers, golds)

@@ -52,6 +52,26 @@ rule evaluate_run:
         "{HARNESS} --threads {threads} evaluate " + RUN_ARGS + " > {log} 2>&1"
 
 
+rule evaluate_checkpoint:
+    input:
+        lambda w: PLAN.checkpoint_eval_inputs(_run(w), int(w.stage)),
+    output:
+        RUN + "/stage{stage}/evals/step{step}/metrics.json",
+    params:
+        fingerprint=lambda w: PLAN.checkpoint_eval_fingerprint(_run(w), int(w.stage), int(w.step)),
+    threads: 1
+    resources:
+        nodes=_needs("nodes", False),
+        gpus=_needs("gpus", False),
+        cpus_per_task=_needs("cpus_per_task", False),
+        mem_mb=_needs("mem_mb", False),
+        runtime=_needs("runtime", False),
+    log:
+        RUN + "/stage{stage}/evals/step{step}/eval.log",
+    shell:
+        "{HARNESS} --threads {threads} evaluate " + RUN_ARGS + " --stage {wildcards.stage} --step {wildcards.step} > {log} 2>&1"
+
+
 rule track_run:
     input:
         lambda w: PLAN.track_inputs(_run(w)),

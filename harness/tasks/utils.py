@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.grader import extract_answer, is_correct, majority_answer, normalize
+from harness.grader import repeat_scores
 
 
 def load_toy_split(data_dir: str | None = None, **_) -> dict:
@@ -25,8 +25,4 @@ def process_results(doc: dict, results: list[list[str]]) -> dict[str, float]:
     `results` holds one request per question, whose filtered responses are the n repeats.
     """
     (results,) = results
-    vote = majority_answer([extract_answer(r) for r in results])
-    return {
-        "pass@1": sum(is_correct(r, doc["answer"]) for r in results) / len(results),
-        "maj@n": float(vote is not None and vote == normalize(str(doc["answer"]))),
-    }
+    return repeat_scores(results, doc["answer"])

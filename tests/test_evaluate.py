@@ -1,0 +1,96 @@
+"""harness.evaluate: engine choice, per-task extractors, grading of lm-eval's raw output, and the fingerprint
+written with a real evaluation of a toy model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.config import EvalConfig
+from harness.evaluate import _score, evaluate, extractor_for, resolve_engine
+
+
+@pytest.mark.parametrize("cuda, vllm, engine", [(True, True, "vllm"), (True, False, "hf"), (False, True, "hf"),
+                                                (False, False, "hf")])  # fmt: skip
+def test_auto_engine_is_vllm_only_with_a_gpu_and_vllm(cuda, vllm, engine):
+    assert resolve_engine("auto", cuda=cuda, vllm=vllm) == engine
+    assert resolve_engine("hf", cuda=cuda, vllm=vllm) == "hf"
+
+
+def test_vllm_asked_for_without_gpu_or_package_is_refused():
+    with pytest.raises(RuntimeError, match="no GPU is visible"):
+        resolve_engine("vllm", cuda=False, vllm=True)
+    with pytest.raises(RuntimeError, match="vllm package is not installed"):
+        resolve_engine("vllm", cuda=True, vllm=False)
+    assert resolve_engine("vllm", cuda=True, vllm=True) == "vllm"
+
+
+def test_vllm_engine_switches_trl_generation_on(monkeypatch):
+    """GRPO stages sample with TRL's colocated vLLM when the engine resolves to vllm (a GPU node)."""
+    from harness import evaluate as ev
+    from harness.config import Stage
+    from harness.train import common_args, generation_args
+
+    stage = Stage(kind="grpo", data="train", rewards=[], args={"max_steps": 1, "generation_engine": "auto"})
+    assert generation_args(stage) == {}  # this machine: no GPU
+    monkeypatch.setattr(ev, "_cuda", lambda: True)
+    monkeypatch.setattr(ev, "find_spec", lambda name: object())
+    assert generation_args(stage) == {"use_vllm": True, "vllm_mode": "colocate"}
+    stage.args["generation_engine"] = "hf"
+    assert generation_args(stage) == {}
+    assert "generation_engine" not in common_args(stage, 0, __import__("pathlib").Path("/tmp/x"))
+
+
+def test_task_extractors_and_group_subtasks():
+    cfg = EvalConfig(tasks=["aime24", "mmlu_pro"], extractors={"mmlu_pro": "choice_letter"})
+    assert extractor_for(cfg, "aime24")[0] == "boxed_or_last_number"
+    assert extractor_for(cfg, "mmlu_pro")[0] == "choice_letter"
+    assert extractor_for(cfg, "mmlu_pro_law")[0] == "choice_letter"  # a subtask of the group
+
+
+def _sample(doc_id, target, resps):
+    return {"doc_id": doc_id, "target": target, "resps": [resps]}
+
+
+def test_scoring_lm_eval_output_pools_groups_and_skips_loglikelihood_tasks():
+    cfg = EvalConfig(tasks=["grp", "mc"], extractors={"grp": "choice_letter"})
+    out = {
+        "samples": {
+            "grp_a": [_sample(0, "(B)", ["The answer is (B)", "Answer: C"])],
+            "grp_b": [_sample(0, "A", ["answer is A", "answer is A"]), _sample(1, "D", ["C", "B"])],
+            "mc": [_sample(0, 2, [(-1.0, False), (-0.5, True)])],  # log-likelihood task: nothing to grade
+        },
+        "results": {"grp_a": {"acc": 0.5}, "grp_b": {"acc": 0.5}, "mc": {"acc,none": 1.0, "alias": "mc"}},
+        "group_subtasks": {"grp": ["grp_a", "grp_b"]},
+    }
+    metrics, samples = _score(cfg, out)
+    assert metrics["grp_a"]["pass@1"] == 0.5 and metrics["grp_b"]["pass@1"] == 0.5
+    # pooled: questions (B: 1 of 2), (A: 2 of 2), (D: 0 of 2) -> pass@1 = (0.5 + 1 + 0) / 3, pass@2 = 2/3
+    assert metrics["grp"]["pass@1"] == pytest.approx(0.5) and metrics["grp"]["pass@2"] == pytest.approx(2 / 3)
+    assert metrics["grp"]["n_questions"] == 3 and metrics["grp"]["subtasks"] == ["grp_a", "grp_b"]
+    assert metrics["mc"] == {"lm_eval": {"acc,none": 1.0}}
+    assert [s["target"] for s in samples] == ["B", "A", "D"]
+
+
+def test_every_result_carries_the_fingerprint(world, tmp_path):
+    root, _ = world
+    cfg = EvalConfig(tasks=["toy_arith"], n_samples=4, max_new_tokens=4, batch_size=64, limit=8)
+    result = evaluate(str(root / "model"), cfg, 3, tmp_path / "eval", str(root / "data"))
+    fp = result["fingerprint"]
+    assert fp["seed"] == 3 and fp["n_samples"] == 4 and fp["temperature"] == 1.0 and fp["top_p"] == 1.0
+    assert fp["max_new_tokens"] == 4 and fp["limit"] == 8 and fp["num_fewshot"] is None
+    assert fp["engine"] == "hf" and fp["tensor_parallel_size"] == 1 and fp["dtype"] == "float32"
+    assert fp["extractors"] == {"toy_arith": "boxed_or_last_number@1"}
+    assert fp["task_versions"] == {"toy_arith": "1"}
+    assert fp["apply_chat_template"] is False and fp["chat_template_sha"] is None
+    for key in ("grader_version", "engine_version", "lm_eval_version", "transformers_version", "torch_version"):
+        assert fp[key] and fp[key] != "absent", key
+    on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert on_disk["fingerprint"] == fp
+    m = on_disk["metrics"]["toy_arith"]
+    assert {"pass@1", "pass@4", "maj@4", "distinct_1", "distinct_2", "distinct_answers"} <= set(m)
+    assert (tmp_path / "eval" / "passk.png").stat().st_size > 1000
+    # a suite seed overrides the run's
+    cfg.seed = 11
+    assert evaluate(str(root / "model"), cfg, 3, tmp_path / "eval2", str(root / "data"))["fingerprint"]["seed"] == 11
