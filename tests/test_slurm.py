@@ -96,7 +96,7 @@ def test_preempted_training_resumes_and_finishes(cluster, tmp_path):
             wait_for(lambda: list(stage.glob("checkpoints/checkpoint-*")), 600, "the first checkpoint", proc)
             job_id = json.loads(jobs_file.read_text().splitlines()[0])["job_id"]
             # A job in the high-priority partition wanting the whole node preempts the training job.
-            sh("sbatch", "-p", "high", "-c", "8", "--wrap", "sleep 3")
+            sh("sbatch", "-p", "high", "-c", "8", "-o", str(tmp_path / "preemptor.out"), "--wrap", "sleep 3")
             release_until_done(proc, timeout=900)
         finally:
             if proc.poll() is None:
