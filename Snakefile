@@ -31,7 +31,7 @@ wildcard_constraints:
 
 
 # Light steps stay on the head node; train and evaluate jobs go where CLUSTER says.
-localrules: all, build_dataset, pretrain_model, track_run, summarize_paper, report_paper, report_index
+localrules: all, build_dataset, pretrain_model, convert_model, track_run, summarize_paper, report_paper, report_index
 
 
 include: "workflows/world.smk"

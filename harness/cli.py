@@ -66,6 +66,14 @@ def cmd_world(args) -> int:
         rows = read_split(out, "pretrain")
         train_tokenizer([r["prompt"] + r["answer"] for r in rows], Path(plan.tokenizer_dir(args.name)))
         print(f"wrote {out} and {plan.tokenizer_dir(args.name)}")
+    elif args.what == "convert":
+        from harness.packaged import convert
+
+        cfg = load_component("models", args.name, CONFIGS / "models", "model")
+        if cfg.source != "package":
+            print(f"error: model {args.name!r} has source {cfg.source!r}, not package", file=sys.stderr)
+            return 2
+        convert(cfg.package, cfg.file, Path(plan.model_dir(args.name)))
     else:
         from harness.toy.model import pretrain
 
@@ -279,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(fn=cmd_ui)
 
-    p = sub.add_parser("world", help="build the CPU world (datasets + tokenizer, or a toy model)")
-    p.add_argument("what", choices=["data", "model"])
+    p = sub.add_parser("world", help="build the CPU world (datasets + tokenizer, a toy model, a packaged model)")
+    p.add_argument("what", choices=["data", "model", "convert"])
     p.add_argument("name")
     p.set_defaults(fn=cmd_world)
 

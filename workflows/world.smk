@@ -1,4 +1,5 @@
-# The CPU world: generated datasets (+ their tokenizer) and toy base models pre-trained from scratch.
+# The CPU world: generated datasets (+ their tokenizer), toy base models pre-trained from scratch, and
+# real pretrained models that ship inside a Python package, converted once into a checkpoint.
 
 
 rule build_dataset:
@@ -26,3 +27,14 @@ rule pretrain_model:
         "results/world/logs/model-{model}.log",
     shell:
         "{HARNESS} --threads {threads} world model {wildcards.model} > {log} 2>&1"
+
+
+rule convert_model:
+    output:
+        "results/world/models/{model}/source.json",
+    params:
+        source=lambda w: f"{PLAN.packaged_models()[w.model].package}/{PLAN.packaged_models()[w.model].file}",
+    log:
+        "results/world/logs/convert-{model}.log",
+    shell:
+        "{HARNESS} world convert {wildcards.model} > {log} 2>&1"
