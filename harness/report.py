@@ -74,7 +74,8 @@ def summarize_paper(plan, paper: str) -> dict:
 
     rp = plan.papers[paper]
     rows = leaderboard_rows(plan, paper)
-    task = rows[0]["task"]
+    tasks = [r["task"] for r in rows]
+    task = "average" if "average" in tasks else tasks[0]  # claims are about the suite as a whole
     claims = [check_claim(c, rows, task) for c in rp.claims if c.scale == plan.scale]
     reported = [check_reported(r, rows if r.scale == plan.scale else []) for r in rp.reported]
     board = {"paper": paper, "title": rp.meta.title, "scale": plan.scale, "rows": rows, "claims": claims,

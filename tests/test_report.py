@@ -180,3 +180,19 @@ def test_claim_beyond_seed_noise_is_decided():
     assert check_claim(claim("b", ">", "a"), rows, "toy_arith")["verdict"] == "does not hold"
     assert check_claim(claim("b", ">=", "a"), rows, "toy_arith")["verdict"] == "does not hold"
     assert check_claim(claim("a", "<=", "b"), rows, "toy_arith")["verdict"] == "does not hold"
+
+
+def test_suite_average_counts_a_group_once_and_skips_counts():
+    from harness.report import with_average
+
+    metrics = {
+        "aime24": {"pass@1": 0.2, "pass@2": 0.3, "n_questions": 30},
+        "mmlu_pro": {"pass@1": 0.5, "pass@2": 0.6, "n_questions": 100, "subtasks": ["mmlu_pro_law", "mmlu_pro_math"]},
+        "mmlu_pro_law": {"pass@1": 0.1, "pass@2": 0.2},
+        "mmlu_pro_math": {"pass@1": 0.9, "pass@2": 1.0},
+        "arc_mc": {"lm_eval": {"acc": 0.7}},  # no sampling metrics: not averaged
+    }
+    avg = with_average(metrics)["average"]
+    assert avg["tasks"] == ["aime24", "mmlu_pro"]
+    assert avg["pass@1"] == pytest.approx(0.35) and avg["pass@2"] == pytest.approx(0.45)
+    assert "n_questions" not in avg
