@@ -3,7 +3,7 @@
 harness validate [PAPER ...] [--scale S]     check bundles without running anything
 harness leaderboard [PAPER ...] [--scale S]  ranked runs, mean +/- spread over seeds
 harness compare EVAL_A EVAL_B                two evaluations side by side; says when protocols differ
-harness world data|model ...                 build the CPU world (called by Snakemake)
+harness world data|model|convert ...         build the CPU world (called by Snakemake)
 harness train|evaluate|track|summarize ...   one job of the DAG (called by Snakemake)
 """
 
@@ -197,7 +197,7 @@ def cmd_compare(args) -> int:
         print(f"  {d}")
     for task in [t for t in a["metrics"] if t in b["metrics"]]:
         ma, mb = a["metrics"][task], b["metrics"][task]
-        shown = [k for k in ma if k in mb and not isinstance(ma[k], dict)]
+        shown = [k for k in ma if k in mb and isinstance(ma[k], (int, float)) and isinstance(mb[k], (int, float))]
         shown = [k for k in shown if not k.startswith("pass@") or _power_of_two(int(k[5:])) or k == "pass@1"]
         print(f"{task}:{'':>12}A       B   B - A")
         for k in shown:

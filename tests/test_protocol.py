@@ -80,7 +80,8 @@ def test_leaderboard_text_says_when_protocols_differ():
 def _result(tmp_path, name, **fp):
     d = tmp_path / name
     d.mkdir()
-    metrics = {"t": {"pass@1": 0.25, "pass@2": 0.4, "pass@3": 0.5, "maj@2": 0.3, "n_samples": 3}}
+    metrics = {"t": {"pass@1": 0.25, "pass@2": 0.4, "pass@3": 0.5, "maj@2": 0.3, "n_samples": 3, "subtasks": ["t_a"],
+                     "lm_eval": {"acc": 0.5}}}  # fmt: skip
     (d / "metrics.json").write_text(json.dumps({"metrics": metrics, "fingerprint": FP | fp}))
     return d
 
