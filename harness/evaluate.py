@@ -59,10 +59,8 @@ def resolve_engine(requested: str, cuda: bool | None = None, vllm: bool | None =
 
 
 def extractor_for(cfg: EvalConfig, task: str) -> tuple[str, grader.Extractor]:
-    """The answer extractor (name, extractor) of one task; a subtask of a group uses the group's."""
-    name = cfg.extractors.get(task) or next(
-        (n for t, n in cfg.extractors.items() if task.startswith(t + "_")), cfg.answer_extractor
-    )
+    """The answer extractor (name, extractor) of one task of the suite (a group's subtasks use the group's)."""
+    name = cfg.extractors.get(task, cfg.answer_extractor)
     return name, grader.EXTRACTORS.get(name)
 
 
@@ -151,12 +149,13 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
 def _score(cfg: EvalConfig, out: dict) -> tuple[dict, list[dict]]:
     """Sampling metrics per task (and per group, pooling its subtasks' questions) from the raw responses."""
     metrics, samples_out, graded = {}, [], {}
+    group_of = {sub: group for group, subs in (out.get("group_subtasks") or {}).items() for sub in subs}
     for task, samples in out["samples"].items():
         lm_metrics = {k: v for k, v in out["results"][task].items() if isinstance(v, (int, float))}
         if not samples or not all(isinstance(r, str) for r in samples[0]["resps"][0]):
             metrics[task] = {"lm_eval": lm_metrics}  # a log-likelihood task: no samples to grade
             continue
-        _, extract = extractor_for(cfg, task)
+        _, extract = extractor_for(cfg, group_of.get(task, task))
         responses = [list(s["resps"][0]) for s in samples]
         answers = [[extract(r) for r in rs] for rs in responses]
         golds = [extract.gold(str(s["target"])) for s in samples]
