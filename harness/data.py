@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import Sampler
 
-from harness.config import SPLITS, DataArgs, DatasetConfig, data_args_problem
+from harness.checks import data_args_problem
+from harness.config import SPLITS, DataArgs, DatasetConfig
 from harness.grader import normalize
 from harness.toy.tasks import SEPARATOR, read_split, running_totals
 

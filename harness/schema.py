@@ -11,6 +11,21 @@ from typing import Any
 
 from omegaconf import MISSING
 
+# A training stage's schemas (rewards, trainer hyper-parameters, objective, data_args) live in
+# harness/stage_schema.py; they are re-exported here so every schema is read from one module.
+from harness.stage_schema import (  # noqa: F401
+    SPLITS,
+    STAGE_ARGS,
+    DataArgs,
+    GRPOArgs,
+    ObjectiveConfig,
+    PieceSpec,
+    RewardSpec,
+    SFTArgs,
+    StageConfig,
+    TrainerDefaults,
+)
+
 # ----------------------------------------------------------------------------- components
 
 
@@ -167,131 +182,7 @@ LAUNCHERS = ("local", "slurm")
 MODEL_SOURCES = ("toy", "hub", "package")
 
 
-# ----------------------------------------------------------------------------- training
-
-
-@dataclass
-class RewardSpec:
-    """One reward term: a registered reward function, its weight and its factory arguments."""
-
-    name: str = MISSING
-    weight: float = 1.0
-    args: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class GRPOArgs:
-    """Hyper-parameters of a GRPO stage, passed to TRL's GRPOConfig under the same names."""
-
-    learning_rate: float = 1e-6
-    max_steps: int = 500
-    global_batch_size: int | None = None
-    """Completions per optimizer step over all GPUs; when set, per-device batch and gradient
-    accumulation are derived from the GPUs granted (capped at max_per_device_batch_size)."""
-    max_per_device_batch_size: int | None = None
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    num_generations: int = 8
-    max_completion_length: int = 1024
-    temperature: float = 1.0
-    num_iterations: int = 1
-    """Optimizer passes over each generated batch (>1: the ratio to the sampling policy moves off 1)."""
-    generation_engine: str = "auto"
-    """How completions are sampled: `hf` (transformers generate), `vllm` (TRL's vLLM in colocate mode;
-    GPU and the `vllm` extra) or `auto` (vLLM when a GPU and vLLM are both present)."""
-    warmup_steps: int = 0
-    save_steps: int = 50
-    logging_steps: int = 10
-
-
-@dataclass
-class SFTArgs:
-    """Hyper-parameters of an SFT stage, passed to TRL's SFTConfig under the same names."""
-
-    learning_rate: float = 1e-5
-    max_steps: int = 500
-    global_batch_size: int | None = None
-    max_per_device_batch_size: int | None = None
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    warmup_steps: int = 0
-    save_steps: int = 50
-    logging_steps: int = 10
-
-
-@dataclass
-class TrainerDefaults:
-    grpo: GRPOArgs = field(default_factory=GRPOArgs)
-    sft: SFTArgs = field(default_factory=SFTArgs)
-
-
-STAGE_ARGS: dict[str, type] = {"grpo": GRPOArgs, "sft": SFTArgs}
-SPLITS = ("train", "pool", "mixture")
-
-
-@dataclass
-class PieceSpec:
-    """A registered piece of the RL objective (harness/algorithms/) and its arguments."""
-
-    name: str = MISSING
-    args: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ObjectiveConfig:
-    """How a GRPO stage turns rewards into a loss: advantage -> policy loss -> aggregation (+ aux terms).
-
-    The defaults are GRPO as TRL ships it: group mean/std advantages, clipped surrogate with
-    epsilon 0.2, loss averaged over the completion tokens of the whole batch.
-    """
-
-    advantage: PieceSpec = field(default_factory=lambda: PieceSpec(name="group_mean_std"))
-    loss: PieceSpec = field(default_factory=lambda: PieceSpec(name="clipped_surrogate"))
-    aggregation: str = "token_mean"
-    """token_mean | sequence_mean | sequence_sum (see harness/algorithms/losses.py)."""
-    aux: list[PieceSpec] = field(default_factory=list)
-    """Terms added to the loss, e.g. entropy_bonus, entropy_band, kl_to_reference."""
-    top_entropy_quantile: float = 1.0
-    """Train only on the completion tokens in this top fraction of entropy (1.0: every token)."""
-
-
-@dataclass
-class DataArgs:
-    """How a stage's rows are drawn from the dataset's splits (applied in this order)."""
-
-    limit: int | None = None
-    """Keep only the first `limit` rows (1-shot training: 1)."""
-    unlabeled: int | None = None
-    """`mixture` only: pool rows (labels hidden) joining the labeled rows; None: the whole pool."""
-    label_noise: float = 0.0
-    """Fraction of labeled rows whose answer is replaced by a wrong one (seeded by `seed`)."""
-    paraphrase: bool = False
-    """Add a reworded twin of every row (same `pair`), always sampled into the same batch."""
-    repeat: int = 1
-    """Each row this many times (a tiny set must still fill a batch of distinct prompts)."""
-    lowest_likelihood: float | None = None
-    """Keep only this fraction of labeled rows: those whose reference solution (the answer where
-    there is none) the stage's starting model finds least likely (mean log-probability per token)."""
-    seed: int = 0
-
-
-@dataclass
-class StageConfig:
-    """One training stage of a variant."""
-
-    kind: str = MISSING
-    """Trainer kind: grpo | sft."""
-    data: str = "train"
-    """Rows: `train` (labeled), `pool` (unlabeled; label-free rewards only) or `mixture`
-    (labeled rows plus pool rows with labels hidden, told apart by the `labeled` column)."""
-    data_args: DataArgs = field(default_factory=DataArgs)
-    rewards: list[RewardSpec] = field(default_factory=list)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    """grpo only: advantage estimator, policy loss, aggregation and auxiliary terms."""
-    args: dict[str, Any] = field(default_factory=dict)
-    """Overrides of this stage kind's hyper-parameters (checked against GRPOArgs / SFTArgs)."""
-    resources: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the scale's `resources.train` for this stage (checked against Resources)."""
+# ----------------------------------------------------------------------------- variants and scales
 
 
 @dataclass

@@ -393,29 +393,3 @@ def test_shipped_cluster_configs_load():
     assert load_cluster("slurm").launcher == "slurm"
     with pytest.raises(ConfigError, match="no cluster config 'nowhere'"):
         load_cluster("nowhere")
-
-
-EVAL_REFUSALS = [
-    # (id, suite YAML, key, fragment)
-    ("engine", "tasks: [toy_arith]\nengine: sglang\n", "engine", "sglang"),
-    ("extractor", "tasks: [toy_arith]\nanswer_extractor: last_word\n", "answer_extractor", "last_word"),
-    ("task-extractor", "tasks: [toy_arith]\nextractors: {toy_arith: choice_leter}\n", "extractors.toy_arith",
-     "did you mean 'choice_letter'"),
-    ("extractor-for-absent-task", "tasks: [toy_arith]\nextractors: {gpqa: choice_letter}\n", "extractors.gpqa",
-     "not one of this suite's tasks"),
-    ("greedy-repeats", "tasks: [toy_arith]\nn_samples: 4\ntemperature: 0\n", "temperature", "identical"),
-    ("zero-samples", "tasks: [toy_arith]\nn_samples: 0\n", "n_samples", ">= 1"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(("text", "key", "fragment"), [c[1:] for c in EVAL_REFUSALS], ids=[c[0] for c in EVAL_REFUSALS])
-def test_eval_suite_refusal_names_file_and_key(tmp_path, monkeypatch, text, key, fragment):
-    from harness import config
-
-    (tmp_path / "eval").mkdir()
-    (tmp_path / "eval" / "bad.yaml").write_text(text)
-    monkeypatch.setattr(config, "CONFIGS", tmp_path)
-    with pytest.raises(ConfigError) as info:
-        config.load_component("eval", "bad", tmp_path / "paper.yaml", "scales.toy.eval")
-    assert str(info.value).startswith(f"{tmp_path / 'eval' / 'bad.yaml'}: {key}: "), str(info.value)
-    assert fragment in str(info.value)
