@@ -2,6 +2,7 @@
 #   make demo    install, run the CPU-default reproduction, print the leaderboard
 #   make rlvr    install, run the twelve RLVR bundles at toy scale (opt-in, about an hour)
 #   make passk   install, run the two reasoning-boundary bundles: pass@k curves to k=256 (opt-in)
+#   make small-real  install, run three bundles on SmolLM2-135M-Instruct, a real pretrained model (opt-in)
 #   make test    install with test tools, run the test suite (what CI runs)
 PY      ?= python3
 VENV    := .venv
@@ -11,7 +12,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 
-.PHONY: install install-small-real demo rlvr passk test lint clean
+.PHONY: install install-small-real demo rlvr passk small-real test lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -52,6 +53,11 @@ rlvr: install
 passk: install
 	$(BIN)/snakemake --cores $(CORES) --config papers=@passk
 	$(BIN)/harness leaderboard does-rl-incentivize reasoning-boundary-paradox --scale toy
+
+# Opt-in: the small-real scale: SmolLM2-135M-Instruct on generated word problems, 2 seeds (papers/sets.yaml).
+small-real: install-small-real
+	$(BIN)/snakemake --cores $(CORES) --config scale=small-real papers=@small-real
+	$(BIN)/harness leaderboard ttrl-majority-vote negative-sample-reinforcement one-shot-rlvr
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

@@ -1,12 +1,13 @@
 # The reproduction DAG: world -> train (stages) -> evaluate -> track -> summarize.
 #   snakemake --cores 2                          the default paper set (papers/sets.yaml), CPU default (toy scale)
-#   snakemake -n --config scale=paper            dry-run the paper scale
+#   snakemake -n --config scale=paper            dry-run the paper scale (scale=small-real: SmolLM2-135M on CPU)
 #   snakemake --cores 2 --config papers=a,b      only some papers (papers=@rlvr: a named set; papers=all: every one)
 #   snakemake --profile slurm                    train/evaluate on SLURM via submitit (profiles/slurm)
 # Logic lives in harness/ (plan.py); the rules only wire paths to `python -m harness` commands.
+import re
 import sys
 
-from harness.config import ConfigError, load_cluster
+from harness.config import CONFIGS, ConfigError, load_cluster
 from harness.plan import Plan, select_papers
 
 
@@ -17,7 +18,7 @@ HARNESS = f"{PY} -m harness --papers-dir {config.get('papers_dir', 'papers')} --
 try:
     load_cluster(CLUSTER)
     PAPERS_DIR = config.get("papers_dir", "papers")
-    PLAN = Plan(select_papers(config.get("papers"), PAPERS_DIR), SCALE, PAPERS_DIR)
+    PLAN = Plan(select_papers(config.get("papers"), PAPERS_DIR, SCALE), SCALE, PAPERS_DIR)
 except (ConfigError, FileNotFoundError) as e:
     sys.exit(f"Invalid configuration, nothing was run:\n  {e}")
 
@@ -26,7 +27,7 @@ wildcard_constraints:
     stage=r"\d+",
     step=r"\d+",
     paper=r"[A-Za-z0-9_.-]+",
-    scale=r"[A-Za-z0-9_.-]+",
+    scale="|".join(re.escape(p.stem) for p in sorted((CONFIGS / "scales").glob("*.yaml"))),  # a slug may hold "-"
     variant=r"[A-Za-z0-9_.-]+",
 
 

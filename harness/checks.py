@@ -9,10 +9,12 @@ from pathlib import Path
 
 from harness.schema import (
     ENGINES,
+    GENERATED_SOURCES,
     MODEL_SOURCES,
     SPLITS,
     STAGE_ARGS,
     DataArgs,
+    DatasetConfig,
     EvalConfig,
     ModelConfig,
     ObjectiveConfig,
@@ -46,6 +48,22 @@ def check_model(model: ModelConfig, file: Path) -> None:
     for name in needed:
         if not getattr(model, name):
             raise ConfigError(file, name, f"a {model.source} model needs {name}")
+
+
+def check_dataset(dataset: DatasetConfig, file: Path) -> None:
+    """A dataset config names a known source; a generated one has a spec its generator accepts."""
+    known = (*GENERATED_SOURCES, "hub")
+    if dataset.source not in known:
+        raise ConfigError(file, "source", f"unknown source {dataset.source!r} (known: {', '.join(known)})")
+    if dataset.source == "hub" and not dataset.hub_path:
+        raise ConfigError(file, "hub_path", "a hub dataset needs hub_path")
+    if dataset.source == "toy-word-problems":
+        from harness.toy.word_problems import check_spec
+
+        try:
+            check_spec(dataset.word_problems)
+        except ValueError as e:
+            raise ConfigError(file, "word_problems", str(e).removeprefix("word_problems: ")) from None
 
 
 def check_stage(st: StageConfig, file: Path, key: str, reward_registry) -> None:

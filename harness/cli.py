@@ -57,14 +57,19 @@ def cmd_world(args) -> int:
     from harness.config import CONFIGS, load_component
 
     if args.what == "data":
-        from harness.toy.tasks import read_split, write_splits
+        from harness.toy import tasks, word_problems
         from harness.toy.tokenizer import train_tokenizer
 
         cfg = load_component("datasets", args.name, CONFIGS / "datasets", "dataset")
+        if not cfg.generated:
+            print(f"error: dataset {args.name!r} has source {cfg.source!r}: it is read from the hub", file=sys.stderr)
+            return 2
         out = Path(plan.data_dir(args.name))
-        write_splits(cfg.arithmetic, out)
-        rows = read_split(out, "pretrain")
-        train_tokenizer([r["prompt"] + r["answer"] for r in rows], Path(plan.tokenizer_dir(args.name)))
+        words = cfg.source == "toy-word-problems"
+        splits = word_problems.make_splits(cfg.word_problems) if words else tasks.make_splits(cfg.arithmetic)
+        tasks.write_rows(splits, out)
+        text = [r["prompt"] + (" " + r["solution"] if words else r["answer"]) for r in splits["pretrain"]]
+        train_tokenizer(text, Path(plan.tokenizer_dir(args.name)))
         print(f"wrote {out} and {plan.tokenizer_dir(args.name)}")
     elif args.what == "convert":
         from harness.packaged import convert
@@ -131,7 +136,7 @@ def cmd_train(args) -> int:
     folder = Path(P.stage_dir(run, args.stage), "slurm")
     if _remote(args, stage.resources, folder, f"train.{run.paper}.{run.variant}.s{run.seed}.{args.stage}"):
         return 0
-    data = Path(P.data_dir(rp.dataset_name)) if rp.dataset.source == "toy-arithmetic" else None
+    data = Path(P.data_dir(rp.dataset_name)) if rp.dataset.generated else None
     train_stage(stage, plan.model_after(run, args.stage), rp.dataset, data, run.seed, Path(P.stage_dir(run, args.stage)),
                 plan.stage_fingerprint(run, args.stage), plan.snapshot_steps(run, args.stage))  # fmt: skip
     return 0
@@ -159,7 +164,7 @@ def cmd_evaluate(args) -> int:
             return 2
     if _remote(args, rp.eval_resources, out / "slurm", f"{name}.{run.paper}.{run.variant}.s{run.seed}"):
         return 0
-    data = P.data_dir(rp.dataset_name) if rp.dataset.source == "toy-arithmetic" else None
+    data = P.data_dir(rp.dataset_name) if rp.dataset.generated else None
     result = evaluate(model, rp.eval, run.seed, out, data)
     print(one_line_metrics(result))
     return 0
@@ -173,7 +178,8 @@ def one_line_metrics(result: dict) -> str:
             lines.append(f"{task}: " + "  ".join(f"{k} {v:.3f}" for k, v in m.get("lm_eval", {}).items()))
             continue
         n = m["n_samples"]
-        lines.append(f"{task}: pass@1 {m['pass@1']:.3f}  pass@{n} {m[f'pass@{n}']:.3f}  maj@{n} {m[f'maj@{n}']:.3f}")
+        more = f"  pass@{n} {m[f'pass@{n}']:.3f}  maj@{n} {m[f'maj@{n}']:.3f}" if n > 1 else " (one sample)"
+        lines.append(f"{task}: pass@1 {m['pass@1']:.3f}{more}")
     return "\n".join(lines)
 
 

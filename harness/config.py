@@ -23,7 +23,16 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.checks import ROOT, ConfigError, check_claims, check_eval, check_model, check_stage, check_stage_args
+from harness.checks import (
+    ROOT,
+    ConfigError,
+    check_claims,
+    check_dataset,
+    check_eval,
+    check_model,
+    check_stage,
+    check_stage_args,
+)
 from harness.schema import (  # noqa: F401  (re-exported: configs are read through this module)
     ENGINES,
     LAUNCHERS,
@@ -144,6 +153,8 @@ def load_component(kind: str, name: str, referrer: Path, key: str) -> Any:
         check_eval(obj, file)
     elif kind == "models":
         check_model(obj, file)
+    else:
+        check_dataset(obj, file)
     return obj
 
 

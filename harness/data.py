@@ -40,7 +40,7 @@ def stage_rows(dataset: DatasetConfig, data: str, args: DataArgs, data_dir: Path
 
     check_args(dataset, data, args)
     if data == "mixture":  # `limit` counts the labeled rows, `unlabeled` the pool rows
-        if dataset.source == "toy-arithmetic":
+        if dataset.generated:
             labeled, pool = load_rows(dataset, "train", data_dir), load_rows(dataset, "pool", data_dir)
         else:  # one hub split: its first `limit` rows keep their labels, the next ones lose them
             every = load_rows(dataset, "train", data_dir)
@@ -69,21 +69,18 @@ def check_args(dataset: DatasetConfig, data: str, args: DataArgs) -> None:
     problem = data_args_problem(data, args)
     if problem:
         refuse(*problem)
-    toy = dataset.source == "toy-arithmetic"
-    if data == "mixture" and not toy and args.limit is None:
+    if data == "mixture" and not dataset.generated and args.limit is None:
         refuse("limit", f"data: mixture on hub dataset {dataset.hub_path} needs the number of labeled rows")
-    if args.paraphrase and not toy:
-        refuse(
-            "paraphrase",
-            f"hub dataset {dataset.hub_path} must ship its paraphrases: rows are reworded in toy worlds only",
-        )
+    if args.paraphrase and dataset.source != "toy-arithmetic":
+        what = f"hub dataset {dataset.hub_path}" if dataset.source == "hub" else f"a {dataset.source} dataset"
+        refuse("paraphrase", f"{what} must ship its paraphrases: rows are reworded in toy arithmetic only")
     if args.paraphrase:
         check_paraphrasable(dataset.arithmetic.operators, dataset.arithmetic.min_operands)
 
 
 def load_rows(dataset: DatasetConfig, split: str, data_dir: Path | None) -> list[dict]:
-    """A split's rows with their gold answers: the toy files, or the hub dataset (one split there)."""
-    if dataset.source == "toy-arithmetic":
+    """A split's rows with their gold answers: the generated files, or the hub dataset (one split there)."""
+    if dataset.generated:
         return read_split(Path(data_dir), split)
     import datasets
 
@@ -92,6 +89,21 @@ def load_rows(dataset: DatasetConfig, split: str, data_dir: Path | None) -> list
         {"id": i, "prompt": row[dataset.prompt_field], "answer": str(row[dataset.answer_field])}
         for i, row in enumerate(ds)
     ]
+
+
+def chat_prompts(rows: datasets.Dataset, tokenizer) -> datasets.Dataset:
+    """Each prompt as a user turn of the model's chat template, ready for the assistant's reply.
+
+    Kept as text (not a message list) so that rewards and graders see plain completions at every scale.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"apply_chat_template: {tokenizer.name_or_path} has no chat template")
+
+    def wrap(row: dict) -> dict:
+        turn = [{"role": "user", "content": row["prompt"]}]
+        return {"prompt": tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)}
+
+    return rows.map(wrap)
 
 
 def hide_labels(rows: list[dict]) -> list[dict]:

@@ -16,7 +16,17 @@ from typing import Any
 
 import yaml
 
-from harness.config import PAPERS, ConfigError, ResolvedPaper, list_papers, load_component, load_paper, to_plain
+from harness.config import (
+    PAPERS,
+    ConfigError,
+    ResolvedPaper,
+    list_papers,
+    load_component,
+    load_paper,
+    load_paper_config,
+    paper_file,
+    to_plain,
+)
 
 RESULTS = "results"
 WORLD = f"{RESULTS}/world"
@@ -97,11 +107,14 @@ def leaderboard_file(paper: str, scale: str) -> str:
 SETS_FILE = "sets.yaml"
 
 
-def select_papers(value: str | list[str] | None, papers_dir: Path | str = PAPERS) -> list[str]:
+def select_papers(
+    value: str | list[str] | None, papers_dir: Path | str = PAPERS, scale: str | None = None
+) -> list[str]:
     """The papers a run covers, from Snakemake's `papers` config value.
 
     None: the `default` set of <papers_dir>/sets.yaml (every paper when the file or set is absent);
-    `all`: every paper; `@name`: the named set; otherwise a list or comma-separated slugs.
+    `all`: every paper (given a `scale`, every paper that defines it); `@name`: the named set;
+    otherwise a list or comma-separated slugs.
     """
     papers_dir = Path(papers_dir)
     if isinstance(value, str):
@@ -111,7 +124,12 @@ def select_papers(value: str | list[str] | None, papers_dir: Path | str = PAPERS
     names: list[str] = []
     for item in value:
         if item == "all":
-            names += list_papers(papers_dir)
+            every = list_papers(papers_dir)
+            if scale is not None:
+                every = [p for p in every if scale in load_paper_config(paper_file(p, papers_dir)).scales]
+                if not every:
+                    raise ConfigError(papers_dir, "papers", f"papers=all: no paper defines scale {scale!r}")
+            names += every
         elif item.startswith("@"):
             sets, key = _sets(papers_dir), item[1:]
             if key not in sets:
@@ -181,7 +199,7 @@ class Plan:
 
     def _data_inputs(self, paper: str, splits: tuple[str, ...]) -> list[str]:
         rp = self.papers[paper]
-        if rp.dataset.source != "toy-arithmetic":
+        if not rp.dataset.generated:
             return []
         return [f"{data_dir(rp.dataset_name)}/{s}.jsonl" for s in splits]
 

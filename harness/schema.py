@@ -87,17 +87,51 @@ class ArithmeticSpec:
 
 
 @dataclass
+class WordProblemSpec:
+    """Synthetic GSM8K-style word problems (harness/toy/word_problems.py): a start value changed by
+    `min_steps`..`max_steps` story steps; numbers stay non-negative integers."""
+
+    min_steps: int = 1
+    max_steps: int = 2
+    max_value: int = 20
+    """Largest starting amount and largest amount bought, given or lost."""
+    max_factor: int = 3
+    """Largest multiplier (`* n`) and divisor (`/ n`, exact division only)."""
+    max_result: int = 100
+    """A multiplication is drawn only while the product stays at or below this."""
+    operators: list[str] = field(default_factory=lambda: ["+", "-"])
+    """Among + - * /."""
+    n_train: int = 500
+    n_pool: int = 500
+    n_test: int = 200
+    n_pretrain: int = 2000
+    """Only for a toy model pre-trained on the stories; also the text the dataset's tokenizer learns."""
+    seed: int = 0
+
+
+GENERATED_SOURCES = ("toy-arithmetic", "toy-word-problems")
+"""Dataset sources generated here (results/world/data/<name>/), as opposed to `hub`."""
+
+
+@dataclass
 class DatasetConfig:
     """A training dataset (configs/datasets/<name>.yaml)."""
 
     source: str = MISSING
-    """`toy-arithmetic`: generated here; `hub`: loaded by name at paper scale."""
+    """`toy-arithmetic` (`arithmetic:`) or `toy-word-problems` (`word_problems:`): generated here;
+    `hub`: loaded by name at paper scale."""
     hub_path: str | None = None
     hub_name: str | None = None
     prompt_field: str = "prompt"
     answer_field: str = "answer"
     arithmetic: ArithmeticSpec = field(default_factory=ArithmeticSpec)
+    word_problems: WordProblemSpec = field(default_factory=WordProblemSpec)
     description: str = ""
+
+    @property
+    def generated(self) -> bool:
+        """Made here by `harness world data` (files under results/world/data/), not read from a hub."""
+        return self.source in GENERATED_SOURCES
 
 
 @dataclass

@@ -42,6 +42,9 @@ class GRPOArgs:
     """How completions are sampled: `hf` (transformers generate), `vllm` (TRL's vLLM in colocate mode;
     GPU and the `vllm` extra) or `auto` (vLLM when a GPU and vLLM are both present)."""
     warmup_steps: int = 0
+    apply_chat_template: bool = False
+    """Wrap each prompt in the model's chat template as a user turn (chat models; evaluation suites
+    have the same switch)."""
     save_steps: int = 50
     logging_steps: int = 10
 
@@ -57,6 +60,8 @@ class SFTArgs:
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     warmup_steps: int = 0
+    apply_chat_template: bool = False
+    """Wrap each prompt in the model's chat template as a user turn (the target follows the turn)."""
     save_steps: int = 50
     logging_steps: int = 10
 

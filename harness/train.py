@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from harness.config import DatasetConfig, Stage
-from harness.data import stage_rows
+from harness.data import chat_prompts, stage_rows
 from harness.rewards import REWARDS, across_processes
 
 FINGERPRINT_FILE = "fingerprint.txt"
@@ -57,7 +57,7 @@ def batch_layout(args: dict, world_size: int) -> dict:
     return {"per_device_train_batch_size": per_process // accumulation, "gradient_accumulation_steps": accumulation}
 
 
-OUR_ARGS = ("global_batch_size", "max_per_device_batch_size", "generation_engine")
+OUR_ARGS = ("global_batch_size", "max_per_device_batch_size", "generation_engine", "apply_chat_template")
 """Stage arguments the harness interprets itself; every other one goes to TRL under its own name."""
 
 
@@ -150,6 +150,10 @@ def train_stage(stage: Stage, model_path: str, dataset: DatasetConfig, data_dir:
     resume = prepare_checkpoints(ckpt_dir, fingerprint)
     print(f"stage {stage.kind} from {model_path}: " + (f"resuming from {resume}" if resume else "starting"), flush=True)
     rows = stage_rows(dataset, stage.data, stage.data_args, data_dir)
+    if stage.args.get("apply_chat_template"):
+        from transformers import AutoTokenizer
+
+        rows = chat_prompts(rows, AutoTokenizer.from_pretrained(model_path))
     if stage.data_args.lowest_likelihood is not None:
         from harness.curation import lowest_likelihood
 

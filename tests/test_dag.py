@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from harness.config import CONFIGS, list_papers
+from harness.config import CONFIGS, list_papers, load_paper_config, paper_file
 from tests.conftest import ROOT, run_snakemake, write_bundle
 
 
@@ -20,9 +20,22 @@ def shipped(tmp_path):
 @pytest.mark.parametrize("scale", [p.stem for p in (CONFIGS / "scales").glob("*.yaml")])
 def test_shipped_papers_dry_run(shipped, scale):
     out = run_snakemake(shipped, "-n", config=(f"scale={scale}", "papers=all")).stdout
+    at_scale = [p for p in list_papers(ROOT / "papers") if scale in load_paper_config(paper_file(p)).scales]
+    assert at_scale
+    if scale in ("toy", "paper"):  # every bundle defines these two
+        assert at_scale == list_papers(ROOT / "papers")
     for paper in list_papers(ROOT / "papers"):
-        assert f"results/runs/{paper}/{scale}/leaderboard.json" in out
+        assert (f"results/runs/{paper}/{scale}/leaderboard.json" in out) == (paper in at_scale), paper
     assert "evaluate_run" in out
+
+
+def test_small_real_set_dry_run_converts_the_packaged_model_and_builds_word_problems(shipped):
+    out = run_snakemake(shipped, "-n", config=("scale=small-real", "papers=@small-real")).stdout
+    assert "convert_model" in out and "build_dataset" in out and "pretrain_model" not in out
+    for paper in ("ttrl-majority-vote", "negative-sample-reinforcement", "one-shot-rlvr"):
+        assert f"results/runs/{paper}/small-real/leaderboard.json" in out
+    assert "results/world/models/smollm2-135m-instruct/source.json" in out
+    assert "results/world/data/word-problems/test.jsonl" in out
 
 
 def test_toy_dry_run_builds_the_world_first(shipped):

@@ -125,3 +125,12 @@ def test_eval_suite_refusal_names_file_and_key(tmp_path, monkeypatch, text, key,
         config.load_component("eval", "bad", tmp_path / "paper.yaml", "scales.toy.eval")
     assert str(info.value).startswith(f"{tmp_path / 'eval' / 'bad.yaml'}: {key}: "), str(info.value)
     assert fragment in str(info.value)
+
+
+def test_one_line_metrics_shows_pass_at_n_only_with_several_samples():
+    from harness.cli import one_line_metrics
+
+    greedy = {"metrics": {"t": {"n_samples": 1, "pass@1": 0.2, "maj@1": 0.2}}}
+    sampled = {"metrics": {"t": {"n_samples": 4, "pass@1": 0.2, "pass@4": 0.5, "maj@4": 0.3}}}
+    assert one_line_metrics(greedy) == "t: pass@1 0.200 (one sample)"
+    assert one_line_metrics(sampled) == "t: pass@1 0.200  pass@4 0.500  maj@4 0.300"

@@ -48,12 +48,10 @@ def _raise_sentinel(*args, **kwargs):
     raise Sentinel
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> Path:
-    """The one real conversion of this test session."""
-    out = tmp_path_factory.mktemp("packaged") / "smollm2"
-    assert packaged.convert(PACKAGE, FILE, out) == out
-    return out
+@pytest.fixture
+def converted(smollm2) -> Path:
+    """The one real conversion of this test session (tests/conftest.py)."""
+    return smollm2
 
 
 def _siblings(out_dir: Path) -> list[str]:

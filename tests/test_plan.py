@@ -180,3 +180,14 @@ def test_unknown_set_is_refused_with_the_file(tmp_path):
     d = _papers_dir(tmp_path, "default: [b]\n")
     with pytest.raises(ConfigError, match=r"sets.yaml: nope: no paper set 'nope' \(known: default\)"):
         select_papers("@nope", d)
+
+
+def test_all_at_a_scale_means_every_paper_that_defines_it(tmp_path):
+    d = _papers_dir(tmp_path, None)
+    (d / "b" / "paper.yaml").write_text("paper: {title: x}\nscales: {toy: {}, small-real: {}}\n")
+    (d / "c" / "paper.yaml").write_text("paper: {title: x}\nscales: {toy: {}}\n")
+    assert select_papers("all", d, "small-real") == ["b"]
+    assert select_papers("all", d, "toy") == ["b", "c"]
+    assert select_papers("a,all", d, "small-real") == ["a", "b"]  # a named paper is kept (and refused later)
+    with pytest.raises(ConfigError, match="papers=all: no paper defines scale 'paper'"):
+        select_papers("all", d, "paper")

@@ -96,8 +96,13 @@ def make_splits(spec: ArithmeticSpec) -> dict[str, list[dict]]:
 
 
 def write_splits(spec: ArithmeticSpec, out_dir: Path) -> None:
+    write_rows(make_splits(spec), out_dir)
+
+
+def write_rows(splits: dict[str, list[dict]], out_dir: Path) -> None:
+    """One `<split>.jsonl` per split (any generator's rows)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, rows in make_splits(spec).items():
+    for name, rows in splits.items():
         with open(out_dir / f"{name}.jsonl", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
 
