@@ -104,7 +104,7 @@ def format_board(board: dict) -> str:
         rows = [r for r in board["rows"] if r["task"] == task]
         proto = rows[0]["protocol"]
         n = proto["n_samples"]
-        cols = [c.format(n=n) for c in SHOWN]
+        cols = [c.format(n=n) for c in SHOWN] if n > 1 else ["pass@1"]  # one sample: maj@1 = pass@1
         lines += [f"{task}: mean ± std over seeds; {n} samples/question, temperature {proto['temperature']}", ""]
         lines += ["| rank | variant | model | " + " | ".join(cols) + " | seeds |", "|---" * (len(cols) + 4) + "|"]
         for r in rows:

@@ -11,7 +11,7 @@ def test_readme_example_bundle_validates(tmp_path):
     start = readme.index("# papers/my-paper/paper.yaml")
     bundle = write_bundle(tmp_path / "papers", "my-paper", readme[start : readme.index("```", start)])
     scales = list(load_paper_config(bundle).scales)
-    assert scales == ["toy", "paper"]
+    assert scales == ["toy", "small-real", "paper"]
     for scale in scales:
         rp = load_paper("my-paper", scale, papers_dir=tmp_path / "papers")
         assert set(rp.variants) == {"base", "mine"}
