@@ -90,3 +90,29 @@ def test_grpo_stage_then_word_problem_eval_on_the_real_model(smollm2, word_data,
         assert s["target"] == tests[s["doc_id"]]["answer"]
         correct.append(is_correct(response, s["target"]))  # graded again, independently of the pipeline
     assert m["pass@1"] == pytest.approx(sum(correct) / 4)
+
+
+@pytest.mark.slow
+def test_sft_stage_with_chat_prompts_on_the_real_model(smollm2, word_data, tmp_path, monkeypatch):
+    from harness import train
+    from harness.schema import Stage
+
+    rp = load_paper("ttrl-majority-vote", "small-real")
+    seen = []
+
+    def build_and_record(stage, model_path, rows, seed, ckpt_dir):
+        seen.extend(rows)
+        return real_build(stage, model_path, rows, seed, ckpt_dir)
+
+    real_build = train.build_trainer
+    monkeypatch.setattr(train, "build_trainer", build_and_record)
+    args = {"learning_rate": 1e-5, "max_steps": 2, "per_device_train_batch_size": 2, "apply_chat_template": True,
+            "save_steps": 2, "logging_steps": 1}  # fmt: skip
+    stage = Stage(kind="sft", data="train", rewards=[], args=args)
+    summary = train.train_stage(stage, str(smollm2), rp.dataset, word_data, 0, tmp_path / "sft", "fp")
+    assert summary["global_step"] == 2
+    losses = [h["loss"] for h in summary["log_history"] if "loss" in h]
+    assert len(losses) == 2 and all(0 < x < 20 for x in losses)
+    first = make_splits(SPEC)["train"][0]
+    assert seen[0]["prompt"].startswith("<|im_start|>system") and first["prompt"] in seen[0]["prompt"]
+    assert seen[0]["prompt"].endswith("<|im_start|>assistant\n") and seen[0]["solution"] == first["solution"]
