@@ -22,17 +22,31 @@ class RewardSpec:
 
 
 @dataclass
-class GRPOArgs:
-    """Hyper-parameters of a GRPO stage, passed to TRL's GRPOConfig under the same names."""
+class TrainerArgs:
+    """Hyper-parameters every stage kind has, passed to TRL's config under the same names (except OUR_ARGS
+    in harness/train.py, which the harness interprets itself)."""
 
-    learning_rate: float = 1e-6
+    learning_rate: float = 1e-5
     max_steps: int = 500
     global_batch_size: int | None = None
-    """Completions per optimizer step over all GPUs; when set, per-device batch and gradient
-    accumulation are derived from the GPUs granted (capped at max_per_device_batch_size)."""
+    """Completions (GRPO) or rows (SFT) per optimizer step over all GPUs; when set, per-device batch and
+    gradient accumulation are derived from the GPUs granted (capped at max_per_device_batch_size)."""
     max_per_device_batch_size: int | None = None
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
+    warmup_steps: int = 0
+    apply_chat_template: bool = False
+    """Wrap each prompt in the model's chat template as a user turn, kept as text (chat models; evaluation
+    suites have the same switch). SFT targets follow the turn, ended by the tokenizer's EOS."""
+    save_steps: int = 50
+    logging_steps: int = 10
+
+
+@dataclass
+class GRPOArgs(TrainerArgs):
+    """Hyper-parameters of a GRPO stage (TRL's GRPOConfig)."""
+
+    learning_rate: float = 1e-6
     num_generations: int = 8
     max_completion_length: int = 1024
     temperature: float = 1.0
@@ -41,29 +55,11 @@ class GRPOArgs:
     generation_engine: str = "auto"
     """How completions are sampled: `hf` (transformers generate), `vllm` (TRL's vLLM in colocate mode;
     GPU and the `vllm` extra) or `auto` (vLLM when a GPU and vLLM are both present)."""
-    warmup_steps: int = 0
-    apply_chat_template: bool = False
-    """Wrap each prompt in the model's chat template as a user turn (chat models; evaluation suites
-    have the same switch)."""
-    save_steps: int = 50
-    logging_steps: int = 10
 
 
 @dataclass
-class SFTArgs:
-    """Hyper-parameters of an SFT stage, passed to TRL's SFTConfig under the same names."""
-
-    learning_rate: float = 1e-5
-    max_steps: int = 500
-    global_batch_size: int | None = None
-    max_per_device_batch_size: int | None = None
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    warmup_steps: int = 0
-    apply_chat_template: bool = False
-    """Wrap each prompt in the model's chat template as a user turn (the target follows the turn)."""
-    save_steps: int = 50
-    logging_steps: int = 10
+class SFTArgs(TrainerArgs):
+    """Hyper-parameters of an SFT stage (TRL's SFTConfig)."""
 
 
 @dataclass
