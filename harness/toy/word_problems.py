@@ -45,7 +45,7 @@ def step(rng: random.Random, value: int, spec: WordProblemSpec) -> tuple[str, in
         elif op == "*" and 0 < value * 2 <= spec.max_result:
             options.append(("*", rng.randint(2, min(spec.max_factor, spec.max_result // value))))
         elif op == "/":
-            divisors = [d for d in range(2, spec.max_factor + 1) if value % d == 0 and value > 0]
+            divisors = [d for d in range(2, spec.max_factor + 1) if value % d == 0] if value else []
             if divisors:
                 options.append(("/", rng.choice(divisors)))
     return rng.choice(options) if options else None
