@@ -9,6 +9,7 @@ from pathlib import Path
 
 from harness.schema import (
     ENGINES,
+    GENERATED,
     GENERATED_SOURCES,
     MODEL_SOURCES,
     SPLITS,
@@ -69,11 +70,18 @@ def check_dataset(dataset: DatasetConfig, file: Path) -> None:
 def check_stage(st: StageConfig, file: Path, key: str, reward_registry) -> None:
     """A stage's kind, split, rewards, data_args and objective, before its hyper-parameters are merged."""
     if st.kind not in STAGE_ARGS:
-        raise ConfigError(file, f"{key}.kind", f"unknown trainer kind {st.kind!r} (known: {', '.join(STAGE_ARGS)})")
-    if st.data not in SPLITS:
-        raise ConfigError(file, f"{key}.data", f"unknown split {st.data!r} (known: {', '.join(SPLITS)})")
-    if st.kind == "grpo" and not st.rewards:
-        raise ConfigError(file, f"{key}.rewards", "a grpo stage needs at least one reward")
+        raise ConfigError(file, f"{key}.kind", f"unknown stage kind {st.kind!r} (known: {', '.join(STAGE_ARGS)})")
+    pairs = st.kind in ("dpo", "reward_model")
+    if pairs and st.data != GENERATED:
+        raise ConfigError(file, f"{key}.data", f"a {st.kind} stage trains on pairs: data: {GENERATED}, not {st.data!r}")
+    if not pairs and st.data not in SPLITS:
+        known = ", ".join(SPLITS) + (f" ({GENERATED}: dpo and reward_model stages)" if st.data == GENERATED else "")
+        raise ConfigError(file, f"{key}.data", f"unknown split {st.data!r} (known: {known})")
+    if st.kind in ("grpo", "generate") and not st.rewards:
+        what = "reward" if st.kind == "grpo" else "reward (the judge that labels the samples)"
+        raise ConfigError(file, f"{key}.rewards", f"a {st.kind} stage needs at least one {what}")
+    if pairs and st.rewards:
+        raise ConfigError(file, f"{key}.rewards", f"a {st.kind} stage takes no rewards (its pairs are labeled)")
     for j, r in enumerate(st.rewards):
         if r.name not in reward_registry:
             raise ConfigError(file, f"{key}.rewards.{j}.name", reward_registry.unknown_message(r.name))
@@ -88,13 +96,47 @@ def check_stage(st: StageConfig, file: Path, key: str, reward_registry) -> None:
                 f"{key}.rewards.{j}.name",
                 f"reward {r.name!r} needs a label on every row; 'mixture' has unlabeled rows",
             )
-    _check_data_args(st, file, key)
+    if not pairs:
+        _check_data_args(st, file, key)
+    elif st.data_args != DataArgs():
+        raise ConfigError(file, f"{key}.data_args", f"a {st.kind} stage reads its pairs as written; no data_args")
     if st.kind == "grpo":
         _check_objective(st, file, f"{key}.objective")
     elif st.objective != ObjectiveConfig():
         raise ConfigError(file, f"{key}.objective", f"only grpo stages take an objective, not {st.kind!r}")
+    _check_preference_loss(st, file, key)
     if st.kind == "sft" and st.data != "train":
         raise ConfigError(file, f"{key}.data", f"an sft stage needs labels on every row; {st.data!r} lacks them")
+
+
+def _check_preference_loss(st: StageConfig, file: Path, key: str) -> None:
+    if st.preference_loss is None:
+        return
+    if st.kind != "dpo":
+        raise ConfigError(file, f"{key}.preference_loss", f"only dpo stages take a preference_loss, not {st.kind!r}")
+    from harness.algorithms import PREFERENCE_LOSSES
+
+    if st.preference_loss.name not in PREFERENCE_LOSSES:
+        raise ConfigError(
+            file, f"{key}.preference_loss.name", PREFERENCE_LOSSES.unknown_message(st.preference_loss.name)
+        )
+    fn = PREFERENCE_LOSSES.get(st.preference_loss.name)
+    _check_piece_args(fn, st.preference_loss.args, file, f"{key}.preference_loss.args")
+
+
+def check_stage_order(stages: list, file: Path, key: str) -> None:
+    """What a stage takes from earlier stages exists: pairs from a generate stage, a trained reward model."""
+    from harness.rewards import REWARDS
+
+    kinds: list[str] = []
+    for i, st in enumerate(stages):
+        if st.data == GENERATED and "generate" not in kinds:
+            raise ConfigError(file, f"{key}.{i}.data", f"data: {GENERATED} needs an earlier generate stage")
+        for j, r in enumerate(st.rewards):
+            if REWARDS.get(r.name).needs_trained_model and "reward_model" not in kinds:
+                raise ConfigError(file, f"{key}.{i}.rewards.{j}.name",
+                                  f"reward {r.name!r} reads a reward model trained by an earlier reward_model stage")  # fmt: skip
+        kinds.append(st.kind)
 
 
 def check_stage_args(args: dict, file: Path, key: str) -> None:
@@ -168,6 +210,9 @@ def _check_objective(st: StageConfig, file: Path, key: str) -> None:
     pieces += [(alg.AUX_TERMS, f"aux.{i}.name", a.name) for i, a in enumerate(o.aux)]
     args = {"advantage.name": o.advantage.args, "loss.name": o.loss.args}
     args |= {f"aux.{i}.name": a.args for i, a in enumerate(o.aux)}
+    if o.expert is not None:
+        pieces.append((alg.EXPERT_MIXES, "expert.name", o.expert.name))
+        args["expert.name"] = o.expert.args
     for registry, sub, name in pieces:
         if name not in registry:
             raise ConfigError(file, f"{key}.{sub}", registry.unknown_message(name))
@@ -175,6 +220,10 @@ def _check_objective(st: StageConfig, file: Path, key: str) -> None:
             _check_piece_args(registry.get(name), args[sub], file, f"{key}.{sub.removesuffix('.name')}.args")
     if not 0.0 < o.top_entropy_quantile <= 1.0:
         raise ConfigError(file, f"{key}.top_entropy_quantile", f"must be in (0, 1], got {o.top_entropy_quantile}")
+
+
+SUPPLIED = ("step", "max_steps", "group_accuracy", "expert_logps")
+"""Keyword arguments the trainer passes to a piece itself (expert mixes), never set in a config."""
 
 
 def _check_piece_args(fn, given: dict, file: Path, key: str) -> None:
@@ -186,7 +235,7 @@ def _check_piece_args(fn, given: dict, file: Path, key: str) -> None:
         if name not in params:
             raise ConfigError(file, f"{key}.{name}", f"unknown argument (known: {', '.join(params) or 'none'})")
     for name, p in params.items():
-        if p.default is p.empty and name not in given and not name.endswith("vocab_logps"):
+        if p.default is p.empty and name not in given and not name.endswith("vocab_logps") and name not in SUPPLIED:
             raise ConfigError(file, f"{key}.{name}", "required argument missing")
 
 

@@ -136,9 +136,10 @@ def cmd_train(args) -> int:
     folder = Path(P.stage_dir(run, args.stage), "slurm")
     if _remote(args, stage.resources, folder, f"train.{run.paper}.{run.variant}.s{run.seed}.{args.stage}"):
         return 0
-    data = Path(P.data_dir(rp.dataset_name)) if rp.dataset.generated else None
-    train_stage(stage, plan.model_after(run, args.stage), rp.dataset, data, run.seed, Path(P.stage_dir(run, args.stage)),
-                plan.stage_fingerprint(run, args.stage), plan.snapshot_steps(run, args.stage))  # fmt: skip
+    data = plan.stage_data_dir(run, args.stage)
+    train_stage(stage, plan.model_after(run, args.stage), rp.stage_dataset(stage)[1], data and Path(data), run.seed,
+                Path(P.stage_dir(run, args.stage)), plan.stage_fingerprint(run, args.stage),
+                plan.snapshot_steps(run, args.stage), plan.upstream(run, args.stage))  # fmt: skip
     return 0
 
 

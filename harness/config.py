@@ -32,11 +32,14 @@ from harness.checks import (
     check_model,
     check_stage,
     check_stage_args,
+    check_stage_order,
 )
 from harness.schema import (  # noqa: F401  (re-exported: configs are read through this module)
     ENGINES,
+    GENERATED,
     LAUNCHERS,
     MODEL_SOURCES,
+    POLICY_KINDS,
     SPLITS,
     STAGE_ARGS,
     ArithmeticSpec,
@@ -44,7 +47,9 @@ from harness.schema import (  # noqa: F401  (re-exported: configs are read throu
     ClusterConfig,
     DataArgs,
     DatasetConfig,
+    DPOArgs,
     EvalConfig,
+    GenerateArgs,
     GRPOArgs,
     JobResources,
     ModelConfig,
@@ -55,7 +60,9 @@ from harness.schema import (  # noqa: F401  (re-exported: configs are read throu
     ReportedResult,
     ResolvedPaper,
     Resources,
+    RewardModelArgs,
     RewardSpec,
+    RoundsConfig,
     ScaleConfig,
     SFTArgs,
     Stage,
@@ -195,6 +202,10 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
         if v.model not in models:
             models[v.model] = load_component("models", v.model, file, f"variants.{name}.model")
         variants[name] = v
+    datasets = {
+        st.dataset: load_component("datasets", st.dataset, file, f"variants.{v.name}.stages.{i}.dataset")
+        for v in variants.values() for i, st in enumerate(v.stages) if st.dataset
+    }  # fmt: skip
     check_claims(paper, file, set(paper.variants))
     if sc.eval_checkpoints < 0:
         raise ConfigError(file, f"scales.{scale}.eval_checkpoints", f"must be >= 0, got {sc.eval_checkpoints}")
@@ -202,7 +213,7 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
         slug=slug, scale=scale, file=str(file), meta=paper.paper, seeds=list(sc.seeds),
         dataset_name=sc.dataset, dataset=dataset, eval_name=sc.eval, eval=evalc, eval_checkpoints=sc.eval_checkpoints,
         eval_resources=sc.resources.evaluate, models=models,
-        variants=variants, reported=paper.reported, claims=paper.claims,
+        variants=variants, reported=paper.reported, claims=paper.claims, datasets=datasets,
     )  # fmt: skip
 
 
@@ -215,12 +226,17 @@ def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path,
             raise ConfigError(file, f"variants.{chain[-1]}.extends", f"no variant {cur!r}")
         chain.append(cur)
         cur = paper.variants[cur].extends
-    model, stages_cfg, description = sc.model, [], ""
+    model, stages_cfg, rounds, description = sc.model, [], None, ""
     for link in reversed(chain):  # the base of the chain first
         vc = paper.variants[link]
         model = vc.model or model
         stages_cfg = vc.stages if vc.stages is not None else stages_cfg
+        rounds = vc.rounds if vc.rounds is not None else rounds
         description = vc.description or description
+    if rounds is not None:
+        if rounds.count < 1 or not rounds.stages:
+            raise ConfigError(file, f"variants.{name}.rounds", "needs count >= 1 and at least one stage")
+        stages_cfg = list(stages_cfg) + list(rounds.stages) * rounds.count
     stages = []
     for i, st in enumerate(stages_cfg):
         key = f"variants.{name}.stages.{i}"
@@ -251,8 +267,11 @@ def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path,
                 resources=OmegaConf.to_object(res),
                 data_args=st.data_args,
                 objective=st.objective,
+                dataset=st.dataset,
+                preference_loss=st.preference_loss,
             )
         )
+    check_stage_order(stages, file, f"variants.{name}.stages")
     return Variant(name=name, description=description, model=model, stages=stages)
 
 

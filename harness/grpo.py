@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from trl import GRPOTrainer
 
-from harness.algorithms import ADVANTAGES, AGGREGATIONS, AUX_TERMS, POLICY_LOSSES, Window
+from harness.algorithms import ADVANTAGES, AGGREGATIONS, AUX_TERMS, EXPERT_MIXES, POLICY_LOSSES, Window
 from harness.algorithms.aux import AuxInputs
 from harness.schema import ObjectiveConfig
 
@@ -38,6 +38,8 @@ class HarnessGRPOTrainer(GRPOTrainer):
         self._policy_loss = partial(loss_fn, **objective.loss.args)
         self._aggregate = AGGREGATIONS.get(objective.aggregation)
         self._aux = [(a.name, partial(AUX_TERMS.get(a.name), **a.args)) for a in objective.aux]
+        expert = objective.expert
+        self._expert = partial(EXPERT_MIXES.get(expert.name), **expert.args) if expert is not None else None
         self.stateful_rewards = dict(stateful_rewards or {})
         super().__init__(*args, **kwargs)
         if policy_rewards:
@@ -88,10 +90,46 @@ class HarnessGRPOTrainer(GRPOTrainer):
         out["advantages"] = adv.to(mask.device)
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["advantage/abs_mean"].append(adv.abs().mean().item())
+        if self._expert is not None:
+            out |= self._expert_inputs(inputs, rewards.view(-1, group).mean(1).repeat_interleave(group)[local], mask)
         if self._needs_vocab:  # the sampling policy's full distribution, for the next-state term
             with torch.no_grad():
                 out["old_vocab_logps"] = self._vocab_logps(self.model, out)
         return out
+
+    # ------------------------------------------------------------------ expert demonstrations
+
+    def _expert_inputs(self, rows: list[dict], group_accuracy: torch.Tensor, like: torch.Tensor) -> dict:
+        """Each sample's expert demonstration (the row's gold solution, else its answer, then EOS) as right-padded
+        ids, and its group's mean reward (the accuracy when the reward is 0/1)."""
+        tok = self.processing_class
+        demos = [tok(str(r.get("solution") or r["answer"]), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                 for r in rows]  # fmt: skip
+        width = max(map(len, demos))
+        ids = torch.tensor([d + [tok.pad_token_id] * (width - len(d)) for d in demos], device=like.device)
+        mask = torch.tensor([[1] * len(d) + [0] * (width - len(d)) for d in demos], device=like.device)
+        return {
+            "expert_ids": ids,
+            "expert_mask": mask,
+            "group_accuracy": group_accuracy.nan_to_num(0.0).to(like.device),
+        }
+
+    def _expert_term(self, model, inputs, window: Window) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-sample weight of the RL loss (B, 1), the weighted SFT loss on the expert demonstrations).
+
+        The SFT loss of a sample is the mean negative log-likelihood of its demonstration's tokens (times the
+        mix's token weights), summed over samples with the mix's weights and divided by the window's sequences."""
+        e_ids, e_mask = inputs["expert_ids"], inputs["expert_mask"].float()
+        ids = torch.cat([inputs["prompt_ids"], e_ids], dim=1)
+        attn = torch.cat([inputs["prompt_mask"], inputs["expert_mask"]], dim=1)
+        logps, _, _ = self._get_per_token_logps_and_entropies(model, ids, attn, e_ids.size(1))  # (B, Te)
+        rl_w, sft_w, tok_w = self._expert(step=self.state.global_step, max_steps=self.state.max_steps,
+                                          group_accuracy=inputs["group_accuracy"], expert_logps=logps.detach() * e_mask)  # fmt: skip
+        nll = -(tok_w * logps * e_mask).sum(1) / e_mask.sum(1).clamp(min=1.0)  # (B,)
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        metrics["expert/sft_weight"].append(sft_w.mean().item())
+        metrics["expert/nll"].append((-(logps.detach() * e_mask).sum(1) / e_mask.sum(1).clamp(min=1.0)).mean().item())
+        return rl_w.unsqueeze(1), (sft_w * nll).sum() / window.sequences
 
     # ------------------------------------------------------------------ loss
 
@@ -137,10 +175,16 @@ class HarnessGRPOTrainer(GRPOTrainer):
         if "importance_sampling_ratio" in inputs:  # vLLM sampled: correct for its mismatch with this model
             per_token = per_token * inputs["importance_sampling_ratio"]
         window = self._window(inputs, completion_ids.size(0))
+        sft_loss = None
+        if self._expert is not None:
+            rl_weight, sft_loss = self._expert_term(model, inputs, window)
+            per_token = per_token * rl_weight
         loss = self._aggregate(per_token, mask, window)
         mode = "train" if self.model.training else "eval"
         metrics = self._metrics[mode]
         metrics["policy_loss"].append(loss.item())
+        if sft_loss is not None:
+            loss = loss + sft_loss
         aux_inputs = AuxInputs(logps=logps, entropies=entropies, ref_logps=inputs.get("ref_per_token_logps"))
         for name, term in self._aux:
             value = self._aggregate(term(aux_inputs), mask, window)

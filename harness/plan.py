@@ -17,7 +17,9 @@ from typing import Any
 import yaml
 
 from harness.config import (
+    GENERATED,
     PAPERS,
+    POLICY_KINDS,
     ConfigError,
     ResolvedPaper,
     list_papers,
@@ -27,11 +29,25 @@ from harness.config import (
     paper_file,
     to_plain,
 )
+from harness.schema import LATER_STAGE_FIELDS
 
 RESULTS = "results"
 WORLD = f"{RESULTS}/world"
 RUNS = f"{RESULTS}/runs"
 DATA_SPLITS = ("pretrain", "train", "pool", "test")
+
+
+def plain_stage(stage: Any) -> dict:
+    """A resolved stage as plain data for hashing, without the LATER_STAGE_FIELDS that are unset."""
+    out = to_plain(stage)
+    for dotted in LATER_STAGE_FIELDS:
+        *parents, key = dotted.split(".")
+        holder = out
+        for p in parents:
+            holder = holder[p]
+        if holder.get(key) is None:
+            holder.pop(key, None)
+    return out
 
 
 def fingerprint(obj: Any) -> str:
@@ -181,46 +197,82 @@ class Plan:
         name = rp.variants[variant].model
         return rp.models[name].hub_id if rp.models[name].source == "hub" else model_dir(name)
 
+    def _stages(self, run: Run) -> list:
+        return self.papers[run.paper].variants[run.variant].stages
+
+    def latest(self, run: Run, before: int, kinds: tuple[str, ...]) -> int | None:
+        """Index of the last stage before `before` whose kind is one of `kinds`, or None."""
+        return next((j for j in range(before - 1, -1, -1) if self._stages(run)[j].kind in kinds), None)
+
     def model_after(self, run: Run, n_stages: int) -> str:
-        """The model after the first `n_stages` stages of the run's variant."""
-        return f"{stage_dir(run, n_stages - 1)}/model" if n_stages else self.base_model(run.paper, run.variant)
+        """The policy after the first `n_stages` stages (generate and reward_model stages leave it as it was)."""
+        j = self.latest(run, n_stages, POLICY_KINDS)
+        return f"{stage_dir(run, j)}/model" if j is not None else self.base_model(run.paper, run.variant)
 
     def final_model(self, run: Run) -> str:
-        return self.model_after(run, len(self.papers[run.paper].variants[run.variant].stages))
+        return self.model_after(run, len(self._stages(run)))
 
     def _model_inputs(self, run: Run, n_stages: int) -> list[str]:
         """Files that must exist before the model after `n_stages` stages can be read."""
-        if n_stages:
-            return [f"{stage_dir(run, n_stages - 1)}/train.json"]
+        j = self.latest(run, n_stages, POLICY_KINDS)
+        if j is not None:
+            return [f"{stage_dir(run, j)}/train.json"]
         rp = self.papers[run.paper]
         name = rp.variants[run.variant].model
         made_here = {"toy": "pretrain.json", "package": "source.json"}.get(rp.models[name].source)
         return [f"{model_dir(name)}/{made_here}"] if made_here else []
 
-    def _data_inputs(self, paper: str, splits: tuple[str, ...]) -> list[str]:
+    def _data_inputs(self, paper: str, splits: tuple[str, ...], dataset: str | None = None) -> list[str]:
         rp = self.papers[paper]
-        if not rp.dataset.generated:
+        name = dataset or rp.dataset_name
+        if not (rp.datasets[name] if dataset else rp.dataset).generated:
             return []
-        return [f"{data_dir(rp.dataset_name)}/{s}.jsonl" for s in splits]
+        return [f"{data_dir(name)}/{s}.jsonl" for s in splits]
+
+    def stage_data_dir(self, run: Run, i: int) -> str | None:
+        """Where stage `i`'s generated dataset lives (None for a hub dataset)."""
+        name, cfg = self.papers[run.paper].stage_dataset(self._stages(run)[i])
+        return data_dir(name) if cfg.generated else None
+
+    def upstream(self, run: Run, i: int) -> dict[str, str]:
+        """What stage `i` reads from earlier stages: `pairs` (the latest generate stage's folder, when its data
+        is `generated`) and `reward_model` (the latest reward_model stage's model, when a reward needs one)."""
+        from harness.rewards import REWARDS
+
+        stage, out = self._stages(run)[i], {}
+        if stage.data == GENERATED:
+            out["pairs"] = stage_dir(run, self.latest(run, i, ("generate",)))
+        if any(REWARDS.get(r.name).needs_trained_model for r in stage.rewards):
+            out["reward_model"] = f"{stage_dir(run, self.latest(run, i, ('reward_model',)))}/model"
+        return out
 
     # -- per-job inputs and fingerprints (the Snakefile's input and params functions)
 
     def stage_inputs(self, run: Run, i: int) -> list[str]:
-        stage = self.papers[run.paper].variants[run.variant].stages[i]
-        splits = ("train", "pool") if stage.data == "mixture" else (stage.data,)
-        return self._model_inputs(run, i) + self._data_inputs(run.paper, splits)
+        stage = self._stages(run)[i]
+        up = self.upstream(run, i)
+        if stage.data == GENERATED:
+            data = [f"{up['pairs']}/train.json"]
+        else:
+            splits = ("train", "pool") if stage.data == "mixture" else (stage.data,)
+            data = self._data_inputs(run.paper, splits, stage.dataset)
+        scorer = [f"{Path(up['reward_model']).parent}/train.json"] if "reward_model" in up else []
+        return self._model_inputs(run, i) + data + scorer
 
     def stage_fingerprint(self, run: Run, i: int) -> str:
         rp = self.papers[run.paper]
         v = rp.variants[run.variant]
         snapshots = self.snapshot_steps(run, i)  # only when asked for: older stages keep their fingerprint
-        return fingerprint({"stage": to_plain(v.stages[i]), "seed": run.seed, "base": self.model_after(run, i),
-                            "dataset": to_plain(rp.dataset)} | ({"snapshots": snapshots} if snapshots else {}))  # fmt: skip
+        extra = ({"snapshots": snapshots} if snapshots else {}) | self.upstream(run, i)  # only when present: as before
+        return fingerprint({"stage": plain_stage(v.stages[i]), "seed": run.seed, "base": self.model_after(run, i),
+                            "dataset": to_plain(rp.stage_dataset(v.stages[i])[1])} | extra)  # fmt: skip
 
     def snapshot_steps(self, run: Run, i: int) -> list[int]:
         """Steps of stage `i` whose model is saved and evaluated during training (the scale's `eval_checkpoints`)."""
-        rp = self.papers[run.paper]
-        return evenly_spaced(int(rp.variants[run.variant].stages[i].args["max_steps"]), rp.eval_checkpoints)
+        rp, stage = self.papers[run.paper], self._stages(run)[i]
+        if stage.kind not in POLICY_KINDS:  # no policy to evaluate
+            return []
+        return evenly_spaced(int(stage.args["max_steps"]), rp.eval_checkpoints)
 
     def checkpoint_evals(self, run: Run) -> list[str]:
         stages = self.papers[run.paper].variants[run.variant].stages
@@ -247,7 +299,9 @@ class Plan:
 
     def track_fingerprint(self, run: Run) -> str:
         rp = self.papers[run.paper]
-        return fingerprint({"meta": to_plain(rp.meta), "variant": to_plain(rp.variants[run.variant])})
+        variant = to_plain(rp.variants[run.variant])
+        variant["stages"] = [plain_stage(st) for st in rp.variants[run.variant].stages]
+        return fingerprint({"meta": to_plain(rp.meta), "variant": variant})
 
     def summary_inputs(self, paper: str) -> list[str]:
         return [tracked_file(r) for r in self.runs(paper)]

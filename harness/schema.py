@@ -14,12 +14,17 @@ from omegaconf import MISSING
 # A training stage's schemas (rewards, trainer hyper-parameters, objective, data_args) live in
 # harness/stage_schema.py; they are re-exported here so every schema is read from one module.
 from harness.stage_schema import (  # noqa: F401
+    GENERATED,
+    POLICY_KINDS,
     SPLITS,
     STAGE_ARGS,
     DataArgs,
+    DPOArgs,
+    GenerateArgs,
     GRPOArgs,
     ObjectiveConfig,
     PieceSpec,
+    RewardModelArgs,
     RewardSpec,
     SFTArgs,
     StageConfig,
@@ -220,6 +225,14 @@ MODEL_SOURCES = ("toy", "hub", "package")
 
 
 @dataclass
+class RoundsConfig:
+    """Iterated stages (e.g. generate -> label -> train): `stages` repeated `count` times after the variant's own."""
+
+    count: int = 1
+    stages: list[StageConfig] = MISSING
+
+
+@dataclass
 class VariantConfig:
     """A method (or baseline) compared in the paper. No stages: the base model is evaluated."""
 
@@ -231,6 +244,8 @@ class VariantConfig:
     scales: list[str] | None = None
     """Scales this variant runs at (None: all the paper defines)."""
     stages: list[StageConfig] | None = None
+    rounds: RoundsConfig | None = None
+    """Stages run `count` times after `stages`; each round starts from the policy the previous one trained."""
 
 
 @dataclass
@@ -322,6 +337,13 @@ class Stage:
     resources: Resources = field(default_factory=Resources)
     data_args: DataArgs = field(default_factory=DataArgs)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    dataset: str | None = None
+    """The stage's own dataset (ResolvedPaper.datasets), None: the scale's."""
+    preference_loss: PieceSpec | None = None
+
+
+LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert")
+"""Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
 
 
 @dataclass
@@ -351,3 +373,9 @@ class ResolvedPaper:
     variants: dict[str, Variant]
     reported: list[ReportedResult]
     claims: list[Claim]
+    datasets: dict[str, DatasetConfig] = field(default_factory=dict)
+    """Datasets that stages name instead of the scale's (`StageConfig.dataset`)."""
+
+    def stage_dataset(self, stage: Stage) -> tuple[str, DatasetConfig]:
+        """The (name, config) of the dataset a stage reads."""
+        return (stage.dataset, self.datasets[stage.dataset]) if stage.dataset else (self.dataset_name, self.dataset)

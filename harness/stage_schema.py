@@ -63,13 +63,57 @@ class SFTArgs(TrainerArgs):
 
 
 @dataclass
+class DPOArgs(TrainerArgs):
+    """Hyper-parameters of a dpo stage (TRL's DPOConfig); pairs come from the latest generate stage."""
+
+    learning_rate: float = 1e-6
+    beta: float = 0.1
+    """Strength of the pull towards the reference model (the stage's starting policy)."""
+    loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
+    """TRL's own DPO losses (sigmoid, ipo, hinge, robust, ...); unused when the stage names a `preference_loss`."""
+
+
+@dataclass
+class RewardModelArgs(TrainerArgs):
+    """Hyper-parameters of a reward_model stage (TRL's RewardConfig): a scalar head trained on the latest
+    generate stage's (chosen, rejected) pairs, read by the `learned_reward` reward of later stages."""
+
+
+@dataclass
+class GenerateArgs:
+    """A generate stage: sample completions from the current policy and label them with the stage's rewards
+    (the judge: weighted sum = score). Writes the samples and one (best, worst) pair per prompt."""
+
+    num_samples: int = 8
+    """Completions per prompt."""
+    temperature: float = 1.0
+    max_new_tokens: int = 1024
+    max_prompts: int | None = None
+    """Use only the first `max_prompts` rows (after data_args); None: all."""
+    batch_size: int = 64
+    """Prompts per generate call."""
+    apply_chat_template: bool = False
+    generation_engine: str = "auto"
+    """hf | vllm | auto (as in GRPOArgs)."""
+
+
+@dataclass
 class TrainerDefaults:
     grpo: GRPOArgs = field(default_factory=GRPOArgs)
     sft: SFTArgs = field(default_factory=SFTArgs)
+    dpo: DPOArgs = field(default_factory=DPOArgs)
+    reward_model: RewardModelArgs = field(default_factory=RewardModelArgs)
+    generate: GenerateArgs = field(default_factory=GenerateArgs)
 
 
-STAGE_ARGS: dict[str, type] = {"grpo": GRPOArgs, "sft": SFTArgs}
+STAGE_ARGS: dict[str, type] = {"grpo": GRPOArgs, "sft": SFTArgs, "dpo": DPOArgs, "reward_model": RewardModelArgs,
+                               "generate": GenerateArgs}  # fmt: skip
+POLICY_KINDS = ("grpo", "sft", "dpo")
+"""Stage kinds whose output model is the next policy; a reward_model stage's model is a scorer, a generate
+stage's output is data."""
 SPLITS = ("train", "pool", "mixture")
+GENERATED = "generated"
+"""`data:` of a dpo or reward_model stage: the pairs written by the latest earlier generate stage."""
 
 
 @dataclass
@@ -94,6 +138,9 @@ class ObjectiveConfig:
     """token_mean | sequence_mean | sequence_sum (see harness/algorithms/losses.py)."""
     aux: list[PieceSpec] = field(default_factory=list)
     """Terms added to the loss, e.g. entropy_bonus, entropy_band, kl_to_reference."""
+    expert: PieceSpec | None = None
+    """An SFT loss on each prompt's gold solution (the expert demonstration) mixed into the RL loss per
+    sample by a registered expert mix (harness/algorithms/expert.py), e.g. scheduled_sft, accuracy_switch."""
     top_entropy_quantile: float = 1.0
     """Train only on the completion tokens in this top fraction of entropy (1.0: every token)."""
 
@@ -123,15 +170,20 @@ class StageConfig:
     """One training stage of a variant."""
 
     kind: str = MISSING
-    """Trainer kind: grpo | sft."""
+    """grpo | sft | dpo | reward_model (trainers) or generate (sample and label; no training)."""
     data: str = "train"
     """Rows: `train` (labeled), `pool` (unlabeled; label-free rewards only) or `mixture`
-    (labeled rows plus pool rows with labels hidden, told apart by the `labeled` column)."""
+    (labeled rows plus pool rows with labels hidden, told apart by the `labeled` column); dpo and
+    reward_model stages: `generated` (the latest earlier generate stage's pairs)."""
+    dataset: str | None = None
+    """A dataset (configs/datasets/) replacing the scale's for this stage (e.g. easy problems only)."""
     data_args: DataArgs = field(default_factory=DataArgs)
     rewards: list[RewardSpec] = field(default_factory=list)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     """grpo only: advantage estimator, policy loss, aggregation and auxiliary terms."""
+    preference_loss: PieceSpec | None = None
+    """dpo only: a registered preference loss (harness/algorithms/preference.py) instead of TRL's loss_type."""
     args: dict[str, Any] = field(default_factory=dict)
-    """Overrides of this stage kind's hyper-parameters (checked against GRPOArgs / SFTArgs)."""
+    """Overrides of this stage kind's hyper-parameters (checked against the kind's *Args above)."""
     resources: dict[str, Any] = field(default_factory=dict)
     """Overrides of the scale's `resources.train` for this stage (checked against Resources)."""

@@ -1,4 +1,5 @@
-"""Training stages on TRL trainers (GRPO, SFT), driven by a resolved `Stage`.
+"""Training stages on TRL trainers (GRPO, SFT, DPO, reward model), driven by a resolved `Stage`; a generate
+stage (harness/generate.py) samples and labels instead.
 
 A stage writes checkpoints to `<stage dir>/checkpoints/` every `save_steps` and resumes from the
 last one when restarted, so a killed or preempted run loses at most `save_steps` steps. The
@@ -15,7 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from harness.config import DatasetConfig, Stage
+from harness.config import GENERATED, DatasetConfig, Stage
 from harness.data import chat_prompts, stage_rows
 from harness.rewards import REWARDS, across_processes
 
@@ -88,13 +89,14 @@ def common_args(stage: Stage, seed: int, ckpt_dir: Path) -> dict:
     )
 
 
-def build_rewards(stage: Stage) -> tuple[list, list, dict]:
+def build_rewards(stage: Stage, reward_model: str | None = None) -> tuple[list, list, dict]:
     """The stage's reward functions (group-aware ones see their whole group across processes),
-    those that score with the live policy, and the stateful ones by name (their state is checkpointed)."""
+    those that score with the live policy, and the stateful ones by name (their state is checkpointed).
+    `reward_model`: the trained reward model's folder, for rewards that read one."""
     funcs, policy, stateful = [], [], {}
     for spec in stage.rewards:
         factory = REWARDS.get(spec.name)
-        fn = factory.build(**spec.args)
+        fn = factory.build(**spec.args | ({"model": reward_model} if factory.needs_trained_model else {}))
         if factory.needs_policy:
             policy.append(fn)
         if factory.stateful:
@@ -103,10 +105,17 @@ def build_rewards(stage: Stage) -> tuple[list, list, dict]:
     return funcs, policy, stateful
 
 
-def build_trainer(stage: Stage, model_path: str, train_ds, seed: int, ckpt_dir: Path):
+def build_trainer(stage: Stage, model_path: str, train_ds, seed: int, ckpt_dir: Path, upstream: dict | None = None):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if stage.kind in ("dpo", "reward_model"):
+        from harness.preference import build_dpo, build_reward_model
+
+        common = common_args(stage, seed, ckpt_dir)
+        if stage.kind == "dpo":
+            return build_dpo(stage, model_path, (upstream or {})["pairs"], common, tokenizer)
+        return build_reward_model(model_path, (upstream or {})["pairs"], common, tokenizer)
     if stage.kind == "grpo":
         from trl import GRPOConfig
 
@@ -118,7 +127,7 @@ def build_trainer(stage: Stage, model_path: str, train_ds, seed: int, ckpt_dir: 
             reward_weights=[r.weight for r in stage.rewards],
             beta=kl_coef(stage.objective),
         )
-        rewards, policy_rewards, stateful = build_rewards(stage)
+        rewards, policy_rewards, stateful = build_rewards(stage, (upstream or {}).get("reward_model"))
         return HarnessGRPOTrainer(
             model=model_path,
             reward_funcs=rewards,
@@ -139,26 +148,31 @@ def build_trainer(stage: Stage, model_path: str, train_ds, seed: int, ckpt_dir: 
     raise ValueError(f"unknown stage kind {stage.kind!r}")
 
 
-def train_stage(stage: Stage, model_path: str, dataset: DatasetConfig, data_dir: Path | None,
-                seed: int, stage_dir: Path, fingerprint: str, snapshot_steps: list[int] = ()) -> dict:  # fmt: skip
+def train_stage(stage: Stage, model_path: str, dataset: DatasetConfig, data_dir: Path | None, seed: int,
+                stage_dir: Path, fingerprint: str, snapshot_steps: list[int] = (), upstream: dict | None = None) -> dict:  # fmt: skip
     """Run (or resume) one stage; returns the summary also written to train.json.
 
     The model at each of `snapshot_steps` is saved to `<stage dir>/snapshots/step<N>/` for evaluation
-    during training (separate jobs, harness.plan.Plan.checkpoint_evals)."""
-    start = time.time()
-    ckpt_dir = stage_dir / "checkpoints"
-    resume = prepare_checkpoints(ckpt_dir, fingerprint)
-    print(f"stage {stage.kind} from {model_path}: " + (f"resuming from {resume}" if resume else "starting"), flush=True)
-    rows = stage_rows(dataset, stage.data, stage.data_args, data_dir)
-    if stage.args.get("apply_chat_template"):
+    during training (separate jobs, harness.plan.Plan.checkpoint_evals). `upstream`: what the stage reads
+    from earlier stages (harness.plan.Plan.upstream): `pairs`, `reward_model`."""
+    start, upstream = time.time(), upstream or {}
+    rows = None if stage.data == GENERATED else stage_rows(dataset, stage.data, stage.data_args, data_dir)
+    if rows is not None and stage.args.get("apply_chat_template"):
         from transformers import AutoTokenizer
 
         rows = chat_prompts(rows, AutoTokenizer.from_pretrained(model_path))
+    if stage.kind == "generate":
+        from harness.generate import generate_stage
+
+        return generate_stage(stage, model_path, rows, seed, stage_dir, upstream.get("reward_model"))
+    ckpt_dir = stage_dir / "checkpoints"
+    resume = prepare_checkpoints(ckpt_dir, fingerprint)
+    print(f"stage {stage.kind} from {model_path}: " + (f"resuming from {resume}" if resume else "starting"), flush=True)
     if stage.data_args.lowest_likelihood is not None:
         from harness.curation import lowest_likelihood
 
         rows = lowest_likelihood(rows, model_path, stage.data_args.lowest_likelihood)
-    trainer = build_trainer(stage, model_path, rows, seed, ckpt_dir)
+    trainer = build_trainer(stage, model_path, rows, seed, ckpt_dir, upstream)
     if resume and stage.kind == "grpo":
         trainer.load_reward_state(resume)
     from transformers.trainer_callback import PrinterCallback
@@ -191,7 +205,8 @@ def _progress_callback():
         """One line per logging step: step, reward/loss, seconds (TRL's own bar is off in logs)."""
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            keys = ("loss", "reward", "kl", "entropy", "learning_rate")
+            keys = ("loss", "reward", "kl", "entropy", "rewards/accuracies", "rewards/margins", "expert/sft_weight",
+                    "learning_rate")
             shown = " ".join(f"{k} {logs[k]:.4g}" for k in keys if k in (logs or {}))
             print(f"step {state.global_step}/{state.max_steps} {shown}", flush=True)
 

@@ -100,9 +100,9 @@ def test_sft_stage_with_chat_prompts_on_the_real_model(smollm2, word_data, tmp_p
     rp = load_paper("ttrl-majority-vote", "small-real")
     seen = []
 
-    def build_and_record(stage, model_path, rows, seed, ckpt_dir):
+    def build_and_record(stage, model_path, rows, seed, ckpt_dir, upstream=None):
         seen.extend(rows)
-        return real_build(stage, model_path, rows, seed, ckpt_dir)
+        return real_build(stage, model_path, rows, seed, ckpt_dir, upstream)
 
     real_build = train.build_trainer
     monkeypatch.setattr(train, "build_trainer", build_and_record)

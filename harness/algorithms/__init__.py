@@ -18,6 +18,8 @@ ADVANTAGES: Registry = Registry("advantage estimator")
 POLICY_LOSSES: Registry = Registry("policy loss")
 AGGREGATIONS: Registry = Registry("loss aggregation")
 AUX_TERMS: Registry = Registry("auxiliary loss term")
+PREFERENCE_LOSSES: Registry = Registry("preference loss")
+EXPERT_MIXES: Registry = Registry("expert mix")
 
 
 class _LazyTorch:
@@ -48,4 +50,4 @@ class Window:
     """max_completion_length: the constant normaliser of `sequence_sum`."""
 
 
-from harness.algorithms import advantages, aux, losses  # noqa: E402,F401  (registers the pieces)
+from harness.algorithms import advantages, aux, expert, losses, preference  # noqa: E402,F401  (registers the pieces)

@@ -37,6 +37,9 @@ class RewardFactory:
     stateful: bool = False
     """Remembers earlier visits of each `id`; the trainer checkpoints `fn.state_dict()` and restores it
     with `fn.load_state_dict(d)` on resume."""
+    needs_trained_model: bool = False
+    """Scores with a model trained by an earlier reward_model stage: the harness passes its directory as
+    the factory's `model` argument."""
 
 
 REWARDS: Registry[RewardFactory] = Registry("reward")
@@ -50,6 +53,7 @@ def register_reward(
     partial_labels: bool = False,
     needs_policy: bool = False,
     stateful: bool = False,
+    needs_trained_model: bool = False,
 ):
     """Register a reward factory under `name`; the built function is named after it for logs."""
 
@@ -59,7 +63,9 @@ def register_reward(
             fn.__name__ = name  # also fine on a callable object: an instance attribute
             return fn
 
-        factory = RewardFactory(named_build, needs_labels, group_aware, partial_labels, needs_policy, stateful)
+        factory = RewardFactory(
+            named_build, needs_labels, group_aware, partial_labels, needs_policy, stateful, needs_trained_model
+        )
         REWARDS.register(name)(factory)
         return build
 
@@ -171,5 +177,6 @@ def _local_log_extra(log_extra: Callable, start: int, n: int, total: int) -> Cal
 # Imported for their registrations; aliased so that `register_reward`'s flags do not shadow module names.
 from harness.rewards import basic as _basic  # noqa: E402,F401
 from harness.rewards import group as _group  # noqa: E402,F401
+from harness.rewards import learned as _learned  # noqa: E402,F401
 from harness.rewards import model as _model  # noqa: E402,F401
 from harness.rewards import stateful as _stateful  # noqa: E402,F401

@@ -1,0 +1,120 @@
+"""The generate stage: sample completions from the current policy and label them with a judge.
+
+The judge is the stage's rewards (weighted sum = a completion's score), so anything that can reward
+a GRPO stage can label data: exact match, brevity, a model trained by a reward_model stage. Writes,
+in the stage's folder:
+  samples.jsonl  every prompt with its completions and their scores,
+  pairs.jsonl    one (chosen, rejected) pair per prompt whose scores differ: the best and the worst
+                 sample (ties: the shorter one is chosen, the longer one rejected), with both scores,
+                 the prompt's mean score (`baseline`) and the gold solution (`gold`, for triple losses),
+  train.json     a summary, written last (the stage is complete when it exists).
+Generation uses transformers' `generate` (vLLM at paper scale when `generation_engine` resolves to it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from harness.preference import PAIRS_FILE
+
+SAMPLES_FILE = "samples.jsonl"
+
+
+def best_and_worst(completions: list[str], scores: list[float]) -> tuple[int, int] | None:
+    """Indices of the chosen (best, then shortest) and rejected (worst, then longest) samples; None if all tie.
+
+    >>> best_and_worst(["12", "1", "99", "123"], [1.0, 1.0, 0.0, 0.0])
+    (1, 3)
+    >>> best_and_worst(["a", "b"], [0.5, 0.5]) is None
+    True
+    """
+    if max(scores) == min(scores):
+        return None
+    chosen = min(range(len(scores)), key=lambda i: (-scores[i], len(completions[i]), i))
+    rejected = min(range(len(scores)), key=lambda i: (scores[i], -len(completions[i]), i))
+    return chosen, rejected
+
+
+def judge_scores(judges: list, weights: list[float], completions: list[str], rows: list[dict]) -> list[float]:
+    """Weighted sum of the judges' rewards; each judge sees the rows' columns as reward keyword arguments.
+
+    An unscorable sample (None from every judge) scores 0.
+    """
+    columns = {k: [r.get(k) for r in rows] for k in rows[0]} | {"prompts": [r["prompt"] for r in rows]}
+    per_judge = [fn(completions=completions, **columns) for fn in judges]
+    return [sum(w * (s or 0.0) for w, s in zip(weights, col, strict=True)) for col in zip(*per_judge, strict=True)]
+
+
+def generate_stage(stage, model_path: str, rows, seed: int, stage_dir: Path, reward_model: str | None = None) -> dict:
+    """Sample, judge and pair; returns the summary also written to train.json."""
+    from harness.train import build_rewards
+
+    start, a = time.time(), stage.args
+    rows = [dict(r) for r in rows]
+    rows = rows[: a["max_prompts"]] if a["max_prompts"] is not None else rows
+    print(f"generate from {model_path}: {len(rows)} prompts x {a['num_samples']} samples", flush=True)
+    completions = sample(model_path, [r["prompt"] for r in rows], a, seed)
+    judges, _, _ = build_rewards(stage, reward_model)
+    flat_rows = [r for r in rows for _ in range(a["num_samples"])]
+    scores = judge_scores(judges, [r.weight for r in stage.rewards], [c for cs in completions for c in cs], flat_rows)
+    k = a["num_samples"]
+    samples, pairs = [], []
+    for i, (row, outs) in enumerate(zip(rows, completions, strict=True)):
+        own = scores[i * k : (i + 1) * k]
+        samples.append({"id": row["id"], "prompt": row["prompt"], "completions": outs, "scores": own})
+        picked = best_and_worst(outs, own)
+        if picked is not None:
+            c, r = picked
+            gold = row.get("solution") or row.get("answer") or ""
+            pairs.append({"id": row["id"], "prompt": row["prompt"], "chosen": outs[c], "rejected": outs[r],
+                          "chosen_score": own[c], "rejected_score": own[r], "baseline": sum(own) / k,
+                          "gold": str(gold)})  # fmt: skip
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(stage_dir / SAMPLES_FILE, samples)
+    _write_jsonl(stage_dir / PAIRS_FILE, pairs)
+    summary = {"kind": "generate", "init_model": model_path, "seconds": time.time() - start, "prompts": len(rows),
+               "samples": len(scores), "pairs": len(pairs), "mean_score": sum(scores) / max(len(scores), 1)}  # fmt: skip
+    print(f"{len(pairs)} pairs from {len(rows)} prompts; mean score {summary['mean_score']:.3f}", flush=True)
+    (stage_dir / "train.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def sample(model_path: str, prompts: list[str], a: dict, seed: int) -> list[list[str]]:
+    """`num_samples` completions of each prompt, decoded without special tokens."""
+    from harness.evaluate import resolve_engine
+
+    if resolve_engine(a["generation_engine"]) == "vllm":
+        return _sample_vllm(model_path, prompts, a, seed)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(model_path, padding_side="left")
+    tok.pad_token = tok.pad_token or tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    out: list[list[str]] = []
+    for b in range(0, len(prompts), a["batch_size"]):
+        batch = tok(prompts[b : b + a["batch_size"]], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            ids = model.generate(**batch, do_sample=True, temperature=a["temperature"], top_k=0, top_p=1.0,
+                                 max_new_tokens=a["max_new_tokens"], num_return_sequences=a["num_samples"],
+                                 pad_token_id=tok.pad_token_id)  # fmt: skip
+        texts = tok.batch_decode(ids[:, batch["input_ids"].size(1) :], skip_special_tokens=True)
+        out += [texts[j : j + a["num_samples"]] for j in range(0, len(texts), a["num_samples"])]
+        print(f"  sampled {min(b + a['batch_size'], len(prompts))}/{len(prompts)} prompts", flush=True)
+    return out
+
+
+def _sample_vllm(model_path: str, prompts: list[str], a: dict, seed: int) -> list[list[str]]:
+    from vllm import LLM, SamplingParams
+
+    params = SamplingParams(n=a["num_samples"], temperature=a["temperature"], max_tokens=a["max_new_tokens"], seed=seed)
+    return [[o.text for o in r.outputs] for r in LLM(model=model_path, seed=seed).generate(prompts, params)]
+
+
+def _write_jsonl(file: Path, rows: list[dict]) -> None:
+    tmp = file.with_suffix(".partial")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.rename(file)
