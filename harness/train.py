@@ -205,8 +205,16 @@ def _progress_callback():
         """One line per logging step: step, reward/loss, seconds (TRL's own bar is off in logs)."""
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            keys = ("loss", "reward", "kl", "entropy", "rewards/accuracies", "rewards/margins", "expert/sft_weight",
-                    "learning_rate")
+            keys = (
+                "loss",
+                "reward",
+                "kl",
+                "entropy",
+                "rewards/accuracies",
+                "rewards/margins",
+                "expert/sft_weight",
+                "learning_rate",
+            )
             shown = " ".join(f"{k} {logs[k]:.4g}" for k in keys if k in (logs or {}))
             print(f"step {state.global_step}/{state.max_steps} {shown}", flush=True)
 

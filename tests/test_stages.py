@@ -63,7 +63,9 @@ def dpo_stage(preference_loss=None, **args) -> Stage:
 def test_dpo_stage_trains_on_the_generated_pairs(world, pairs, tmp_path, loss):
     root, dataset = world
     st = dpo_stage(PieceSpec(name=loss) if loss else None)
-    summary = train.train_stage(st, str(root / "model"), dataset, None, 0, tmp_path, "fp", upstream={"pairs": str(pairs[0])})
+    summary = train.train_stage(
+        st, str(root / "model"), dataset, None, 0, tmp_path, "fp", upstream={"pairs": str(pairs[0])}
+    )
     assert summary["kind"] == "dpo" and summary["global_step"] == 2
     logged = [h for h in summary["log_history"] if "loss" in h]
     assert logged and all(torch.isfinite(torch.tensor(h["loss"])) for h in logged)
