@@ -3,6 +3,7 @@
 #   make rlvr    install, run the twelve RLVR bundles at toy scale (opt-in, about an hour)
 #   make passk   install, run the two reasoning-boundary bundles: pass@k curves to k=256 (opt-in)
 #   make small-real  install, run three bundles on SmolLM2-135M-Instruct, a real pretrained model (opt-in)
+#   make multistage  install, run the nine multi-stage bundles (SFT+RL, preference, rounds, reward model; opt-in)
 #   make test    install with test tools, run the test suite (what CI runs)
 PY      ?= python3
 VENV    := .venv
@@ -12,7 +13,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 
-.PHONY: install install-small-real demo rlvr passk small-real test lint clean
+.PHONY: install install-small-real demo rlvr passk small-real multistage test lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -58,6 +59,11 @@ passk: install
 small-real: install-small-real
 	$(BIN)/snakemake --cores $(CORES) --config scale=small-real papers=@small-real
 	$(BIN)/harness leaderboard ttrl-majority-vote negative-sample-reinforcement one-shot-rlvr
+
+# Opt-in: the multi-stage recipes (issue 7) at toy scale, 3 seeds each (papers/sets.yaml).
+multistage: install
+	$(BIN)/snakemake --cores $(CORES) --config papers=@multistage
+	$(BIN)/harness leaderboard chord hpt-unified-view relift tpo cpl copg a-lol dno easy-to-hard --scale toy
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

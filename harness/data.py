@@ -85,8 +85,12 @@ def load_rows(dataset: DatasetConfig, split: str, data_dir: Path | None) -> list
     import datasets
 
     ds = datasets.load_dataset(dataset.hub_path, dataset.hub_name, split="train")
+    for column, values in (dataset.where or {}).items():
+        ds = ds.filter(lambda row, c=column, v=tuple(values): row[c] in v)
+    solution = dataset.solution_field
     return [
         {"id": i, "prompt": row[dataset.prompt_field], "answer": str(row[dataset.answer_field])}
+        | ({"solution": str(row[solution])} if solution else {})
         for i, row in enumerate(ds)
     ]
 

@@ -29,7 +29,7 @@ from harness.config import (
     paper_file,
     to_plain,
 )
-from harness.schema import LATER_STAGE_FIELDS
+from harness.schema import LATER_DATASET_FIELDS, LATER_STAGE_FIELDS
 
 RESULTS = "results"
 WORLD = f"{RESULTS}/world"
@@ -39,8 +39,16 @@ DATA_SPLITS = ("pretrain", "train", "pool", "test")
 
 def plain_stage(stage: Any) -> dict:
     """A resolved stage as plain data for hashing, without the LATER_STAGE_FIELDS that are unset."""
-    out = to_plain(stage)
-    for dotted in LATER_STAGE_FIELDS:
+    return _drop_unset(to_plain(stage), LATER_STAGE_FIELDS)
+
+
+def plain_dataset(dataset: Any) -> dict:
+    """A dataset config as plain data for hashing, without the LATER_DATASET_FIELDS that are unset."""
+    return _drop_unset(to_plain(dataset), LATER_DATASET_FIELDS)
+
+
+def _drop_unset(out: dict, fields: tuple[str, ...]) -> dict:
+    for dotted in fields:
         *parents, key = dotted.split(".")
         holder = out
         for p in parents:
@@ -265,7 +273,7 @@ class Plan:
         snapshots = self.snapshot_steps(run, i)  # only when asked for: older stages keep their fingerprint
         extra = ({"snapshots": snapshots} if snapshots else {}) | self.upstream(run, i)  # only when present: as before
         return fingerprint({"stage": plain_stage(v.stages[i]), "seed": run.seed, "base": self.model_after(run, i),
-                            "dataset": to_plain(rp.stage_dataset(v.stages[i])[1])} | extra)  # fmt: skip
+                            "dataset": plain_dataset(rp.stage_dataset(v.stages[i])[1])} | extra)  # fmt: skip
 
     def snapshot_steps(self, run: Run, i: int) -> list[int]:
         """Steps of stage `i` whose model is saved and evaluated during training (the scale's `eval_checkpoints`)."""
@@ -328,7 +336,7 @@ class Plan:
         return {n: m for rp in self.papers.values() for n, m in rp.models.items() if m.source == "package"}
 
     def dataset_fingerprint(self, dataset: str) -> str:
-        return fingerprint(to_plain(load_component("datasets", dataset, self.papers_dir, "dataset")))
+        return fingerprint(plain_dataset(load_component("datasets", dataset, self.papers_dir, "dataset")))
 
     def model_fingerprint(self, model: str) -> str:
         m = self.toy_models()[model]

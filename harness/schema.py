@@ -129,6 +129,11 @@ class DatasetConfig:
     hub_name: str | None = None
     prompt_field: str = "prompt"
     answer_field: str = "answer"
+    solution_field: str | None = None
+    """hub: a column with a worked solution, the expert demonstration of SFT stages and expert mixes
+    (generated datasets have their own `solution`); None: the answer alone."""
+    where: dict[str, list[Any]] | None = None
+    """hub: keep only rows whose column has one of the listed values (`{level: [1, 2, 3]}`)."""
     arithmetic: ArithmeticSpec = field(default_factory=ArithmeticSpec)
     word_problems: WordProblemSpec = field(default_factory=WordProblemSpec)
     description: str = ""
@@ -344,6 +349,8 @@ class Stage:
 
 LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert")
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
+LATER_DATASET_FIELDS = ("solution_field", "where")
+"""The same for DatasetConfig."""
 
 
 @dataclass

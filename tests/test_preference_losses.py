@@ -142,3 +142,10 @@ def test_alol_names_missing_inputs():
 def test_docstring_examples():
     result = doctest.testmod(preference)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_offline_advantage_pg_keeps_negative_advantages_when_asked():
+    # A = (0.5, -0.5), w = 1, logps = (-1, -2): pair loss = mean(-0.5 * -1, +0.5 * -2) = mean(0.5, -1.0) = -0.25
+    b = PairBatch(t(-1.0), t(-2.0), t(1.0), t(1.0), t(-1.0), t(-2.0), t(1.0), t(0.0), t(0.5))
+    assert loss("offline_advantage_pg", b, keep_negative=True).tolist() == [-0.25]
+    assert loss("offline_advantage_pg", b).tolist() == [0.25]  # filtered: only the positive half

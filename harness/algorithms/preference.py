@@ -110,7 +110,7 @@ def triple_preference(batch: PairBatch, *, beta: float = 2.0, alpha: float = 1.0
 
 
 @PREFERENCE_LOSSES.register("offline_advantage_pg")
-def offline_advantage_pg(batch: PairBatch, *, epsilon: float = 0.2) -> Tensor:
+def offline_advantage_pg(batch: PairBatch, *, epsilon: float = 0.2, keep_negative: bool = False) -> Tensor:
     """A-LoL: per completion -max(A, 0) * w * log pi, A = score - baseline, w = clip(pi / pi_ref, 1 - eps, 1 + eps).
 
     Both completions of a pair are offline samples; the pair's loss is the mean of their two
@@ -118,7 +118,8 @@ def offline_advantage_pg(batch: PairBatch, *, epsilon: float = 0.2) -> Tensor:
     detached sequence-level importance weight, so the gradient is -A+ * w * grad log pi.
     Departs from the paper: the baseline is the mean judge score of the prompt's sampled
     completions, not a value head trained on the reference policy; a completion whose weight is
-    clipped still gets a gradient (scaled by 1 +- eps).
+    clipped still gets a gradient (scaled by 1 +- eps). keep_negative=True keeps A < 0 (plain advantage-weighted
+    offline PG, the ablation of A-LoL's filter).
 
     >>> t = torch.tensor
     >>> b = PairBatch(t([-1.0]), t([-2.0]), t([1.0]), t([1.0]), t([-1.0]), t([-2.0]), t([1.0]), t([0.0]), t([0.5]))
@@ -129,7 +130,8 @@ def offline_advantage_pg(batch: PairBatch, *, epsilon: float = 0.2) -> Tensor:
              baseline="baseline", ref_chosen_logps="reference log-probs", ref_rejected_logps="reference log-probs")  # fmt: skip
 
     def one(logps: Tensor, ref_logps: Tensor, scores: Tensor) -> Tensor:
-        advantage = (scores - batch.baseline).clamp(min=0)  # (B,)
+        advantage = scores - batch.baseline  # (B,)
+        advantage = advantage if keep_negative else advantage.clamp(min=0)
         weight = torch.exp(logps - ref_logps).clamp(1 - epsilon, 1 + epsilon).detach()  # (B,)
         return -advantage * weight * logps
 
