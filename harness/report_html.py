@@ -85,8 +85,8 @@ def training_logs(run_dir: Path) -> list[dict]:
     entries, offset = [], 0
     for f in sorted(run_dir.glob("stage*/train.json"), key=lambda p: int(p.parent.name[5:])):
         log = json.loads(f.read_text())
-        entries += [e | {"step": e["step"] + offset} for e in log["log_history"] if "step" in e and "loss" in e]
-        offset += log["global_step"]
+        entries += [e | {"step": e["step"] + offset} for e in log.get("log_history", []) if "step" in e and "loss" in e]
+        offset += log.get("global_step", 0)  # a generate stage has no optimizer steps
     return entries
 
 

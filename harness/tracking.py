@@ -215,10 +215,12 @@ def track_run(plan, run: P.Run) -> dict:
     offset = 0
     for i, st in enumerate(stages):
         prefix = "train/" if len(stages) == 1 else f"train/stage{i}/"
-        for entry in st["log_history"]:
+        if st["kind"] == "generate":  # what it sampled and how the judge scored it
+            metrics += [(prefix + k, st[k], offset) for k in ("prompts", "pairs", "mean_score")]
+        for entry in st.get("log_history", []):  # a generate stage has no optimizer steps
             metrics += [(prefix + k, v, offset + entry["step"]) for k, v in entry.items()
                         if isinstance(v, (int, float)) and k not in ("step", "epoch")]  # fmt: skip
-        offset += st["global_step"]
+        offset += st.get("global_step", 0)
     for task, m in result["metrics"].items():
         metrics += [(f"{task}/{k}", v, 0) for k, v in m.items() if isinstance(v, (int, float))]
     metrics += _during_training(plan, run, stages, result)
@@ -261,7 +263,7 @@ def _during_training(plan, run: P.Run, stages: list[dict], final: dict) -> list[
     for i, st in enumerate(stages):
         for step in plan.snapshot_steps(run, i):
             points.append((offset + step, json.loads(Path(P.checkpoint_eval_file(run, i, step)).read_text())))
-        offset += st["global_step"]
+        offset += st.get("global_step", 0)
     points.append((offset, final))
     return [(f"during/{task}/{k}", v, step) for step, result in points for task, m in result["metrics"].items()
             for k, v in m.items() if isinstance(v, (int, float)) and not k.startswith(("n_", "avg@"))]  # fmt: skip
