@@ -347,7 +347,7 @@ class Stage:
     preference_loss: PieceSpec | None = None
 
 
-LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert")
+LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.temporal_residual")
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
 LATER_DATASET_FIELDS = ("solution_field", "where")
 """The same for DatasetConfig."""

@@ -61,6 +61,10 @@ class GRPOArgs(TrainerArgs):
 class SFTArgs(TrainerArgs):
     """Hyper-parameters of an SFT stage (TRL's SFTConfig)."""
 
+    temporal_residual: float | None = None
+    """Intuitive Fine-Tuning's lambda: answer tokens are read as a blend with the model's own expected token
+    (harness/algorithms/intuition.py); None: plain SFT."""
+
 
 @dataclass
 class DPOArgs(TrainerArgs):

@@ -58,7 +58,13 @@ def batch_layout(args: dict, world_size: int) -> dict:
     return {"per_device_train_batch_size": per_process // accumulation, "gradient_accumulation_steps": accumulation}
 
 
-OUR_ARGS = ("global_batch_size", "max_per_device_batch_size", "generation_engine", "apply_chat_template")
+OUR_ARGS = (
+    "global_batch_size",
+    "max_per_device_batch_size",
+    "generation_engine",
+    "apply_chat_template",
+    "temporal_residual",
+)
 """Stage arguments the harness interprets itself; every other one goes to TRL under its own name."""
 
 
@@ -139,12 +145,15 @@ def build_trainer(stage: Stage, model_path: str, train_ds, seed: int, ckpt_dir: 
             stateful_rewards=stateful,
         )
     if stage.kind == "sft":
-        from trl import SFTConfig, SFTTrainer
+        from trl import SFTConfig
+
+        from harness.sft import HarnessSFTTrainer
 
         target = "solution" if "solution" in train_ds.column_names else "answer"  # scratchpad worlds show the steps
         train_ds = train_ds.rename_column(target, "completion")
         cfg = SFTConfig(**common_args(stage, seed, ckpt_dir), completion_only_loss=True)
-        return SFTTrainer(model=model_path, args=cfg, train_dataset=train_ds, processing_class=tokenizer)
+        return HarnessSFTTrainer(model=model_path, args=cfg, train_dataset=train_ds, processing_class=tokenizer,
+                                 temporal_residual=stage.args.get("temporal_residual"))  # fmt: skip
     raise ValueError(f"unknown stage kind {stage.kind!r}")
 
 

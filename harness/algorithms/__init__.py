@@ -50,4 +50,4 @@ class Window:
     """max_completion_length: the constant normaliser of `sequence_sum`."""
 
 
-from harness.algorithms import advantages, aux, expert, losses, preference  # noqa: E402,F401  (registers the pieces)
+from harness.algorithms import advantages, aux, expert, intuition, losses, preference  # noqa: E402,F401  (registers the pieces)
