@@ -82,8 +82,8 @@ class HarnessDPOTrainer(DPOTrainer):
         logps, lengths = self._sequence_logps(model, ids, attn, cm)
         chosen, rejected = logps.chunk(2)  # the batch is [chosen..., rejected...]
         len_c, len_r = lengths.chunk(2)
-        ref_c = ref_r = None
-        if self.ref_model is not None:
+        ref_c, ref_r = inputs.get("ref_chosen_logps"), inputs.get("ref_rejected_logps")  # precomputed by TRL
+        if ref_c is None and self.ref_model is not None:
             with torch.no_grad():
                 ref, _ = self._sequence_logps(self.ref_model, ids, attn, cm)
             ref_c, ref_r = ref.chunk(2)

@@ -17,10 +17,13 @@ class LearnedReward:
         self._model = self._tokenizer = None
 
     def _load(self) -> None:
+        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        cuda = torch.cuda.is_available()  # at paper scale the scorer shares the policy's GPU
         self._tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self._model = AutoModelForSequenceClassification.from_pretrained(self.path).eval()
+        model = AutoModelForSequenceClassification.from_pretrained(self.path, dtype=torch.bfloat16 if cuda else None)
+        self._model = model.to("cuda" if cuda else "cpu").eval()
 
     def __call__(self, completions: list[str], prompts: list[str], **_) -> list[float]:
         import torch
@@ -32,7 +35,7 @@ class LearnedReward:
         scores: list[float] = []
         with torch.no_grad():
             for k in range(0, len(texts), self.batch_size):
-                batch = tok(texts[k : k + self.batch_size], return_tensors="pt", padding=True)
+                batch = tok(texts[k : k + self.batch_size], return_tensors="pt", padding=True).to(self._model.device)
                 scores += self._model(**batch).logits[:, 0].float().tolist()
         return scores
 
