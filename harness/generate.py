@@ -17,9 +17,8 @@ import json
 import time
 from pathlib import Path
 
-from harness.preference import PAIRS_FILE
-
 SAMPLES_FILE = "samples.jsonl"
+PAIRS_FILE = "pairs.jsonl"
 
 
 def best_and_worst(completions: list[str], scores: list[float]) -> tuple[int, int] | None:

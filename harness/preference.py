@@ -18,8 +18,8 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from harness.algorithms import PREFERENCE_LOSSES
 from harness.algorithms.preference import PairBatch
+from harness.generate import PAIRS_FILE
 
-PAIRS_FILE = "pairs.jsonl"
 SCALARS = ("chosen_score", "rejected_score", "baseline")
 
 

@@ -13,6 +13,8 @@ from harness.config import RewardSpec, Stage
 from harness.grader import is_correct
 from harness.schema import ObjectiveConfig, PieceSpec
 from harness.toy.tasks import read_split
+from tests.test_grpo import rows, train_once
+from tests.test_grpo import stage as grpo
 
 TINY = dict(max_steps=2, per_device_train_batch_size=4, save_steps=100, logging_steps=1, learning_rate=0.05)
 JUDGE = [RewardSpec(name="exact_match"), RewardSpec(name="length", weight=0.1, args={"max_chars": 6})]
@@ -133,13 +135,6 @@ def test_reward_model_stage_trains_a_scalar_head_that_learned_reward_reads(world
     assert len(set(got)) > 1 or len({r["chosen"] for r in rows}) == 1
 
 
-def grpo(objective=None, rewards=("exact_match",), **args) -> Stage:
-    base = dict(learning_rate=0.5, max_steps=1, per_device_train_batch_size=8, num_generations=4,
-                max_completion_length=4, save_steps=100, logging_steps=1, optim="sgd")  # fmt: skip
-    return Stage(kind="grpo", data="train", rewards=[RewardSpec(name=r) for r in rewards],
-                 args=base | args, objective=objective or ObjectiveConfig())  # fmt: skip
-
-
 def test_grpo_with_a_learned_reward_scores_with_the_trained_model(world, reward_model, tmp_path):
     root, dataset = world
     st = grpo(rewards=("learned_reward",))
@@ -150,16 +145,8 @@ def test_grpo_with_a_learned_reward_scores_with_the_trained_model(world, reward_
 
 
 def _params_after_one_step(world, tmp_path, objective):
-    root, dataset = world
-    trainer = train.build_trainer(grpo(objective), str(root / "model"), _rows(root), 0, tmp_path)
-    trainer.train()
-    return {k: v.detach().clone() for k, v in trainer.model.named_parameters()}, trainer
-
-
-def _rows(root):
-    import datasets
-
-    return datasets.Dataset.from_list(read_split(root / "data", "train"))
+    trainer, _, after = train_once(world[0], tmp_path, grpo(objective))
+    return {k: v.detach().clone() for k, v in after.items()}, trainer
 
 
 def test_expert_mix_that_never_switches_leaves_grpo_unchanged(world, tmp_path):
@@ -177,20 +164,20 @@ def test_expert_mix_that_always_switches_trains_on_the_gold_answers(world, tmp_p
 
     root, _ = world
     tok = AutoTokenizer.from_pretrained(root / "model")
-    rows = read_split(root / "data", "train")
+    gold = read_split(root / "data", "train")
 
     def nll(model) -> float:
         total = 0.0
-        for r in rows:
+        for r in gold:
             p = tok(r["prompt"], add_special_tokens=False)["input_ids"]
             a = tok(r["answer"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
             logps = torch.log_softmax(model(torch.tensor([p + a])).logits[0, :-1], -1)
             total -= sum(logps[len(p) - 1 + t, c].item() for t, c in enumerate(a)) / len(a)
-        return total / len(rows)
+        return total / len(gold)
 
     always = ObjectiveConfig(expert=PieceSpec(name="accuracy_switch", args={"threshold": 2.0}))
     st = grpo(always, max_steps=3, learning_rate=0.2)
-    trainer = train.build_trainer(st, str(root / "model"), _rows(root), 0, tmp_path)
+    trainer = train.build_trainer(st, str(root / "model"), rows(root), 0, tmp_path)
     trainer.train()
     assert all(h["expert/sft_weight"] == 1.0 for h in trainer.state.log_history if "expert/sft_weight" in h)
     with torch.no_grad():
