@@ -58,6 +58,13 @@ def check_dataset(dataset: DatasetConfig, file: Path) -> None:
         raise ConfigError(file, "source", f"unknown source {dataset.source!r} (known: {', '.join(known)})")
     if dataset.source == "hub" and not dataset.hub_path:
         raise ConfigError(file, "hub_path", "a hub dataset needs hub_path")
+    if dataset.source == "toy-arithmetic":
+        from harness.toy.tasks import check_spec as check_arithmetic
+
+        try:
+            check_arithmetic(dataset.arithmetic)
+        except ValueError as e:
+            raise ConfigError(file, "arithmetic", str(e)) from None
     if dataset.source == "toy-word-problems":
         from harness.toy.word_problems import check_spec
 
@@ -86,6 +93,7 @@ def check_stage(st: StageConfig, file: Path, key: str, reward_registry) -> None:
         if r.name not in reward_registry:
             raise ConfigError(file, f"{key}.rewards.{j}.name", reward_registry.unknown_message(r.name))
         factory = reward_registry.get(r.name)
+        check_reward_args(factory, r.args, file, f"{key}.rewards.{j}.args")
         if st.data == "pool" and factory.needs_labels:
             raise ConfigError(
                 file, f"{key}.rewards.{j}.name", f"reward {r.name!r} needs gold labels; split 'pool' has none"
@@ -109,6 +117,26 @@ def check_stage(st: StageConfig, file: Path, key: str, reward_registry) -> None:
         raise ConfigError(file, f"{key}.data", f"an sft stage needs labels on every row; {st.data!r} lacks them")
 
 
+def check_reward_args(factory, given: dict, file: Path, key: str) -> None:
+    """A reward's `args` are its factory's parameters (`model` is the harness's), required ones present."""
+    if factory.signature is None:
+        return
+    params = {
+        n: p for n, p in factory.signature.parameters.items() if not (n == "model" and factory.needs_trained_model)
+    }
+    for name in given:
+        if name not in params:
+            raise ConfigError(file, f"{key}.{name}", f"unknown argument (known: {', '.join(params) or 'none'})")
+    for name, p in params.items():
+        if p.default is p.empty and name not in given:
+            raise ConfigError(file, f"{key}.{name}", "required argument missing")
+    if factory.validate is not None:
+        try:
+            factory.validate(**given)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(file, key, str(e)) from None
+
+
 def _check_preference_loss(st: StageConfig, file: Path, key: str) -> None:
     if st.preference_loss is None:
         return
@@ -125,23 +153,35 @@ def _check_preference_loss(st: StageConfig, file: Path, key: str) -> None:
 
 
 def check_stage_order(stages: list, file: Path, key: str) -> None:
-    """What a stage takes from earlier stages exists: pairs from a generate stage, a trained reward model."""
+    """What a stage takes from earlier stages exists: pairs from a generate stage, a trained reward model
+    (one model, or a mixture for the rewards that read one)."""
     from harness.rewards import REWARDS
 
     kinds: list[str] = []
+    groups = None  # num_groups of the latest reward_model stage
     for i, st in enumerate(stages):
         if st.data == GENERATED and "generate" not in kinds:
             raise ConfigError(file, f"{key}.{i}.data", f"data: {GENERATED} needs an earlier generate stage")
         for j, r in enumerate(st.rewards):
-            if REWARDS.get(r.name).needs_trained_model and "reward_model" not in kinds:
+            factory = REWARDS.get(r.name)
+            if factory.needs_trained_model and "reward_model" not in kinds:
                 raise ConfigError(file, f"{key}.{i}.rewards.{j}.name",
                                   f"reward {r.name!r} reads a reward model trained by an earlier reward_model stage")  # fmt: skip
+            if factory.needs_trained_model and factory.needs_mixture != ((groups or 1) > 1):
+                want = "a mixture (num_groups >= 2)" if factory.needs_mixture else "one model (no num_groups)"
+                raise ConfigError(file, f"{key}.{i}.rewards.{j}.name",
+                                  f"reward {r.name!r} reads {want}; the latest reward_model stage has num_groups {groups}")  # fmt: skip
+        if st.kind == "reward_model":
+            groups = st.args.get("num_groups")
         kinds.append(st.kind)
 
 
 def check_stage_args(args: dict, file: Path, key: str) -> None:
     """A stage's merged hyper-parameters: whole GRPO groups per batch, a known generation engine."""
     _check_batch(args, file, key)
+    for name in ("num_groups", "em_iterations"):
+        if args.get(name) is not None and args[name] < 1:
+            raise ConfigError(file, f"{key}.{name}", f"must be >= 1, got {args[name]}")
     if args.get("generation_engine", "auto") not in ENGINES:
         raise ConfigError(file, f"{key}.generation_engine",
                           f"unknown engine {args['generation_engine']!r} (known: {', '.join(ENGINES)})")  # fmt: skip
@@ -164,10 +204,33 @@ def check_eval(cfg: EvalConfig, file: Path) -> None:
     for key in ("n_samples", "max_new_tokens", "batch_size", "tensor_parallel_size"):
         if getattr(cfg, key) < 1:
             raise ConfigError(file, key, f"must be >= 1, got {getattr(cfg, key)}")
+    _check_judges(cfg, file)
     if cfg.n_samples > 1 and cfg.temperature == 0:
         raise ConfigError(
             file, "temperature", f"n_samples {cfg.n_samples} at temperature 0 gives {cfg.n_samples} identical answers"
         )
+
+
+def _check_judges(cfg: EvalConfig, file: Path) -> None:
+    """Judges have distinct names and score each sample alone (per-sample rewards with valid arguments)."""
+    from harness.rewards import REWARDS
+
+    names = [j.name for j in cfg.judges or []]
+    for i, judge in enumerate(cfg.judges or []):
+        if judge.name in names[:i] or judge.name == "min":
+            raise ConfigError(
+                file, f"judges.{i}.name", f"judge name {judge.name!r} is taken (names: distinct, not 'min')"
+            )
+        if not judge.rewards:
+            raise ConfigError(file, f"judges.{i}.rewards", "a judge needs at least one reward")
+        for j, r in enumerate(judge.rewards):
+            if r.name not in REWARDS:
+                raise ConfigError(file, f"judges.{i}.rewards.{j}.name", REWARDS.unknown_message(r.name))
+            f = REWARDS.get(r.name)
+            if f.group_aware or f.needs_policy or f.stateful or f.needs_trained_model:
+                raise ConfigError(file, f"judges.{i}.rewards.{j}.name",
+                                  f"reward {r.name!r} is not a per-sample reward; a judge scores each sample alone")  # fmt: skip
+            check_reward_args(f, r.args, file, f"judges.{i}.rewards.{j}.args")
 
 
 def data_args_problem(data: str, d: DataArgs) -> tuple[str, str] | None:

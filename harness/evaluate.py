@@ -89,7 +89,7 @@ def fingerprint(
         "lm_eval_version": _version("lm-eval"),
         "transformers_version": _version("transformers"),
         "torch_version": _version("torch"),
-    }
+    } | ({"judges": [asdict(j) for j in cfg.judges]} if cfg.judges else {})
 
 
 def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_dir: str | None = None) -> dict:
@@ -161,6 +161,9 @@ def _score(cfg: EvalConfig, out: dict) -> tuple[dict, list[dict]]:
         golds = [extract.gold(str(s["target"])) for s in samples]
         graded[task] = (answers, golds, responses)
         metrics[task] = summarize(answers, golds, responses) | {"lm_eval": lm_metrics}
+        if cfg.judges:
+            prompts = [str(s.get("doc", {}).get("prompt", "")) for s in samples]
+            metrics[task] |= judge_metrics(cfg.judges, responses, golds, prompts, [s["doc_id"] for s in samples])
         samples_out += [
             {"task": task, "doc_id": s["doc_id"], "target": g, "responses": rs, "answers": a}
             for s, g, a, rs in zip(samples, golds, answers, responses, strict=True)
@@ -171,6 +174,33 @@ def _score(cfg: EvalConfig, out: dict) -> tuple[dict, list[dict]]:
             pooled = [sum((p[i] for p in parts), []) for i in range(3)]
             metrics[group] = summarize(*pooled) | {"subtasks": list(subtasks)}
     return metrics, samples_out
+
+
+def judge_metrics(judges: list, responses: list[list[str]], golds: list, prompts: list[str], ids: list) -> dict:
+    """`judge/<name>`: a judge's mean score over every response of every question (its rewards' weighted sum,
+    each reward seeing the question's gold `answer`, `prompts` and `id`); `judge/min`: the lowest of them.
+
+    >>> from harness.schema import JudgeSpec, RewardSpec
+    >>> short = JudgeSpec("short", [RewardSpec("length", args={"max_chars": 2})])
+    >>> right = JudgeSpec("right", [RewardSpec("exact_match")])
+    >>> judge_metrics([short, right], [["4", "40"]], ["4"], ["2+2="], [0])
+    {'judge/short': 0.25, 'judge/right': 0.5, 'judge/min': 0.25}
+    """
+    from harness.rewards import REWARDS
+
+    flat = [r for rs in responses for r in rs]
+    columns = {key: [v for v, rs in zip(values, responses, strict=True) for _ in rs]
+               for key, values in (("answer", golds), ("prompts", prompts), ("id", ids))}  # fmt: skip
+    out = {}
+    for judge in judges:
+        total = [0.0] * len(flat)
+        for spec in judge.rewards:
+            scores = REWARDS.get(spec.name).build(**spec.args)(flat, **columns)
+            total = [t + spec.weight * (x or 0.0) for t, x in zip(total, scores, strict=True)]
+        out[f"judge/{judge.name}"] = sum(total) / max(len(total), 1)
+    if len(judges) > 1:
+        out["judge/min"] = min(out.values())
+    return out
 
 
 def _model(model_path: str, cfg: EvalConfig, engine: str, seed: int):

@@ -7,6 +7,7 @@ in the stage's folder:
   pairs.jsonl    one (chosen, rejected) pair per prompt whose scores differ: the best and the worst
                  sample (ties: the shorter one is chosen, the longer one rejected), with both scores,
                  the prompt's mean score (`baseline`) and the gold solution (`gold`, for triple losses),
+                 plus what a judge records about its labeling (`annotate(row)`: user_mixture's `labeler`),
   train.json     a summary, written last (the stage is complete when it exists).
 Generation uses transformers' `generate` (vLLM at paper scale when `generation_engine` resolves to it).
 """
@@ -60,16 +61,18 @@ def generate_stage(stage, model_path: str, rows, seed: int, stage_dir: Path, rew
     scores = judge_scores(judges, [r.weight for r in stage.rewards], [c for cs in completions for c in cs], flat_rows)
     k = a["num_samples"]
     samples, pairs = [], []
+    annotators = [j for j in judges if callable(getattr(j, "annotate", None))]
     for i, (row, outs) in enumerate(zip(rows, completions, strict=True)):
         own = scores[i * k : (i + 1) * k]
-        samples.append({"id": row["id"], "prompt": row["prompt"], "completions": outs, "scores": own})
+        notes = {key: v for j in annotators for key, v in j.annotate(row).items()}
+        samples.append({"id": row["id"], "prompt": row["prompt"], "completions": outs, "scores": own} | notes)
         picked = best_and_worst(outs, own)
         if picked is not None:
             c, r = picked
             gold = row.get("solution") or row.get("answer") or ""
             pairs.append({"id": row["id"], "prompt": row["prompt"], "chosen": outs[c], "rejected": outs[r],
                           "chosen_score": own[c], "rejected_score": own[r], "baseline": sum(own) / k,
-                          "gold": str(gold)})  # fmt: skip
+                          "gold": str(gold)} | notes)  # fmt: skip
     stage_dir.mkdir(parents=True, exist_ok=True)
     _write_jsonl(stage_dir / SAMPLES_FILE, samples)
     _write_jsonl(stage_dir / PAIRS_FILE, pairs)

@@ -29,7 +29,7 @@ from harness.config import (
     paper_file,
     to_plain,
 )
-from harness.schema import LATER_DATASET_FIELDS, LATER_STAGE_FIELDS
+from harness.schema import LATER_DATASET_FIELDS, LATER_EVAL_FIELDS, LATER_STAGE_FIELDS
 
 RESULTS = "results"
 WORLD = f"{RESULTS}/world"
@@ -45,6 +45,11 @@ def plain_stage(stage: Any) -> dict:
 def plain_dataset(dataset: Any) -> dict:
     """A dataset config as plain data for hashing, without the LATER_DATASET_FIELDS that are unset."""
     return _drop_unset(to_plain(dataset), LATER_DATASET_FIELDS)
+
+
+def plain_eval(cfg: Any) -> dict:
+    """An eval suite as plain data for hashing, without the LATER_EVAL_FIELDS that are unset."""
+    return _drop_unset(to_plain(cfg), LATER_EVAL_FIELDS)
 
 
 def _drop_unset(out: dict, fields: tuple[str, ...]) -> dict:
@@ -291,7 +296,7 @@ class Plan:
 
     def checkpoint_eval_fingerprint(self, run: Run, stage: int, step: int) -> str:
         rp = self.papers[run.paper]
-        return fingerprint({"eval": to_plain(rp.eval), "seed": run.seed, "model": snapshot_dir(run, stage, step)})
+        return fingerprint({"eval": plain_eval(rp.eval), "seed": run.seed, "model": snapshot_dir(run, stage, step)})
 
     def eval_inputs(self, run: Run) -> list[str]:
         n = len(self.papers[run.paper].variants[run.variant].stages)
@@ -299,7 +304,7 @@ class Plan:
 
     def eval_fingerprint(self, run: Run) -> str:
         rp = self.papers[run.paper]
-        return fingerprint({"eval": to_plain(rp.eval), "seed": run.seed, "model": self.final_model(run)})
+        return fingerprint({"eval": plain_eval(rp.eval), "seed": run.seed, "model": self.final_model(run)})
 
     def track_inputs(self, run: Run) -> list[str]:
         n = len(self.papers[run.paper].variants[run.variant].stages)

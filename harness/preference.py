@@ -118,9 +118,9 @@ def build_dpo(stage, model_path: str, pairs_dir: str, common: dict, tokenizer):
                              preference_loss=stage.preference_loss)  # fmt: skip
 
 
-def build_reward_model(model_path: str, pairs_dir: str, common: dict, tokenizer):
-    """TRL's RewardTrainer on the pairs: a scalar head on the starting model (num_labels=1)."""
+def build_reward_model(model_path: str, pairs_dir: str | None, common: dict, tokenizer, rows=None):
+    """TRL's RewardTrainer on the pairs (those of `pairs_dir`, or `rows`): a scalar head on the starting model."""
     from trl import RewardConfig, RewardTrainer
 
-    rows = read_pairs(pairs_dir).select_columns(["prompt", "chosen", "rejected"])
+    rows = (read_pairs(pairs_dir) if rows is None else rows).select_columns(["prompt", "chosen", "rejected"])
     return RewardTrainer(model=model_path, args=RewardConfig(**common), train_dataset=rows, processing_class=tokenizer)

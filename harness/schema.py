@@ -88,6 +88,9 @@ class ArithmeticSpec:
     scratchpad: bool = False
     """Solutions show the running total after each operation (`12+34+5=` -> `46;51`): a reasoning
     prefix before the final answer. False: the solution is the answer alone."""
+    scratchpad_share: float | None = None
+    """With `scratchpad`, the fraction of rows (drawn per row) whose solution shows the running totals; the
+    others give the answer alone, so a model pre-trained on them answers in either style. None: every row."""
     seed: int = 0
 
 
@@ -145,6 +148,15 @@ class DatasetConfig:
 
 
 @dataclass
+class JudgeSpec:
+    """A named judge of evaluation samples: the weighted sum of per-sample rewards (harness/rewards/), e.g.
+    one synthetic user group's satisfaction. Its mean score becomes the metric `judge/<name>`."""
+
+    name: str = MISSING
+    rewards: list[RewardSpec] = MISSING
+
+
+@dataclass
 class EvalConfig:
     """An evaluation suite and its sampling protocol (configs/eval/<name>.yaml)."""
 
@@ -173,6 +185,9 @@ class EvalConfig:
     (vLLM when a GPU and vLLM are both present, else hf). The engine used is recorded."""
     tensor_parallel_size: int = 1
     """vLLM only: GPUs one model is split over."""
+    judges: list[JudgeSpec] | None = None
+    """Judges scoring every sample (`judge/<name>`: mean score per task; with two or more, `judge/min`: the
+    worst-served judge's); per-sample rewards only. None: none."""
     description: str = ""
 
 
@@ -347,9 +362,12 @@ class Stage:
     preference_loss: PieceSpec | None = None
 
 
-LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.temporal_residual")
+LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.temporal_residual", "args.num_groups",
+                      "args.em_iterations")  # fmt: skip
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
-LATER_DATASET_FIELDS = ("solution_field", "where")
+LATER_EVAL_FIELDS = ("judges",)
+"""The same for EvalConfig."""
+LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share")
 """The same for DatasetConfig."""
 
 

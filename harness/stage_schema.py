@@ -82,6 +82,14 @@ class RewardModelArgs(TrainerArgs):
     """Hyper-parameters of a reward_model stage (TRL's RewardConfig): a scalar head trained on the latest
     generate stage's (chosen, rejected) pairs, read by the `learned_reward` reward of later stages."""
 
+    num_groups: int | None = None
+    """A mixture of this many reward models, one per latent group of labelers, fitted by hard EM over the
+    labelers of the pairs (harness/reward_mixture.py; MaxMin-RLHF); read by `worst_group_reward`.
+    None: one reward model for everyone."""
+    em_iterations: int | None = None
+    """EM rounds (assign each labeler to the model that explains its pairs best, retrain) with num_groups;
+    None: 3. Stops early when no labeler changes group."""
+
 
 @dataclass
 class GenerateArgs:

@@ -207,7 +207,7 @@ def track_run(plan, run: P.Run) -> dict:
     rp = plan.papers[run.paper]
     variant = rp.variants[run.variant]
     config = {"scale": run.scale, "seed": run.seed, "variant": to_plain(variant), "model": to_plain(rp.models[variant.model]),
-              "dataset": {"name": rp.dataset_name, **to_plain(rp.dataset)}, "eval": {"name": rp.eval_name, **to_plain(rp.eval)}}  # fmt: skip
+              "dataset": {"name": rp.dataset_name, **P.plain_dataset(rp.dataset)}, "eval": {"name": rp.eval_name, **P.plain_eval(rp.eval)}}  # fmt: skip
     result = json.loads(Path(P.eval_file(run)).read_text())
     config_hash = P.fingerprint({"config": config, "protocol": result["fingerprint"]})
     stages = [json.loads(Path(P.stage_dir(run, i), "train.json").read_text()) for i in range(len(variant.stages))]

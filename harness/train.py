@@ -64,6 +64,8 @@ OUR_ARGS = (
     "generation_engine",
     "apply_chat_template",
     "temporal_residual",
+    "num_groups",
+    "em_iterations",
 )
 """Stage arguments the harness interprets itself; every other one goes to TRL under its own name."""
 
@@ -174,6 +176,10 @@ def train_stage(stage: Stage, model_path: str, dataset: DatasetConfig, data_dir:
         from harness.generate import generate_stage
 
         return generate_stage(stage, model_path, rows, seed, stage_dir, upstream.get("reward_model"))
+    if stage.kind == "reward_model" and (stage.args.get("num_groups") or 1) > 1:
+        from harness.reward_mixture import train_mixture
+
+        return train_mixture(stage, model_path, upstream["pairs"], seed, stage_dir, fingerprint)
     ckpt_dir = stage_dir / "checkpoints"
     resume = prepare_checkpoints(ckpt_dir, fingerprint)
     print(f"stage {stage.kind} from {model_path}: " + (f"resuming from {resume}" if resume else "starting"), flush=True)

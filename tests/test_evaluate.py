@@ -110,6 +110,14 @@ EVAL_REFUSALS = [
      "not one of this suite's tasks"),
     ("greedy-repeats", "tasks: [toy_arith]\nn_samples: 4\ntemperature: 0\n", "temperature", "identical"),
     ("zero-samples", "tasks: [toy_arith]\nn_samples: 0\n", "n_samples", ">= 1"),
+    ("judge-reward", "tasks: [toy_arith]\njudges: [{name: a, rewards: [{name: exact_matc}]}]\n", "judges.0.rewards.0.name",
+     "did you mean 'exact_match'"),
+    ("judge-group-aware", "tasks: [toy_arith]\njudges: [{name: a, rewards: [{name: majority_vote}]}]\n",
+     "judges.0.rewards.0.name", "not a per-sample reward"),
+    ("judge-args", "tasks: [toy_arith]\njudges: [{name: a, rewards: [{name: matches}]}]\n", "judges.0.rewards.0.args.pattern",
+     "required argument missing"),
+    ("judge-names", "tasks: [toy_arith]\njudges: [{name: a, rewards: [{name: format}]}, {name: a, rewards: [{name: format}]}]\n",
+     "judges.1.name", "taken"),
 ]  # fmt: skip
 
 

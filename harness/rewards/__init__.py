@@ -13,6 +13,7 @@ each `id` and checkpoint that memory with `state_dict()` / `load_state_dict()`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -40,6 +41,12 @@ class RewardFactory:
     needs_trained_model: bool = False
     """Scores with a model trained by an earlier reward_model stage: the harness passes its directory as
     the factory's `model` argument."""
+    needs_mixture: bool = False
+    """With needs_trained_model: reads a mixture (a reward_model stage with num_groups >= 2), not one model."""
+    signature: inspect.Signature | None = None
+    """The factory's own parameters, for checking a config's `args` before anything runs."""
+    validate: Callable[..., object] | None = None
+    """Cheap check of the arguments at config time (raises ValueError), for arguments with inner structure."""
 
 
 REWARDS: Registry[RewardFactory] = Registry("reward")
@@ -54,6 +61,8 @@ def register_reward(
     needs_policy: bool = False,
     stateful: bool = False,
     needs_trained_model: bool = False,
+    needs_mixture: bool = False,
+    validate: Callable[..., object] | None = None,
 ):
     """Register a reward factory under `name`; the built function is named after it for logs."""
 
@@ -64,8 +73,9 @@ def register_reward(
             return fn
 
         factory = RewardFactory(
-            named_build, needs_labels, group_aware, partial_labels, needs_policy, stateful, needs_trained_model
-        )
+            named_build, needs_labels, group_aware, partial_labels, needs_policy, stateful, needs_trained_model,
+            needs_mixture, inspect.signature(build), validate,
+        )  # fmt: skip
         REWARDS.register(name)(factory)
         return build
 
@@ -180,3 +190,4 @@ from harness.rewards import group as _group  # noqa: E402,F401
 from harness.rewards import learned as _learned  # noqa: E402,F401
 from harness.rewards import model as _model  # noqa: E402,F401
 from harness.rewards import stateful as _stateful  # noqa: E402,F401
+from harness.rewards import users as _users  # noqa: E402,F401

@@ -48,3 +48,23 @@ def length(max_chars: int) -> RewardFn:
         return [1.0 - min(len(c), max_chars) / max_chars for c in completions]
 
     return reward
+
+
+@register_reward("matches", needs_labels=False)
+def matches(pattern: str) -> RewardFn:
+    """1 if the whole completion (stripped) matches the regular expression `pattern`, else 0: a style judge.
+
+    >>> matches(pattern=r"\\d+(;\\d+)+")(["46;51", "51", "46;"])
+    [1.0, 0.0, 0.0]
+    """
+    import re
+
+    try:
+        compiled = re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"matches: pattern {pattern!r} is not a regular expression: {e}") from None
+
+    def reward(completions: list[str], **_) -> list[float]:
+        return [float(compiled.fullmatch(c.strip()) is not None) for c in completions]
+
+    return reward

@@ -44,3 +44,61 @@ class LearnedReward:
 def learned_reward(model: str) -> LearnedReward:
     """The scalar score of the latest reward_model stage's model (`model` is filled in by the harness)."""
     return LearnedReward(model)
+
+
+class WorstGroupReward:
+    """The mixture of a reward_model stage with num_groups (harness/reward_mixture.py), scored egalitarian-style."""
+
+    def __init__(self, model: str) -> None:
+        import json
+        from pathlib import Path
+
+        from harness.reward_mixture import MIXTURE_FILE
+
+        file = Path(model) / MIXTURE_FILE
+        if not file.is_file():
+            raise ValueError(f"{file}: not found; worst_group_reward reads a reward_model stage with num_groups >= 2")
+        self.groups = json.loads(file.read_text())["groups"]
+        self.scorers = [LearnedReward(str(Path(model) / f"group{k}")) for k in range(len(self.groups))]
+
+    def __call__(self, completions: list[str], prompts: list[str], log_metric=None, **_) -> list[float]:
+        z = [
+            standardize(s(completions, prompts), g["mean"], g["std"])
+            for s, g in zip(self.scorers, self.groups, strict=True)
+        ]
+        k = worst_group(z)
+        if log_metric is not None:
+            log_metric("worst_group/index", float(k))
+            for j, zj in enumerate(z):
+                log_metric(f"worst_group/mean_z{j}", sum(zj) / len(zj))
+        return z[k]
+
+
+def standardize(scores: list[float], mean: float, std: float) -> list[float]:
+    """Scores standardized by the model's own mean and std over its training pairs (comparable across groups).
+
+    >>> standardize([1.0, 3.0], mean=2.0, std=0.5)
+    [-2.0, 2.0]
+    """
+    return [(s - mean) / std for s in scores]
+
+
+def worst_group(z: list[list[float]]) -> int:
+    """The group whose standardized reward, averaged over the batch, is lowest (ties: the first).
+
+    >>> worst_group([[0.5, 0.1], [-0.2, 0.3], [0.0, 0.05]])
+    2
+    """
+    means = [sum(zk) / len(zk) for zk in z]
+    return min(range(len(z)), key=lambda k: (means[k], k))
+
+
+@register_reward(
+    "worst_group_reward", needs_labels=False, group_aware=True, needs_trained_model=True, needs_mixture=True
+)
+def worst_group_reward(model: str) -> WorstGroupReward:
+    """MaxMin-RLHF's egalitarian reward: with z_k(x, y) = (r_k(x, y) - mu_k) / sigma_k, the standardized score
+    of group k's reward model, the whole batch is rewarded by k* = argmin_k mean_batch z_k, the group the
+    current policy serves worst (`model` is the latest reward_model stage's mixture, filled in by the harness).
+    Group-aware: the argmin is over the batch gathered from every process."""
+    return WorstGroupReward(model)

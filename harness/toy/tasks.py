@@ -63,6 +63,8 @@ def solution(prompt: str, answer: str, scratchpad: bool) -> str:
 
 def check_spec(spec: ArithmeticSpec) -> None:
     """Refuse specs whose scratchpad would not end in the answer."""
+    if spec.scratchpad_share is not None and not (spec.scratchpad and 0.0 <= spec.scratchpad_share <= 1.0):
+        raise ValueError(f"scratchpad_share: a fraction in [0, 1] with scratchpad: true, got {spec.scratchpad_share}")
     if spec.scratchpad and "*" in spec.operators and len(spec.operators) > 1:
         # Left-to-right running totals ignore precedence: 2+3*4 would read 5;20, not 14.
         raise ValueError(f"scratchpad: running totals need one precedence level, got operators {spec.operators}")
@@ -82,6 +84,8 @@ def make_splits(spec: ArithmeticSpec) -> dict[str, list[dict]]:
     if need > n_distinct(spec):
         raise ValueError(f"{need} distinct problems asked for, but the spec allows only {n_distinct(spec)}")
     rng, seen = random.Random(spec.seed), set()
+    style = random.Random(f"style-{spec.seed}")  # its own stream: the problems drawn do not depend on the share
+    share = 1.0 if spec.scratchpad_share is None else spec.scratchpad_share
     splits: dict[str, list[dict]] = {}
     for name, size in sizes.items():  # held-out splits first: they never shrink
         rows = []
@@ -89,7 +93,7 @@ def make_splits(spec: ArithmeticSpec) -> dict[str, list[dict]]:
             prompt, answer = problem(rng, spec)
             if prompt not in seen:
                 seen.add(prompt)
-                sol = solution(prompt, answer, spec.scratchpad)
+                sol = solution(prompt, answer, spec.scratchpad and style.random() < share)
                 rows.append({"id": len(rows), "prompt": prompt, "answer": answer, "solution": sol})
         splits[name] = rows
     return splits

@@ -1,0 +1,76 @@
+"""A population of synthetic labelers in groups with different preferences (MaxMin-RLHF's setting).
+
+`user_mixture` scores each prompt as one labeler would: the prompt's labeler is drawn uniformly from all
+labelers (seeded by the prompt's `id`), and scores with its group's rewards. Used as the judge of a
+generate stage, it labels preference pairs the way a crowd with a majority and a minority would; the
+pairs carry the labeler's index (`labeler`), never its group, so a learner must find the groups itself.
+"""
+
+from __future__ import annotations
+
+import random
+
+from harness.rewards import REWARDS, RewardFn, register_reward
+
+
+class UserMixture:
+    """Labelers 0..N-1, the first `users` of them in the first group, the next in the second, ..."""
+
+    def __init__(self, groups: list[dict], seed: int = 0) -> None:
+        self.seed, self.groups, self.scorers = seed, [], []
+        for i, g in enumerate(groups):
+            unknown = set(g) - {"name", "users", "rewards"}
+            if unknown or not {"name", "users", "rewards"} <= set(g):
+                raise ValueError(f"user_mixture: groups.{i}: needs name, users and rewards (got {sorted(g)})")
+            if int(g["users"]) < 1 or not g["rewards"]:
+                raise ValueError(f"user_mixture: groups.{i}: needs users >= 1 and at least one reward")
+            terms = []
+            for j, r in enumerate(g["rewards"]):
+                factory = REWARDS.get(r["name"])
+                if factory.group_aware or factory.needs_policy or factory.stateful or factory.needs_trained_model:
+                    raise ValueError(f"user_mixture: groups.{i}.rewards.{j}: {r['name']!r} is not a per-sample reward")
+                terms.append((float(r.get("weight", 1.0)), factory.build(**r.get("args", {}))))
+            self.groups += [str(g["name"])] * int(g["users"])
+            self.scorers.append(terms)
+        self._group_index = [k for k, g in enumerate(groups) for _ in range(int(g["users"]))]
+
+    @property
+    def n_users(self) -> int:
+        return len(self.groups)
+
+    def labeler(self, prompt_id) -> int:
+        """The labeler of a prompt: uniform over all labelers, the same on every call and process."""
+        return random.Random(f"{self.seed}/{prompt_id}").randrange(self.n_users)
+
+    def annotate(self, row: dict) -> dict:
+        """What a generate stage records with the prompt's pair: who labeled it (not the group)."""
+        return {"labeler": self.labeler(row["id"])}
+
+    def __call__(self, completions: list[str], id: list, **columns) -> list[float]:  # noqa: A002 (TRL's column)
+        out = [0.0] * len(completions)
+        for k, terms in enumerate(self.scorers):  # each group scores the completions its labelers judge
+            idx = [i for i, pid in enumerate(id) if self._group_index[self.labeler(pid)] == k]
+            if not idx:
+                continue
+            cols = {key: [v[i] for i in idx] for key, v in columns.items() if isinstance(v, list) and len(v) == len(id)}
+            for w, fn in terms:
+                for i, s in zip(idx, fn([completions[i] for i in idx], **cols), strict=True):
+                    out[i] += w * (s or 0.0)
+        return out
+
+
+@register_reward("user_mixture", needs_labels=True, validate=lambda **a: UserMixture(**a))
+def user_mixture(groups: list[dict], seed: int = 0) -> RewardFn:
+    """The score of the prompt's labeler: r(x, y) = sum_j w_j r_j(y) over the rewards of the labeler's group.
+
+    `groups`: [{name, users, rewards: [{name, weight, args}]}]; a prompt's labeler is uniform over the
+    sum of `users`, so a group's share of the labels is its share of the labelers.
+
+    >>> judge = user_mixture(groups=[{"name": "short", "users": 1, "rewards": [{"name": "length", "args": {"max_chars": 4}}]},
+    ...                              {"name": "any", "users": 1, "rewards": [{"name": "format"}]}])
+    >>> [judge.groups[judge.labeler(i)] for i in range(4)]
+    ['any', 'any', 'any', 'short']
+    >>> judge(["7", "7", "ab", "ab"], id=[0, 1, 2, 3])
+    [1.0, 1.0, 0.0, 0.5]
+    """
+    return UserMixture(groups, seed)
