@@ -10,6 +10,7 @@ from pathlib import Path
 from harness.schema import (
     ENGINES,
     GENERATED,
+    GENERATED_KINDS,
     GENERATED_SOURCES,
     MODEL_SOURCES,
     SPLITS,
@@ -78,17 +79,22 @@ def check_stage(st: StageConfig, file: Path, key: str, reward_registry) -> None:
     """A stage's kind, split, rewards, data_args and objective, before its hyper-parameters are merged."""
     if st.kind not in STAGE_ARGS:
         raise ConfigError(file, f"{key}.kind", f"unknown stage kind {st.kind!r} (known: {', '.join(STAGE_ARGS)})")
-    pairs = st.kind in ("dpo", "reward_model")
+    pairs = st.kind in GENERATED_KINDS
     if pairs and st.data != GENERATED:
-        raise ConfigError(file, f"{key}.data", f"a {st.kind} stage trains on pairs: data: {GENERATED}, not {st.data!r}")
+        what = "samples" if st.kind == "process_reward_model" else "pairs"
+        raise ConfigError(
+            file, f"{key}.data", f"a {st.kind} stage trains on {what}: data: {GENERATED}, not {st.data!r}"
+        )
     if not pairs and st.data not in SPLITS:
-        known = ", ".join(SPLITS) + (f" ({GENERATED}: dpo and reward_model stages)" if st.data == GENERATED else "")
+        known = ", ".join(SPLITS) + (
+            f" ({GENERATED}: {', '.join(GENERATED_KINDS)} stages)" if st.data == GENERATED else ""
+        )
         raise ConfigError(file, f"{key}.data", f"unknown split {st.data!r} (known: {known})")
     if st.kind in ("grpo", "generate") and not st.rewards:
         what = "reward" if st.kind == "grpo" else "reward (the judge that labels the samples)"
         raise ConfigError(file, f"{key}.rewards", f"a {st.kind} stage needs at least one {what}")
     if pairs and st.rewards:
-        raise ConfigError(file, f"{key}.rewards", f"a {st.kind} stage takes no rewards (its pairs are labeled)")
+        raise ConfigError(file, f"{key}.rewards", f"a {st.kind} stage takes no rewards (its data are labeled)")
     for j, r in enumerate(st.rewards):
         if r.name not in reward_registry:
             raise ConfigError(file, f"{key}.rewards.{j}.name", reward_registry.unknown_message(r.name))
@@ -107,7 +113,7 @@ def check_stage(st: StageConfig, file: Path, key: str, reward_registry) -> None:
     if not pairs:
         _check_data_args(st, file, key)
     elif st.data_args != DataArgs():
-        raise ConfigError(file, f"{key}.data_args", f"a {st.kind} stage reads its pairs as written; no data_args")
+        raise ConfigError(file, f"{key}.data_args", f"a {st.kind} stage reads its data as written; no data_args")
     if st.kind == "grpo":
         _check_objective(st, file, f"{key}.objective")
     elif st.objective != ObjectiveConfig():
@@ -164,13 +170,22 @@ def check_stage_order(stages: list, file: Path, key: str) -> None:
             raise ConfigError(file, f"{key}.{i}.data", f"data: {GENERATED} needs an earlier generate stage")
         for j, r in enumerate(st.rewards):
             factory = REWARDS.get(r.name)
-            if factory.needs_trained_model and "reward_model" not in kinds:
+            if factory.needs_trained_model and factory.trained_by not in kinds:
                 raise ConfigError(file, f"{key}.{i}.rewards.{j}.name",
-                                  f"reward {r.name!r} reads a reward model trained by an earlier reward_model stage")  # fmt: skip
-            if factory.needs_trained_model and factory.needs_mixture != ((groups or 1) > 1):
+                                  f"reward {r.name!r} reads a model trained by an earlier {factory.trained_by} stage")  # fmt: skip
+            if (
+                factory.trained_by == "reward_model"
+                and factory.needs_trained_model
+                and factory.needs_mixture != ((groups or 1) > 1)
+            ):
                 want = "a mixture (num_groups >= 2)" if factory.needs_mixture else "one model (no num_groups)"
                 raise ConfigError(file, f"{key}.{i}.rewards.{j}.name",
                                   f"reward {r.name!r} reads {want}; the latest reward_model stage has num_groups {groups}")  # fmt: skip
+        read = {REWARDS.get(r.name).trained_by for r in st.rewards if REWARDS.get(r.name).needs_trained_model}
+        if len(read) > 1:
+            raise ConfigError(
+                file, f"{key}.{i}.rewards", f"rewards read models of {sorted(read)} stages; one kind per stage"
+            )
         if st.kind == "reward_model":
             groups = st.args.get("num_groups")
         kinds.append(st.kind)
@@ -179,6 +194,13 @@ def check_stage_order(stages: list, file: Path, key: str) -> None:
 def check_stage_args(args: dict, file: Path, key: str) -> None:
     """A stage's merged hyper-parameters: whole GRPO groups per batch, a known generation engine."""
     _check_batch(args, file, key)
+    if "step_labels" in args:
+        from harness.process_reward import STEP_LABELERS
+
+        if args["step_labels"] not in STEP_LABELERS:
+            raise ConfigError(file, f"{key}.step_labels", STEP_LABELERS.unknown_message(args["step_labels"]))
+        if not args["step_separator"]:
+            raise ConfigError(file, f"{key}.step_separator", "must not be empty")
     for name in ("num_groups", "em_iterations"):
         if args.get(name) is not None and args[name] < 1:
             raise ConfigError(file, f"{key}.{name}", f"must be >= 1, got {args[name]}")

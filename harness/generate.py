@@ -3,7 +3,8 @@
 The judge is the stage's rewards (weighted sum = a completion's score), so anything that can reward
 a GRPO stage can label data: exact match, brevity, a model trained by a reward_model stage. Writes,
 in the stage's folder:
-  samples.jsonl  every prompt with its completions and their scores,
+  samples.jsonl  every prompt with its gold answer, its completions and their scores (a process_reward_model
+                 stage labels their steps),
   pairs.jsonl    one (chosen, rejected) pair per prompt whose scores differ: the best and the worst
                  sample (ties: the shorter one is chosen, the longer one rejected), with both scores,
                  the prompt's mean score (`baseline`) and the gold solution (`gold`, for triple losses),
@@ -65,7 +66,8 @@ def generate_stage(stage, model_path: str, rows, seed: int, stage_dir: Path, rew
     for i, (row, outs) in enumerate(zip(rows, completions, strict=True)):
         own = scores[i * k : (i + 1) * k]
         notes = {key: v for j in annotators for key, v in j.annotate(row).items()}
-        samples.append({"id": row["id"], "prompt": row["prompt"], "completions": outs, "scores": own} | notes)
+        samples.append({"id": row["id"], "prompt": row["prompt"], "answer": row.get("answer"), "completions": outs,
+                        "scores": own} | notes)  # fmt: skip
         picked = best_and_worst(outs, own)
         if picked is not None:
             c, r = picked

@@ -255,8 +255,9 @@ class Plan:
         stage, out = self._stages(run)[i], {}
         if stage.data == GENERATED:
             out["pairs"] = stage_dir(run, self.latest(run, i, ("generate",)))
-        if any(REWARDS.get(r.name).needs_trained_model for r in stage.rewards):
-            out["reward_model"] = f"{stage_dir(run, self.latest(run, i, ('reward_model',)))}/model"
+        scorers = {REWARDS.get(r.name).trained_by for r in stage.rewards if REWARDS.get(r.name).needs_trained_model}
+        if scorers:  # one scorer per stage (checked): the latest stage of the kind its rewards read
+            out["reward_model"] = f"{stage_dir(run, self.latest(run, i, tuple(scorers)))}/model"
         return out
 
     # -- per-job inputs and fingerprints (the Snakefile's input and params functions)

@@ -15,7 +15,9 @@ from omegaconf import MISSING
 # harness/stage_schema.py; they are re-exported here so every schema is read from one module.
 from harness.stage_schema import (  # noqa: F401
     GENERATED,
+    GENERATED_KINDS,
     POLICY_KINDS,
+    SCORER_KINDS,
     SPLITS,
     STAGE_ARGS,
     DataArgs,
@@ -24,6 +26,7 @@ from harness.stage_schema import (  # noqa: F401
     GRPOArgs,
     ObjectiveConfig,
     PieceSpec,
+    ProcessRewardModelArgs,
     RewardModelArgs,
     RewardSpec,
     SFTArgs,

@@ -92,6 +92,18 @@ class RewardModelArgs(TrainerArgs):
 
 
 @dataclass
+class ProcessRewardModelArgs(TrainerArgs):
+    """Hyper-parameters of a process_reward_model stage (harness/process_reward.py): a per-step correctness
+    classifier trained on the latest generate stage's samples, read by the `process_reward` reward."""
+
+    step_separator: str = "\n\n"
+    """What ends a step of a completion (the toy scratchpad: `;`)."""
+    step_labels: str = "final_answer"
+    """The registered step labeler (harness/process_reward.py): `running_total` (scratchpad worlds: each
+    step checked against the problem's running totals) or `final_answer` (every step carries the outcome)."""
+
+
+@dataclass
 class GenerateArgs:
     """A generate stage: sample completions from the current policy and label them with the stage's rewards
     (the judge: weighted sum = score). Writes the samples and one (best, worst) pair per prompt."""
@@ -116,16 +128,22 @@ class TrainerDefaults:
     dpo: DPOArgs = field(default_factory=DPOArgs)
     reward_model: RewardModelArgs = field(default_factory=RewardModelArgs)
     generate: GenerateArgs = field(default_factory=GenerateArgs)
+    process_reward_model: ProcessRewardModelArgs = field(default_factory=ProcessRewardModelArgs)
 
 
 STAGE_ARGS: dict[str, type] = {"grpo": GRPOArgs, "sft": SFTArgs, "dpo": DPOArgs, "reward_model": RewardModelArgs,
-                               "generate": GenerateArgs}  # fmt: skip
+                               "generate": GenerateArgs, "process_reward_model": ProcessRewardModelArgs}  # fmt: skip
+SCORER_KINDS = ("reward_model", "process_reward_model")
+"""Stage kinds whose output is a scorer that later stages' rewards read (not the next policy)."""
+GENERATED_KINDS = ("dpo", *SCORER_KINDS)
+"""Stage kinds that train on what the latest generate stage wrote (`data: generated`)."""
 POLICY_KINDS = ("grpo", "sft", "dpo")
 """Stage kinds whose output model is the next policy; a reward_model stage's model is a scorer, a generate
 stage's output is data."""
 SPLITS = ("train", "pool", "mixture")
 GENERATED = "generated"
-"""`data:` of a dpo or reward_model stage: the pairs written by the latest earlier generate stage."""
+"""`data:` of a dpo, reward_model or process_reward_model stage: what the latest earlier generate stage wrote
+(its pairs; a process_reward_model stage reads its samples)."""
 
 
 @dataclass
@@ -182,7 +200,7 @@ class StageConfig:
     """One training stage of a variant."""
 
     kind: str = MISSING
-    """grpo | sft | dpo | reward_model (trainers) or generate (sample and label; no training)."""
+    """grpo | sft | dpo | reward_model | process_reward_model (trainers) or generate (sample and label)."""
     data: str = "train"
     """Rows: `train` (labeled), `pool` (unlabeled; label-free rewards only) or `mixture`
     (labeled rows plus pool rows with labels hidden, told apart by the `labeled` column); dpo and

@@ -1,5 +1,5 @@
-"""Training stages on TRL trainers (GRPO, SFT, DPO, reward model), driven by a resolved `Stage`; a generate
-stage (harness/generate.py) samples and labels instead.
+"""Training stages on TRL trainers (GRPO, SFT, DPO, reward model; the process reward model on transformers'
+Trainer), driven by a resolved `Stage`; a generate stage (harness/generate.py) samples and labels instead.
 
 A stage writes checkpoints to `<stage dir>/checkpoints/` every `save_steps` and resumes from the
 last one when restarted, so a killed or preempted run loses at most `save_steps` steps. The
@@ -66,6 +66,8 @@ OUR_ARGS = (
     "temporal_residual",
     "num_groups",
     "em_iterations",
+    "step_separator",
+    "step_labels",
 )
 """Stage arguments the harness interprets itself; every other one goes to TRL under its own name."""
 
@@ -117,6 +119,10 @@ def build_trainer(stage: Stage, model_path: str, train_ds, seed: int, ckpt_dir: 
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if stage.kind == "process_reward_model":
+        from harness.process_reward import build_prm
+
+        return build_prm(stage, model_path, (upstream or {})["pairs"], common_args(stage, seed, ckpt_dir), tokenizer)
     if stage.kind in ("dpo", "reward_model"):
         from harness.preference import build_dpo, build_reward_model
 
@@ -201,6 +207,9 @@ def train_stage(stage: Stage, model_path: str, dataset: DatasetConfig, data_dir:
     if not trainer.is_world_process_zero():
         return {}
     trainer.processing_class.save_pretrained(str(stage_dir / "model"))
+    if stage.kind == "process_reward_model":  # how the process_reward reward must cut completions into steps
+        prm = {k: stage.args[k] for k in ("step_separator", "step_labels")}
+        (stage_dir / "model" / "prm.json").write_text(json.dumps(prm))
     summary = {
         "kind": stage.kind,
         "init_model": model_path,

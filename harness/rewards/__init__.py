@@ -41,6 +41,8 @@ class RewardFactory:
     needs_trained_model: bool = False
     """Scores with a model trained by an earlier reward_model stage: the harness passes its directory as
     the factory's `model` argument."""
+    trained_by: str = "reward_model"
+    """With needs_trained_model: the stage kind whose model it reads (reward_model or process_reward_model)."""
     needs_mixture: bool = False
     """With needs_trained_model: reads a mixture (a reward_model stage with num_groups >= 2), not one model."""
     signature: inspect.Signature | None = None
@@ -63,6 +65,7 @@ def register_reward(
     needs_trained_model: bool = False,
     needs_mixture: bool = False,
     validate: Callable[..., object] | None = None,
+    trained_by: str = "reward_model",
 ):
     """Register a reward factory under `name`; the built function is named after it for logs."""
 
@@ -74,7 +77,7 @@ def register_reward(
 
         factory = RewardFactory(
             named_build, needs_labels, group_aware, partial_labels, needs_policy, stateful, needs_trained_model,
-            needs_mixture, inspect.signature(build), validate,
+            trained_by, needs_mixture, inspect.signature(build), validate,
         )  # fmt: skip
         REWARDS.register(name)(factory)
         return build
@@ -189,5 +192,6 @@ from harness.rewards import basic as _basic  # noqa: E402,F401
 from harness.rewards import group as _group  # noqa: E402,F401
 from harness.rewards import learned as _learned  # noqa: E402,F401
 from harness.rewards import model as _model  # noqa: E402,F401
+from harness.rewards import process as _process  # noqa: E402,F401
 from harness.rewards import stateful as _stateful  # noqa: E402,F401
 from harness.rewards import users as _users  # noqa: E402,F401
