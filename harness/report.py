@@ -105,6 +105,7 @@ def format_board(board: dict) -> str:
         proto = rows[0]["protocol"]
         n = proto["n_samples"]
         cols = [c.format(n=n) for c in SHOWN] if n > 1 else ["pass@1"]  # one sample: maj@1 = pass@1
+        cols += [k for k in rows[0]["metrics"] if k.startswith("judge/")]  # the suite's judges (user groups)
         lines += [f"{task}: mean ± std over seeds; {n} samples/question, temperature {proto['temperature']}", ""]
         lines += ["| rank | variant | model | " + " | ".join(cols) + " | seeds |", "|---" * (len(cols) + 4) + "|"]
         for r in rows:

@@ -157,6 +157,14 @@ def test_format_board_without_claims_or_reported():
     assert "Claims:" not in text and "Reported" not in text
 
 
+def test_format_board_shows_the_suites_judges():
+    row = board_row("base", 1, [0.2], [0.3])
+    row["metrics"] |= {"judge/terse": aggregate([0.5, 0.7]), "judge/min": aggregate([0.4])}
+    text = format_board({"paper": "p", "scale": "toy", "title": "t", "rows": [row], "claims": [], "reported": []})
+    assert "| pass@1 | maj@4 | pass@4 | judge/terse | judge/min | seeds |" in text
+    assert "| 0.300 ± 0.000 | 0.600 ± 0.141 | 0.400 ± 0.000 | 2 |" in text
+
+
 def spread_row(variant: str, values: list[float]) -> dict:
     return {"variant": variant, "task": "toy_arith", "metrics": {"pass@1": aggregate(values)}}
 
