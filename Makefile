@@ -3,7 +3,7 @@
 #   make rlvr    install, run the twelve RLVR bundles at toy scale (opt-in, about an hour)
 #   make passk   install, run the two reasoning-boundary bundles: pass@k curves to k=256 (opt-in)
 #   make small-real  install, run three bundles on SmolLM2-135M-Instruct, a real pretrained model (opt-in)
-#   make multistage  install, run the ten multi-stage bundles (SFT+RL, preference, rounds, reward model; opt-in)
+#   make multistage  install, run the eleven multi-stage bundles (SFT+RL, preference, rounds, reward models; opt-in)
 #   make test    install with test tools, run the test suite (what CI runs)
 PY      ?= python3
 VENV    := .venv
@@ -63,7 +63,7 @@ small-real: install-small-real
 # Opt-in: the multi-stage recipes (issue 7) at toy scale, 3 seeds each (papers/sets.yaml).
 multistage: install
 	$(BIN)/snakemake --cores $(CORES) --config papers=@multistage
-	$(BIN)/harness leaderboard chord hpt-unified-view relift intuitive-fine-tuning tpo cpl copg a-lol dno easy-to-hard --scale toy
+	$(BIN)/harness leaderboard chord hpt-unified-view relift intuitive-fine-tuning tpo cpl copg a-lol dno easy-to-hard maxmin-rlhf --scale toy
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
