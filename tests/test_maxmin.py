@@ -213,3 +213,23 @@ def test_suites_without_judges_keep_their_fingerprints():
 def test_pairs_dataset_keeps_the_labeler_column():
     rows = datasets.Dataset.from_list([{"prompt": "p", "chosen": "a", "rejected": "b", "labeler": 3}])
     assert rows.to_list()[0]["labeler"] == 3
+
+
+@pytest.mark.parametrize("scale", ["toy", "paper"])
+def test_the_bundles_labeler_groups_are_the_groups_its_evaluation_judges(scale):
+    """The user groups are written twice (the labelers in the bundle, the judges in the eval suite): same rewards."""
+    from harness.config import load_paper, to_plain
+
+    rp = load_paper("maxmin-rlhf", scale)
+    judges = {j.name: to_plain(j)["rewards"] for j in rp.eval.judges}
+    seen = 0
+    for v in rp.variants.values():
+        for st in v.stages:
+            for r in st.rewards:
+                if r.name == "user_mixture":
+                    groups = {g["name"]: g["rewards"] for g in r.args["groups"]}
+                    norm = {n: [{"name": x["name"], "weight": x.get("weight", 1.0), "args": x.get("args", {})}
+                                for x in rs] for n, rs in groups.items()}  # fmt: skip
+                    assert norm == judges
+                    seen += 1
+    assert seen == 2  # the generate stage of each of the two trained variants
