@@ -188,6 +188,13 @@ def check_stage_order(stages: list, file: Path, key: str) -> None:
             )
         if st.kind == "reward_model":
             groups = st.args.get("num_groups")
+        if st.kind == "process_reward_model" and "generate" in kinds:
+            from harness.process_reward import STEP_LABELERS
+
+            gen = stages[len(kinds) - 1 - kinds[::-1].index("generate")]
+            if getattr(STEP_LABELERS.get(st.args["step_labels"]), "needs_answer", False) and gen.data == "pool":
+                raise ConfigError(file, f"{key}.{i}.args.step_labels", f"{st.args['step_labels']!r} needs gold answers; "
+                                  "the latest generate stage reads the unlabeled pool")  # fmt: skip
         kinds.append(st.kind)
 
 

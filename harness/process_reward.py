@@ -52,7 +52,14 @@ def final_answer(prompt: str, steps: list[str], answer: str) -> list[bool]:
     """
     from harness.grader import is_correct
 
+    if answer is None:
+        raise ValueError(
+            "step_labels final_answer needs each sample's gold answer; its generate stage read unlabeled rows"
+        )
     return [is_correct("".join(steps), answer)] * len(steps)
+
+
+final_answer.needs_answer = True  # refused after a generate stage on the unlabeled pool (harness.checks)
 
 
 def split_steps(completion: str, separator: str) -> list[str]:

@@ -161,14 +161,10 @@ def test_worst_group_reward_rewards_the_batch_with_the_worst_served_groups_score
 
 
 def test_grpo_on_the_worst_group_reward_trains(world, mixture, tmp_path):
-    from tests.test_grpo import stage as grpo
+    from tests.test_stages import grpo_on_scorer
 
-    root, dataset = world
-    st = grpo(rewards=("worst_group_reward",))
-    st.data = "pool"
-    summary = train.train_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path, "fp",
-                                upstream={"reward_model": str(mixture[0] / "model")})  # fmt: skip
-    logged = [h for h in summary["log_history"] if "worst_group/index" in h]
+    logged = [h for h in grpo_on_scorer(world, "worst_group_reward", mixture[0] / "model", tmp_path, "pool")
+              if "worst_group/index" in h]  # fmt: skip
     assert logged and logged[0]["worst_group/index"] in (0.0, 1.0)
 
 

@@ -81,13 +81,10 @@ def test_process_reward_model_stage_learns_step_labels_that_process_reward_reads
 
 
 def test_grpo_with_a_process_reward_scores_with_the_trained_model(world, prm, tmp_path):
-    from tests.test_grpo import stage as grpo
+    from tests.test_stages import grpo_on_scorer
 
-    root, dataset = world
-    st = grpo(rewards=("process_reward",))
-    summary = train.train_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path, "fp",
-                                upstream={"reward_model": str(prm[0])})  # fmt: skip
-    rewards = [h["rewards/process_reward/mean"] for h in summary["log_history"] if "rewards/process_reward/mean" in h]
+    log = grpo_on_scorer(world, "process_reward", prm[0], tmp_path)
+    rewards = [h["rewards/process_reward/mean"] for h in log if "rewards/process_reward/mean" in h]
     assert rewards and all(0.0 <= r <= 1.0 for r in rewards)
 
 

@@ -135,12 +135,19 @@ def test_reward_model_stage_trains_a_scalar_head_that_learned_reward_reads(world
     assert len(set(got)) > 1 or len({r["chosen"] for r in rows}) == 1
 
 
-def test_grpo_with_a_learned_reward_scores_with_the_trained_model(world, reward_model, tmp_path):
+def grpo_on_scorer(world, reward: str, scorer, tmp_path, data: str = "train") -> list[dict]:
+    """A one-step GRPO stage rewarded by a model an earlier stage trained (`scorer`: its folder); the log."""
     root, dataset = world
-    st = grpo(rewards=("learned_reward",))
+    st = grpo(rewards=(reward,))
+    st.data = data
     summary = train.train_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path, "fp",
-                                upstream={"reward_model": str(reward_model[0])})  # fmt: skip
-    rewards = [h["rewards/learned_reward/mean"] for h in summary["log_history"] if "rewards/learned_reward/mean" in h]
+                                upstream={"reward_model": str(scorer)})  # fmt: skip
+    return summary["log_history"]
+
+
+def test_grpo_with_a_learned_reward_scores_with_the_trained_model(world, reward_model, tmp_path):
+    log = grpo_on_scorer(world, "learned_reward", reward_model[0], tmp_path)
+    rewards = [h["rewards/learned_reward/mean"] for h in log if "rewards/learned_reward/mean" in h]
     assert rewards and all(r not in (0.0, 1.0) for r in rewards)  # a real-valued score, not a 0/1 check
 
 
