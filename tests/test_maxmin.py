@@ -229,3 +229,9 @@ def test_the_bundles_labeler_groups_are_the_groups_its_evaluation_judges(scale):
                     assert norm == judges
                     seen += 1
     assert seen == 2  # the generate stage of each of the two trained variants
+
+
+def test_worst_group_reward_without_a_mixture_says_what_it_needs(tmp_path):
+    fn = REWARDS.get("worst_group_reward").build(model=str(tmp_path))
+    with pytest.raises(ValueError, match="num_groups >= 2"):
+        fn(["1"], prompts=["1+0="])

@@ -47,21 +47,28 @@ def learned_reward(model: str) -> LearnedReward:
 
 
 class WorstGroupReward:
-    """The mixture of a reward_model stage with num_groups (harness/reward_mixture.py), scored egalitarian-style."""
+    """The mixture of a reward_model stage with num_groups (harness/reward_mixture.py), scored egalitarian-style;
+    loaded on first use."""
 
     def __init__(self, model: str) -> None:
+        self.path = model
+        self.groups = self.scorers = None
+
+    def _load(self) -> None:
         import json
         from pathlib import Path
 
         from harness.reward_mixture import MIXTURE_FILE
 
-        file = Path(model) / MIXTURE_FILE
+        file = Path(self.path) / MIXTURE_FILE
         if not file.is_file():
             raise ValueError(f"{file}: not found; worst_group_reward reads a reward_model stage with num_groups >= 2")
         self.groups = json.loads(file.read_text())["groups"]
-        self.scorers = [LearnedReward(str(Path(model) / f"group{k}")) for k in range(len(self.groups))]
+        self.scorers = [LearnedReward(str(Path(self.path) / f"group{k}")) for k in range(len(self.groups))]
 
     def __call__(self, completions: list[str], prompts: list[str], log_metric=None, **_) -> list[float]:
+        if self.scorers is None:
+            self._load()
         z = [
             standardize(s(completions, prompts), g["mean"], g["std"])
             for s, g in zip(self.scorers, self.groups, strict=True)
