@@ -12,9 +12,9 @@ repeated `em_iterations` times (None: 3) or until no labeler moves. Writes `mode
 each) and `model/mixture.json`: the groups' labelers, per-round log-likelihood and moves, and each
 model's score mean and std over its own training pairs (worst_group_reward standardizes with them).
 
-Departures from the paper: hard assignments (the paper's E-step also assigns each user to one cluster);
-the initial split comes from the pooled model instead of random; each M-step retrains from the starting
-model rather than continuing. Every sub-training resumes from its own checkpoints after a restart.
+Choices the abstract leaves open: assignments are hard (each labeler in one group); the initial split
+comes from the pooled model, not at random; each M-step retrains from the starting model rather than
+continuing the last round's. Every sub-training resumes from its own checkpoints after a restart.
 """
 
 from __future__ import annotations

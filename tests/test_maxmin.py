@@ -45,12 +45,12 @@ def test_labelers_are_drawn_by_their_groups_share_and_score_with_their_groups_re
     labelers = [judge.labeler(i) for i in ids]
     assert labelers == [again.labeler(i) for i in ids]  # the same labeler on every call and process
     assert set(labelers) == set(range(10))
-    terse_share = sum(judge.groups[u] == "terse" for u in labelers) / len(ids)
+    terse_share = sum(judge.labeler_group[u] == "terse" for u in labelers) / len(ids)
     assert abs(terse_share - 0.2) < 0.03  # 2 of 10 labelers
     completions, answers = ["46;51", "51", "50", "46;50"] * 25, ["51"] * 100
     got = judge(completions, id=ids[:100], answer=answers)
     for c, a, i, score in zip(completions, answers, ids[:100], got, strict=True):  # recomputed from the definitions
-        style = ";" in c if judge.groups[judge.labeler(i)] == "working" else ";" not in c
+        style = ";" in c if judge.labeler_group[judge.labeler(i)] == "working" else ";" not in c
         assert score == pytest.approx(float(is_correct(c, a)) + 0.5 * style)
     assert judge.annotate({"id": 7}) == {"labeler": judge.labeler(7)}
 

@@ -17,7 +17,7 @@ class UserMixture:
     """Labelers 0..N-1, the first `users` of them in the first group, the next in the second, ..."""
 
     def __init__(self, groups: list[dict], seed: int = 0) -> None:
-        self.seed, self.groups, self.scorers = seed, [], []
+        self.seed, self.labeler_group, self.scorers = seed, [], []
         for i, g in enumerate(groups):
             unknown = set(g) - {"name", "users", "rewards"}
             if unknown or not {"name", "users", "rewards"} <= set(g):
@@ -30,13 +30,13 @@ class UserMixture:
                 if factory.group_aware or factory.needs_policy or factory.stateful or factory.needs_trained_model:
                     raise ValueError(f"user_mixture: groups.{i}.rewards.{j}: {r['name']!r} is not a per-sample reward")
                 terms.append((float(r.get("weight", 1.0)), factory.build(**r.get("args", {}))))
-            self.groups += [str(g["name"])] * int(g["users"])
+            self.labeler_group += [str(g["name"])] * int(g["users"])
             self.scorers.append(terms)
         self._group_index = [k for k, g in enumerate(groups) for _ in range(int(g["users"]))]
 
     @property
     def n_users(self) -> int:
-        return len(self.groups)
+        return len(self.labeler_group)
 
     def labeler(self, prompt_id) -> int:
         """The labeler of a prompt: uniform over all labelers, the same on every call and process."""
@@ -68,7 +68,7 @@ def user_mixture(groups: list[dict], seed: int = 0) -> RewardFn:
 
     >>> judge = user_mixture(groups=[{"name": "short", "users": 1, "rewards": [{"name": "length", "args": {"max_chars": 4}}]},
     ...                              {"name": "any", "users": 1, "rewards": [{"name": "format"}]}])
-    >>> [judge.groups[judge.labeler(i)] for i in range(4)]
+    >>> [judge.labeler_group[judge.labeler(i)] for i in range(4)]
     ['any', 'any', 'any', 'short']
     >>> judge(["7", "7", "ab", "ab"], id=[0, 1, 2, 3])
     [1.0, 1.0, 0.0, 0.5]
