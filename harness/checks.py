@@ -159,42 +159,40 @@ def _check_preference_loss(st: StageConfig, file: Path, key: str) -> None:
 
 
 def check_stage_order(stages: list, file: Path, key: str) -> None:
-    """What a stage takes from earlier stages exists: pairs from a generate stage, a trained reward model
-    (one model, or a mixture for the rewards that read one)."""
+    """What a stage takes from earlier stages exists: pairs or samples from a generate stage (with gold answers
+    when its step labels need them), a trained scorer of the kind its rewards read (one reward model, or a
+    mixture for the rewards that read one); one scorer kind per stage."""
+    from harness.process_reward import STEP_LABELERS
     from harness.rewards import REWARDS
 
     kinds: list[str] = []
-    groups = None  # num_groups of the latest reward_model stage
+    generate = groups = None  # the latest generate stage; num_groups of the latest reward_model stage
     for i, st in enumerate(stages):
-        if st.data == GENERATED and "generate" not in kinds:
+        if st.data == GENERATED and generate is None:
             raise ConfigError(file, f"{key}.{i}.data", f"data: {GENERATED} needs an earlier generate stage")
-        for j, r in enumerate(st.rewards):
-            factory = REWARDS.get(r.name)
-            if factory.needs_trained_model and factory.trained_by not in kinds:
-                raise ConfigError(file, f"{key}.{i}.rewards.{j}.name",
-                                  f"reward {r.name!r} reads a model trained by an earlier {factory.trained_by} stage")  # fmt: skip
-            if (
-                factory.trained_by == "reward_model"
-                and factory.needs_trained_model
-                and factory.needs_mixture != ((groups or 1) > 1)
-            ):
-                want = "a mixture (num_groups >= 2)" if factory.needs_mixture else "one model (no num_groups)"
-                raise ConfigError(file, f"{key}.{i}.rewards.{j}.name",
-                                  f"reward {r.name!r} reads {want}; the latest reward_model stage has num_groups {groups}")  # fmt: skip
-        read = {REWARDS.get(r.name).trained_by for r in st.rewards if REWARDS.get(r.name).needs_trained_model}
-        if len(read) > 1:
-            raise ConfigError(
-                file, f"{key}.{i}.rewards", f"rewards read models of {sorted(read)} stages; one kind per stage"
-            )
+        scorers = [(j, r.name, REWARDS.get(r.name)) for j, r in enumerate(st.rewards)]
+        scorers = [(j, name, f) for j, name, f in scorers if f.needs_trained_model]
+        for j, name, f in scorers:
+            where = f"{key}.{i}.rewards.{j}.name"
+            if f.trained_by not in kinds:
+                raise ConfigError(
+                    file, where, f"reward {name!r} reads a model trained by an earlier {f.trained_by} stage"
+                )
+            if f.trained_by == "reward_model" and f.needs_mixture != ((groups or 1) > 1):
+                want = "a mixture (num_groups >= 2)" if f.needs_mixture else "one model (no num_groups)"
+                raise ConfigError(file, where, f"reward {name!r} reads {want}; the latest reward_model stage has "
+                                               f"num_groups {groups}")  # fmt: skip
+        if len({f.trained_by for _, _, f in scorers}) > 1:
+            read = sorted({f.trained_by for _, _, f in scorers})
+            raise ConfigError(file, f"{key}.{i}.rewards", f"rewards read models of {read} stages; one kind per stage")
+        labeler = STEP_LABELERS.get(st.args["step_labels"]) if st.kind == "process_reward_model" else None
+        if getattr(labeler, "needs_answer", False) and generate is not None and generate.data == "pool":
+            raise ConfigError(file, f"{key}.{i}.args.step_labels", f"{st.args['step_labels']!r} needs gold answers; "
+                              "the latest generate stage reads the unlabeled pool")  # fmt: skip
         if st.kind == "reward_model":
             groups = st.args.get("num_groups")
-        if st.kind == "process_reward_model" and "generate" in kinds:
-            from harness.process_reward import STEP_LABELERS
-
-            gen = stages[len(kinds) - 1 - kinds[::-1].index("generate")]
-            if getattr(STEP_LABELERS.get(st.args["step_labels"]), "needs_answer", False) and gen.data == "pool":
-                raise ConfigError(file, f"{key}.{i}.args.step_labels", f"{st.args['step_labels']!r} needs gold answers; "
-                                  "the latest generate stage reads the unlabeled pool")  # fmt: skip
+        if st.kind == "generate":
+            generate = st
         kinds.append(st.kind)
 
 
@@ -256,7 +254,7 @@ def _check_judges(cfg: EvalConfig, file: Path) -> None:
             if r.name not in REWARDS:
                 raise ConfigError(file, f"judges.{i}.rewards.{j}.name", REWARDS.unknown_message(r.name))
             f = REWARDS.get(r.name)
-            if f.group_aware or f.needs_policy or f.stateful or f.needs_trained_model:
+            if not f.per_sample:
                 raise ConfigError(file, f"judges.{i}.rewards.{j}.name",
                                   f"reward {r.name!r} is not a per-sample reward; a judge scores each sample alone")  # fmt: skip
             check_reward_args(f, r.args, file, f"judges.{i}.rewards.{j}.args")

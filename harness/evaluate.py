@@ -186,17 +186,15 @@ def judge_metrics(judges: list, responses: list[list[str]], golds: list, prompts
     >>> judge_metrics([short, right], [["4", "40"]], ["4"], ["2+2="], [0])
     {'judge/short': 0.25, 'judge/right': 0.5, 'judge/min': 0.25}
     """
-    from harness.rewards import REWARDS
+    from harness.rewards import REWARDS, weighted_sum
 
     flat = [r for rs in responses for r in rs]
     columns = {key: [v for v, rs in zip(values, responses, strict=True) for _ in rs]
                for key, values in (("answer", golds), ("prompts", prompts), ("id", ids))}  # fmt: skip
     out = {}
     for judge in judges:
-        total = [0.0] * len(flat)
-        for spec in judge.rewards:
-            scores = REWARDS.get(spec.name).build(**spec.args)(flat, **columns)
-            total = [t + spec.weight * (x or 0.0) for t, x in zip(total, scores, strict=True)]
+        terms = [(spec.weight, REWARDS.get(spec.name).build(**spec.args)) for spec in judge.rewards]
+        total = weighted_sum(terms, flat, **columns)
         out[f"judge/{judge.name}"] = sum(total) / max(len(total), 1)
     if len(judges) > 1:
         out["judge/min"] = min(out.values())

@@ -43,9 +43,10 @@ def judge_scores(judges: list, weights: list[float], completions: list[str], row
 
     An unscorable sample (None from every judge) scores 0.
     """
+    from harness.rewards import weighted_sum
+
     columns = {k: [r.get(k) for r in rows] for k in rows[0]} | {"prompts": [r["prompt"] for r in rows]}
-    per_judge = [fn(completions=completions, **columns) for fn in judges]
-    return [sum(w * (s or 0.0) for w, s in zip(weights, col, strict=True)) for col in zip(*per_judge, strict=True)]
+    return weighted_sum(list(zip(weights, judges, strict=True)), completions, **columns)
 
 
 def generate_stage(stage, model_path: str, rows, seed: int, stage_dir: Path, reward_model: str | None = None) -> dict:

@@ -218,7 +218,7 @@ class Plan:
         return next((j for j in range(before - 1, -1, -1) if self._stages(run)[j].kind in kinds), None)
 
     def model_after(self, run: Run, n_stages: int) -> str:
-        """The policy after the first `n_stages` stages (generate and reward_model stages leave it as it was)."""
+        """The policy after the first `n_stages` stages (generate and scorer stages leave it as it was)."""
         j = self.latest(run, n_stages, POLICY_KINDS)
         return f"{stage_dir(run, j)}/model" if j is not None else self.base_model(run.paper, run.variant)
 

@@ -36,11 +36,10 @@ def kmeans_1d(values: list[float], k: int, rounds: int = 50) -> list[int]:
     """
     order = sorted(values)
     centres = [order[round(i * (len(order) - 1) / max(k - 1, 1))] for i in range(k)]
-    assign = [0] * len(values)
     for _ in range(rounds):
         assign = [min(range(k), key=lambda c: (abs(v - centres[c]), c)) for v in values]
-        new = [sum(v for v, a in zip(values, assign, strict=True) if a == c) / max(assign.count(c), 1) if c in assign else centres[c]
-               for c in range(k)]  # fmt: skip
+        members = [[v for v, a in zip(values, assign, strict=True) if a == c] for c in range(k)]
+        new = [sum(m) / len(m) if m else centres[c] for c, m in enumerate(members)]  # an empty cluster keeps its centre
         if new == centres:
             break
         centres = new

@@ -50,8 +50,25 @@ class RewardFactory:
     validate: Callable[..., object] | None = None
     """Cheap check of the arguments at config time (raises ValueError), for arguments with inner structure."""
 
+    @property
+    def per_sample(self) -> bool:
+        """Scores each completion from its own text and row alone (no group, policy, memory or trained model)."""
+        return not (self.group_aware or self.needs_policy or self.stateful or self.needs_trained_model)
+
 
 REWARDS: Registry[RewardFactory] = Registry("reward")
+
+
+def weighted_sum(terms: list[tuple[float, RewardFn]], completions: list[str], **columns) -> list[float]:
+    """sum_j w_j r_j(c) for each completion, every reward seeing the same columns; unscorable (None) counts 0.
+
+    >>> weighted_sum([(1.0, lambda completions, **_: [1.0, None]), (0.5, lambda completions, **_: [2.0, 2.0])], ["a", "b"])
+    [2.0, 1.0]
+    """
+    out = [0.0] * len(completions)
+    for w, fn in terms:
+        out = [t + w * (s or 0.0) for t, s in zip(out, fn(completions=completions, **columns), strict=True)]
+    return out
 
 
 def register_reward(

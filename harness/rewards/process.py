@@ -29,19 +29,31 @@ def aggregate_steps(probs: list[float], how: str) -> float:
     return sum(probs) / len(probs) if how == "mean" else probs[-1]
 
 
+def _check(aggregate: str = "min") -> None:
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"process_reward: aggregate {aggregate!r} is not one of {', '.join(AGGREGATES)}")
+
+
 class ProcessReward:
     """p(step right) at each step's last token, from the trained token classifier; batched, no_grad, lazy."""
 
     def __init__(self, model: str, aggregate: str, batch_size: int = 64) -> None:
+        _check(aggregate)
+        self.path, self.how, self.batch_size = model, aggregate, batch_size
+        self._model = self._tokenizer = self.separator = None
+
+    def _load(self) -> None:
         import json
         from pathlib import Path
 
-        if aggregate not in AGGREGATES:
-            raise ValueError(f"process_reward: aggregate {aggregate!r} is not one of {', '.join(AGGREGATES)}")
-        self.path, self.how, self.batch_size = model, aggregate, batch_size
-        cfg = json.loads((Path(model) / "prm.json").read_text()) if (Path(model) / "prm.json").is_file() else {}
-        self.separator = cfg.get("step_separator", "\n\n")
-        self._model = self._tokenizer = None
+        import torch
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        self.separator = json.loads((Path(self.path) / "prm.json").read_text())["step_separator"]  # the stage's own
+        cuda = torch.cuda.is_available()
+        self._tokenizer = AutoTokenizer.from_pretrained(self.path)
+        m = AutoModelForTokenClassification.from_pretrained(self.path, dtype=torch.bfloat16 if cuda else None)
+        self._model = m.to("cuda" if cuda else "cpu").eval()
 
     def step_probs(self, completions: list[str], prompts: list[str]) -> list[list[float]]:
         import torch
@@ -49,12 +61,7 @@ class ProcessReward:
         from harness.process_reward import encode, split_steps
 
         if self._model is None:
-            from transformers import AutoModelForTokenClassification, AutoTokenizer
-
-            cuda = torch.cuda.is_available()
-            self._tokenizer = AutoTokenizer.from_pretrained(self.path)
-            m = AutoModelForTokenClassification.from_pretrained(self.path, dtype=torch.bfloat16 if cuda else None)
-            self._model = m.to("cuda" if cuda else "cpu").eval()
+            self._load()
         encoded = [
             encode(self._tokenizer, p, split_steps(c, self.separator))
             for p, c in zip(prompts, completions, strict=True)
@@ -73,11 +80,6 @@ class ProcessReward:
 
     def __call__(self, completions: list[str], prompts: list[str], **_) -> list[float]:
         return [aggregate_steps(p, self.how) for p in self.step_probs(completions, prompts)]
-
-
-def _check(aggregate: str = "min") -> None:
-    if aggregate not in AGGREGATES:
-        raise ValueError(f"aggregate {aggregate!r} is not one of {', '.join(AGGREGATES)}")
 
 
 @register_reward("process_reward", needs_labels=False, needs_trained_model=True, trained_by="process_reward_model",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from harness.rewards import REWARDS, RewardFn, register_reward
+from harness.rewards import REWARDS, RewardFn, register_reward, weighted_sum
 
 
 class UserMixture:
@@ -27,7 +27,7 @@ class UserMixture:
             terms = []
             for j, r in enumerate(g["rewards"]):
                 factory = REWARDS.get(r["name"])
-                if factory.group_aware or factory.needs_policy or factory.stateful or factory.needs_trained_model:
+                if not factory.per_sample:
                     raise ValueError(f"user_mixture: groups.{i}.rewards.{j}: {r['name']!r} is not a per-sample reward")
                 terms.append((float(r.get("weight", 1.0)), factory.build(**r.get("args", {}))))
             self.labeler_group += [str(g["name"])] * int(g["users"])
@@ -53,9 +53,8 @@ class UserMixture:
             if not idx:
                 continue
             cols = {key: [v[i] for i in idx] for key, v in columns.items() if isinstance(v, list) and len(v) == len(id)}
-            for w, fn in terms:
-                for i, s in zip(idx, fn([completions[i] for i in idx], **cols), strict=True):
-                    out[i] += w * (s or 0.0)
+            for i, s in zip(idx, weighted_sum(terms, [completions[i] for i in idx], **cols), strict=True):
+                out[i] = s
         return out
 
 
