@@ -6,7 +6,6 @@ from __future__ import annotations
 import doctest
 import json
 
-import datasets
 import pytest
 
 from harness import train
@@ -206,9 +205,13 @@ def test_suites_without_judges_keep_their_fingerprints():
     assert plain_eval(EvalConfig(tasks=["toy_arith"], judges=[JudgeSpec("a", [RewardSpec("format")])]))["judges"]
 
 
-def test_pairs_dataset_keeps_the_labeler_column():
-    rows = datasets.Dataset.from_list([{"prompt": "p", "chosen": "a", "rejected": "b", "labeler": 3}])
-    assert rows.to_list()[0]["labeler"] == 3
+def test_pairs_are_read_back_with_their_labeler(tmp_path):
+    from harness.preference import read_pairs
+
+    (tmp_path / "pairs.jsonl").write_text(
+        json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "labeler": 3}) + "\n"
+    )
+    assert read_pairs(tmp_path).to_list()[0]["labeler"] == 3
 
 
 @pytest.mark.parametrize("scale", ["toy", "paper"])
