@@ -7,8 +7,10 @@
 import re
 import sys
 
-from harness.config import CONFIGS, ConfigError, load_cluster
-from harness.plan import Plan, select_papers
+from harness.config.errors import ConfigError
+from harness.config.load import load_cluster
+from harness.layout import CONFIGS
+from harness.plan import Plan, per_job, select_papers
 
 
 SCALE = config.get("scale", "toy")

@@ -5,7 +5,7 @@
 
 Two sides train the same tiny model on the same labeled toy split with the same hyper-parameters:
 
-- harness: the trainer `harness.train.build_trainer` builds for the toy-scale `gold_grpo` stage of
+- harness: the trainer `harness.stages.grpo.build_trainer` builds for the toy-scale `gold_grpo` stage of
   `ttrl-majority-vote` (toy defaults from configs/scales/toy.yaml, data from `stage_rows`), with
   `max_steps` set to `--steps` and `save_steps` out of reach so no checkpoint is written.
 - plain: a hand-written `GRPOConfig` + `GRPOTrainer` with the same values, an exact-match reward
@@ -19,7 +19,7 @@ the table shows medians and the ratio harness/plain (target <= 1.05). Numbers go
 
 The model is results/world/models/toy-arith when the pipeline has built it (its pretrain.json is
 written last); otherwise a small one (200 pre-training steps) is built once into results/bench/.
-The harness side stops at `build_trainer`: `train_stage` adds checkpoint bookkeeping and the final
+The harness side stops at `build_trainer`: the stage's `run` (harness.stages.plumbing.fit) adds checkpoint bookkeeping and the final
 save, once per stage and outside the timed steps, and swaps TRL's log printer for a one-line one,
 no dearer per logged step. Its trainer still saves once after the last step (save_strategy
 "steps"), also outside the timed steps. The first run without a toy model builds one (~20 s).
@@ -134,21 +134,24 @@ def _jsonable(value):
 
 def bench_stage(steps: int):
     """The toy-scale gold_grpo stage as a harness run resolves it, shortened and never saving."""
-    from harness.config import load_paper
+    from harness.config.load import load_paper
 
     stage = load_paper(PAPER, SCALE).variants[VARIANT].stages[0]
     return dataclasses.replace(stage, args={**stage.args, "max_steps": steps, "save_steps": NEVER})
 
 
 def build_harness_trainer(spec: ChildSpec, out_dir: Path):
-    from harness.config import load_paper
-    from harness.data import stage_rows
-    from harness.train import build_trainer
+    from harness.config.load import load_paper
+    from harness.stages import StageJob
+    from harness.stages.data import stage_rows
+    from harness.stages.grpo import build_trainer
 
     dataset = load_paper(PAPER, SCALE).dataset
     stage = bench_stage(spec.steps)
     train_ds = stage_rows(dataset, stage.data, stage.data_args, Path(spec.data))
-    return build_trainer(stage, spec.model, train_ds, spec.seed, out_dir)
+    job = StageJob(stage=stage, model=spec.model, dataset=dataset, data_dir=Path(spec.data), seed=spec.seed,
+                   dir=out_dir, fingerprint="bench")  # fmt: skip
+    return build_trainer(job, train_ds, out_dir)
 
 
 # ----------------------------------------------------------------------------- plain side
@@ -213,9 +216,9 @@ def ensure_model_and_data(model: str | None, data: str | None, threads: int) -> 
 
 def build_bench_data() -> Path:
     """Toy splits and their tokenizer under results/bench/, as `harness world data` makes them."""
-    from harness.config import ArithmeticSpec
-    from harness.toy.tasks import read_split, write_splits
-    from harness.toy.tokenizer import train_tokenizer
+    from harness.world.arithmetic import ArithmeticSpec, write_splits
+    from harness.world.splits import read_split
+    from harness.world.tokenizer import train_tokenizer
 
     data, tok = BENCH_DIR / "data", BENCH_DIR / "tokenizer"
     if not (tok / "tokenizer.json").is_file():
@@ -231,8 +234,7 @@ def build_bench_model(threads: int) -> Path:
         return out
     import torch
 
-    from harness.config import ToyModelSpec
-    from harness.toy.model import pretrain
+    from harness.world.toy_model import ToyModelSpec, pretrain
 
     torch.set_num_threads(threads)  # as the pipeline's `harness --threads` does; more only contend on a busy box
     print(f"no toy model at {_rel(str(WORLD_MODEL))}: building one in {_rel(str(out))}", flush=True)
@@ -307,7 +309,7 @@ def report(args: argparse.Namespace, model: str, data: str, bench: dict) -> dict
     }
     paired = [h["median_step_ms"] / p["median_step_ms"] for h, p in zip(runs["harness"], runs["plain"], strict=True)]
     return {
-        "what": "GRPO optimizer-step wall time and peak RSS: harness.train.build_trainer vs a plain TRL script",
+        "what": "GRPO optimizer-step wall time and peak RSS: harness.stages.grpo.build_trainer vs a plain TRL script",
         "settings": {
             "steps": args.steps,
             "warmup": args.warmup,

@@ -3,7 +3,7 @@
     python bench/small_real_step.py            # 6 steps per setting (2 warm-up), ~8 min on 2 idle cores
     python bench/small_real_step.py --quick    # 3 steps per setting, 1 warm-up, ~4 min
 
-The trainer is the one a small-real run builds (`harness.train.build_trainer`) for the `gold_grpo` stage of
+The trainer is the one a small-real run builds (`harness.stages.grpo.build_trainer`) for the `gold_grpo` stage of
 `ttrl-majority-vote`: configs/scales/small-real.yaml's GRPO settings (16 completions of up to 64 tokens
 per step, prompts in the chat template), on the generated word problems. Two settings:
 
@@ -46,8 +46,8 @@ SETTINGS = ("no_ref", "kl_ref")
 
 def bench_stage(steps: int, setting: str):
     """The small-real gold_grpo stage, shortened, never saving, with the KL term for `kl_ref`."""
-    from harness.config import load_paper
-    from harness.schema import PieceSpec
+    from harness.config.load import load_paper
+    from harness.config.stage import PieceSpec
 
     stage = load_paper(PAPER, SCALE).variants[VARIANT].stages[0]
     objective = stage.objective
@@ -61,16 +61,19 @@ def run_child(setting: str, steps: int, threads: int, result: str) -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from harness.config import load_paper
-    from harness.data import chat_prompts, stage_rows
-    from harness.train import build_trainer
+    from harness.config.load import load_paper
+    from harness.stages import StageJob
+    from harness.stages.data import chat_prompts, stage_rows
+    from harness.stages.grpo import build_trainer
 
     torch.set_num_threads(threads)
     stage = bench_stage(steps, setting)
     rows = stage_rows(load_paper(PAPER, SCALE).dataset, stage.data, stage.data_args, DATA)
     rows = chat_prompts(rows, AutoTokenizer.from_pretrained(str(MODEL)))
     with tempfile.TemporaryDirectory(prefix=f"small-real-bench-{setting}-") as out_dir:
-        trainer = build_trainer(stage, str(MODEL), rows, 0, Path(out_dir))
+        job = StageJob(stage=stage, model=str(MODEL), dataset=load_paper(PAPER, SCALE).dataset, data_dir=DATA, seed=0,
+                       dir=Path(out_dir), fingerprint="bench")  # fmt: skip
+        trainer = build_trainer(job, rows, Path(out_dir))
         timer = _step_timer()
         trainer.add_callback(timer)
         trainer.train()

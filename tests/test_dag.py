@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from harness.config import CONFIGS, list_papers, load_paper_config, paper_file
+from harness.config.load import list_papers, load_paper_config, paper_file
+from harness.layout import CONFIGS
 from tests.conftest import ROOT, run_snakemake, write_bundle
 
 

@@ -1,4 +1,5 @@
-"""Stage data (harness.data) and the scratchpad toy world (harness.toy.tasks), checked by hand on tiny splits."""
+"""Stage data (harness.stages.data) and the scratchpad toy world (harness.world.arithmetic), checked by hand on tiny
+splits."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from collections import Counter
 
 import pytest
 
-from harness.config import ArithmeticSpec, DataArgs, DatasetConfig
-from harness.data import PairedRepeatSampler, reword, stage_rows
+from harness.config.components import DatasetConfig
+from harness.config.stage import DataArgs
 from harness.grader import extract_answer
-from harness.toy.tasks import make_splits, read_split, write_splits
+from harness.stages.data import PairedRepeatSampler, reword, stage_rows
+from harness.world.arithmetic import ArithmeticSpec, make_splits, write_splits
+from harness.world.splits import read_split
 
 SPEC = ArithmeticSpec(min_operands=3, max_operands=3, max_value=9, n_train=20, n_pool=10, n_test=5, n_pretrain=5)
 
@@ -225,7 +228,7 @@ def test_without_scratchpad_rows_only_gain_solution():
 def test_tokenizer_encodes_the_separator(tmp_path):
     from transformers import AutoTokenizer
 
-    from harness.toy.tokenizer import train_tokenizer
+    from harness.world.tokenizer import train_tokenizer
 
     train_tokenizer(["12+34=46", "1+2+3=3;6"], tmp_path)
     tok = AutoTokenizer.from_pretrained(tmp_path)
@@ -234,13 +237,3 @@ def test_tokenizer_encodes_the_separator(tmp_path):
     bare = tmp_path / "bare"
     train_tokenizer(["12+34=46"], bare)  # a corpus without ';' still has it: the byte alphabet is always in
     assert AutoTokenizer.from_pretrained(bare).get_vocab() == tok.get_vocab()
-
-
-def test_docstring_examples():
-    import doctest
-
-    import harness.data
-    import harness.toy.tasks
-
-    for module in (harness.data, harness.toy.tasks):
-        assert doctest.testmod(module).failed == 0, module.__name__

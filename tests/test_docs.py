@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.config import load_paper, load_paper_config
+from harness.config.load import load_paper, load_paper_config
 from tests.conftest import ROOT, write_bundle
 
 

@@ -54,7 +54,7 @@ def test_checkpoints_are_saved_and_evaluated_as_their_own_jobs(done):
     for step in (1, 2):
         result = json.loads((stage / f"evals/step{step}/metrics.json").read_text())
         assert result["model"].endswith(f"snapshots/step{step}")
-        assert result["fingerprint"]["n_samples"] == 4
+        assert result["protocol"]["n_samples"] == 4
         assert (stage / f"evals/step{step}/eval.log").is_file()
     assert "kept 250 of 500 rows" in (stage / "train.log").read_text()  # the curated half of toy-arith's train split
 

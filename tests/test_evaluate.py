@@ -1,5 +1,5 @@
-"""harness.evaluate: engine choice, per-task extractors, grading of lm-eval's raw output, and the fingerprint
-written with a real evaluation of a toy model."""
+"""harness.evaluation.evaluate: engine choice, per-task extractors, grading of lm-eval's raw output, and the
+protocol written with a real evaluation of a toy model."""
 
 from __future__ import annotations
 
@@ -7,39 +7,41 @@ import json
 
 import pytest
 
-from harness.config import EvalConfig
-from harness.evaluate import _score, evaluate, extractor_for, resolve_engine
+from harness.config.components import EvalConfig
+from harness.device import resolve_engine
+from harness.evaluation.evaluate import _score, evaluate, extractor_for
 
 
 @pytest.mark.parametrize("cuda, vllm, engine", [(True, True, "vllm"), (True, False, "hf"), (False, True, "hf"),
                                                 (False, False, "hf")])  # fmt: skip
 def test_auto_engine_is_vllm_only_with_a_gpu_and_vllm(cuda, vllm, engine):
-    assert resolve_engine("auto", cuda=cuda, vllm=vllm) == engine
-    assert resolve_engine("hf", cuda=cuda, vllm=vllm) == "hf"
+    assert resolve_engine("auto", cuda_visible=cuda, vllm=vllm) == engine
+    assert resolve_engine("hf", cuda_visible=cuda, vllm=vllm) == "hf"
 
 
 def test_vllm_asked_for_without_gpu_or_package_is_refused():
     with pytest.raises(RuntimeError, match="no GPU is visible"):
-        resolve_engine("vllm", cuda=False, vllm=True)
+        resolve_engine("vllm", cuda_visible=False, vllm=True)
     with pytest.raises(RuntimeError, match="vllm package is not installed"):
-        resolve_engine("vllm", cuda=True, vllm=False)
-    assert resolve_engine("vllm", cuda=True, vllm=True) == "vllm"
+        resolve_engine("vllm", cuda_visible=True, vllm=False)
+    assert resolve_engine("vllm", cuda_visible=True, vllm=True) == "vllm"
 
 
 def test_vllm_engine_switches_trl_generation_on(monkeypatch, tmp_path):
     """GRPO stages sample with TRL's colocated vLLM when the engine resolves to vllm (a GPU node)."""
-    from harness import evaluate as ev
-    from harness.config import Stage
-    from harness.train import common_args, generation_args
+    from harness import device
+    from harness.stages.grpo import GRPOArgs, generation_args
+    from harness.stages.plumbing import common_args
 
-    stage = Stage(kind="grpo", data="train", rewards=[], args={"max_steps": 1, "generation_engine": "auto"})
-    assert generation_args(stage) == {}  # this machine: no GPU
-    monkeypatch.setattr(ev, "_cuda", lambda: True)
-    monkeypatch.setattr(ev, "find_spec", lambda name: object())
-    assert generation_args(stage) == {"use_vllm": True, "vllm_mode": "colocate"}
-    stage.args["generation_engine"] = "hf"
-    assert generation_args(stage) == {}
-    assert "generation_engine" not in common_args(stage, 0, tmp_path)
+    args = {"max_steps": 1, "generation_engine": "auto"}
+    assert generation_args(args) == {}  # this machine: no GPU
+    monkeypatch.setattr(device, "cuda", lambda: True)
+    monkeypatch.setattr(device, "vllm_installed", lambda: True)
+    assert generation_args(args) == {"use_vllm": True, "vllm_mode": "colocate"}
+    args["generation_engine"] = "hf"
+    assert generation_args(args) == {}
+    monkeypatch.undo()
+    assert "generation_engine" not in common_args(GRPOArgs, args, 0, tmp_path)
 
 
 def test_task_extractors_and_group_subtasks():
@@ -71,7 +73,7 @@ def test_scoring_lm_eval_output_pools_groups_and_skips_loglikelihood_tasks():
     assert metrics["grp_a"]["pass@1"] == 0.5 and metrics["grp_b"]["pass@1"] == 0.5
     # pooled: questions (B: 1 of 2), (A: 2 of 2), (D: 0 of 2) -> pass@1 = (0.5 + 1 + 0) / 3, pass@2 = 2/3
     assert metrics["grp"]["pass@1"] == pytest.approx(0.5) and metrics["grp"]["pass@2"] == pytest.approx(2 / 3)
-    assert metrics["grp"]["n_questions"] == 3 and metrics["grp"]["subtasks"] == ["grp_a", "grp_b"]
+    assert metrics["grp"]["questions"] == 3 and metrics["grp"]["subtasks"] == ["grp_a", "grp_b"]
     assert metrics["mc"] == {"lm_eval": {"acc,none": 1.0}}
     assert [s["target"] for s in samples] == ["B", "A", "D"]
 
@@ -80,7 +82,7 @@ def test_every_result_carries_the_fingerprint(world, tmp_path):
     root, _ = world
     cfg = EvalConfig(tasks=["toy_arith"], n_samples=4, max_new_tokens=4, batch_size=64, limit=8)
     result = evaluate(str(root / "model"), cfg, 3, tmp_path / "eval", str(root / "data"))
-    fp = result["fingerprint"]
+    fp = result["protocol"]
     assert fp["seed"] == 3 and fp["n_samples"] == 4 and fp["temperature"] == 1.0 and fp["top_p"] == 1.0
     assert fp["max_new_tokens"] == 4 and fp["limit"] == 8 and fp["num_fewshot"] is None
     assert fp["engine"] == "hf" and fp["tensor_parallel_size"] == 1 and fp["dtype"] == "float32"
@@ -90,13 +92,13 @@ def test_every_result_carries_the_fingerprint(world, tmp_path):
     for key in ("grader_version", "engine_version", "lm_eval_version", "transformers_version", "torch_version"):
         assert fp[key] and fp[key] != "absent", key
     on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert on_disk["fingerprint"] == fp
+    assert on_disk["protocol"] == fp and set(on_disk) == {"model", "metrics", "protocol", "seconds"}
     m = on_disk["metrics"]["toy_arith"]
     assert {"pass@1", "pass@4", "maj@4", "distinct_1", "distinct_2", "distinct_answers"} <= set(m)
     assert (tmp_path / "eval" / "passk.png").stat().st_size > 1000
     # a suite seed overrides the run's
     cfg.seed = 11
-    assert evaluate(str(root / "model"), cfg, 3, tmp_path / "eval2", str(root / "data"))["fingerprint"]["seed"] == 11
+    assert evaluate(str(root / "model"), cfg, 3, tmp_path / "eval2", str(root / "data"))["protocol"]["seed"] == 11
 
 
 # --------------------------------------------------------------------------- suite refusals (configs/eval/*.yaml)
@@ -123,14 +125,14 @@ EVAL_REFUSALS = [
 
 @pytest.mark.parametrize(("text", "key", "fragment"), [c[1:] for c in EVAL_REFUSALS], ids=[c[0] for c in EVAL_REFUSALS])
 def test_eval_suite_refusal_names_file_and_key(tmp_path, monkeypatch, text, key, fragment):
-    from harness import config
-    from harness.config import ConfigError
+    from harness.config import load
+    from harness.config.errors import ConfigError
 
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "bad.yaml").write_text(text)
-    monkeypatch.setattr(config, "CONFIGS", tmp_path)
+    monkeypatch.setattr(load, "CONFIGS", tmp_path)
     with pytest.raises(ConfigError) as info:
-        config.load_component("eval", "bad", tmp_path / "paper.yaml", "scales.toy.eval")
+        load.load_component("eval", "bad", tmp_path / "paper.yaml", "scales.toy.eval")
     assert str(info.value).startswith(f"{tmp_path / 'eval' / 'bad.yaml'}: {key}: "), str(info.value)
     assert fragment in str(info.value)
 
@@ -138,7 +140,7 @@ def test_eval_suite_refusal_names_file_and_key(tmp_path, monkeypatch, text, key,
 def test_one_line_metrics_shows_pass_at_n_only_with_several_samples():
     from harness.cli import one_line_metrics
 
-    greedy = {"metrics": {"t": {"n_samples": 1, "pass@1": 0.2, "maj@1": 0.2}}}
-    sampled = {"metrics": {"t": {"n_samples": 4, "pass@1": 0.2, "pass@4": 0.5, "maj@4": 0.3}}}
+    greedy = {"metrics": {"t": {"samples_per_question": 1, "pass@1": 0.2, "maj@1": 0.2}}}
+    sampled = {"metrics": {"t": {"samples_per_question": 4, "pass@1": 0.2, "pass@4": 0.5, "maj@4": 0.3}}}
     assert one_line_metrics(greedy) == "t: pass@1 0.200 (one sample)"
     assert one_line_metrics(sampled) == "t: pass@1 0.200  pass@4 0.500  maj@4 0.300"

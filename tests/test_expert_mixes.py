@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import pytest
 import torch
 
-from harness.algorithms import EXPERT_MIXES, expert
+from harness.algorithms import EXPERT_MIXES
 from harness.algorithms.expert import linear_decay
 
 
@@ -80,8 +79,3 @@ def test_token_weights_do_not_carry_gradient():
     logps = torch.tensor([[math.log(0.5)]], requires_grad=True)
     _, _, tok = mix("scheduled_sft", accuracy=(0.0,), expert_logps=logps)
     assert not tok.requires_grad
-
-
-def test_docstring_examples():
-    result = doctest.testmod(expert)
-    assert result.attempted > 0 and result.failed == 0

@@ -189,12 +189,8 @@ def test_registry_register_get_names_contains():
 
 
 def test_weighted_sum_of_rewards_and_the_per_sample_flag():
-    import doctest
-
-    import harness.rewards as rewards_module
     from harness.rewards import weighted_sum
 
-    assert not doctest.testmod(rewards_module).failed
     terms = [(1.0, REWARDS.get("exact_match").build()), (-0.5, REWARDS.get("length").build(max_chars=4))]
     # "4": 1 - 0.5 * (1 - 1/4) = 0.625; "44": 0 - 0.5 * (1 - 2/4) = -0.25
     assert weighted_sum(terms, ["4", "44"], answer=["4", "4"]) == pytest.approx([0.625, -0.25])

@@ -8,10 +8,11 @@ import datasets
 import pytest
 import torch
 
-from harness import train
-from harness.config import RewardSpec, Stage
-from harness.schema import ObjectiveConfig, PieceSpec
-from harness.toy.tasks import read_split
+from harness.config.schema import Stage
+from harness.config.stage import ObjectiveConfig, PieceSpec, RewardSpec
+from harness.stages import plumbing
+from harness.world.splits import read_split
+from tests.conftest import build_trainer, run_stage
 
 
 def rows(root, split="train"):
@@ -26,7 +27,7 @@ def stage(objective=None, rewards=("exact_match",), **args) -> Stage:
 
 
 def train_once(root, tmp_path, st: Stage, seed: int = 0):
-    trainer = train.build_trainer(st, str(root / "model"), rows(root), seed, tmp_path / "ckpt")
+    trainer = build_trainer(st, str(root / "model"), rows(root), seed, tmp_path / "ckpt")
     before = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
     trainer.train()
     after = dict(trainer.model.named_parameters())
@@ -106,15 +107,15 @@ def test_stateful_reward_state_is_checkpointed_and_resumed(world, tmp_path, monk
             if state.global_step == 3:
                 raise Crash
 
-    monkeypatch.setattr(train, "_progress_callback", CrashAfterStep3)
+    monkeypatch.setattr(plumbing, "_progress_callback", CrashAfterStep3)
     with pytest.raises(Crash):
-        train.train_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
+        run_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
     saved = json.loads((tmp_path / "r/checkpoints/checkpoint-2/reward_state.json").read_text())
     assert len(saved["refined_label"]["ids"]) == 2 * 2  # two steps of two prompts each, visited once
     monkeypatch.undo()
-    summary = train.train_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
+    summary = run_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
     assert summary["resumed_from"].endswith("checkpoint-2")
-    train.train_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path / "s", "fp")
+    run_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path / "s", "fp")
     resumed, straight = (json.loads((tmp_path / d / "checkpoints/checkpoint-4/reward_state.json").read_text())
                          for d in ("r", "s"))  # fmt: skip
     assert resumed == straight and len(straight["refined_label"]["ids"]) >= 4

@@ -6,10 +6,10 @@ import datasets
 import pytest
 import torch
 
-from harness import train
 from harness.algorithms.intuition import temporal_residual
-from harness.config import Stage
-from harness.toy.tasks import read_split
+from harness.config.schema import Stage
+from harness.world.splits import read_split
+from tests.conftest import build_trainer
 
 
 def test_answer_positions_blend_the_gold_embedding_with_the_previous_prediction():
@@ -28,7 +28,7 @@ def sft(world, tmp_path, lam):
     st = Stage(kind="sft", data="train", rewards=[], args=dict(learning_rate=0.05, max_steps=2, per_device_train_batch_size=4,
                save_steps=100, logging_steps=1, temporal_residual=lam))  # fmt: skip
     rows = datasets.Dataset.from_list(read_split(root / "data", "train"))
-    return train.build_trainer(st, str(root / "model"), rows, 0, tmp_path)
+    return build_trainer(st, str(root / "model"), rows, 0, tmp_path)
 
 
 def test_lambda_zero_is_trls_sft_loss(world, tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import _without
-from harness.config import ClusterConfig, Resources
+from harness.config.schema import ClusterConfig, Resources
 from harness.launch import job_ids, slurm_parameters
-from harness.train import batch_layout
+from harness.stages.plumbing import batch_layout
 
 
 def test_slurm_parameters_carry_resources_and_site_settings():

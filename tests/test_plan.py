@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import ConfigError
-from harness.plan import Plan, Run, fingerprint, leaderboard_file, select_papers
+from harness.config.errors import ConfigError
+from harness.config.plain import fingerprint
+from harness.layout import Run, leaderboard_file
+from harness.plan import Plan, select_papers
 
 BUNDLE = {
     "paper": {"title": "a test paper"},

@@ -3,21 +3,16 @@ stage's judge it scores every sample by its win-rate and pairs the most-winning 
 
 from __future__ import annotations
 
-import doctest
 import json
 import random
 
 import pytest
 
-from harness import train
-from harness.config import RewardSpec, Stage
+from harness.config.schema import Stage
+from harness.config.stage import RewardSpec
 from harness.rewards import REWARDS
 from harness.rewards import preference_oracle as oracle
-
-
-def test_docstring_examples():
-    result = doctest.testmod(oracle)
-    assert result.attempted and not result.failed
+from tests.conftest import run_stage
 
 
 def test_the_preference_is_complementary_and_cyclic():
@@ -37,7 +32,7 @@ def test_generate_with_the_oracle_pairs_by_win_rate(world, tmp_path):
                 apply_chat_template=False, generation_engine="hf")  # fmt: skip
     judge = RewardSpec("pairwise_winrate", args={"preference": "right_then_cyclic"})
     st = Stage(kind="generate", data="train", rewards=[judge], args=args)
-    train.train_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path, "fp")
+    run_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path, "fp")
     prefer = oracle.PREFERENCES.get("right_then_cyclic")
     samples = [json.loads(x) for x in (tmp_path / "samples.jsonl").read_text().splitlines()]
     for s in samples:  # win-rates recomputed pair by pair

@@ -3,26 +3,19 @@ that reads it back, and the configs that wire them."""
 
 from __future__ import annotations
 
-import doctest
 import json
 
 import pytest
 import torch
 
-from harness import process_reward, train
-from harness.config import Stage
-from harness.process_reward import encode, split_steps, step_examples
+from harness.config.schema import Stage
 from harness.rewards import REWARDS
-from harness.rewards import process as process_module
+from harness.rewards.steps import encode, split_steps
+from harness.stages.process_reward_model import step_examples
+from tests.conftest import run_stage
 
 PRM_ARGS = dict(max_steps=40, per_device_train_batch_size=8, save_steps=1000, logging_steps=10, learning_rate=3e-3,
                 step_separator=";", step_labels="running_total")  # fmt: skip
-
-
-def test_docstring_examples():
-    for module in (process_reward, process_module):
-        result = doctest.testmod(module)
-        assert result.attempted and not result.failed
 
 
 def write_samples(folder, rows) -> str:
@@ -57,7 +50,7 @@ def prm(world, tmp_path_factory):
     gen = write_samples(tmp_path_factory.mktemp("gen"), SAMPLES)
     out = tmp_path_factory.mktemp("prm")
     st = Stage(kind="process_reward_model", data="generated", rewards=[], args=PRM_ARGS)
-    summary = train.train_stage(st, str(root / "model"), dataset, None, 0, out, "fp", upstream={"pairs": gen})
+    summary = run_stage(st, str(root / "model"), dataset, None, 0, out, "fp", upstream={"pairs": gen})
     return out / "model", summary
 
 
@@ -94,11 +87,12 @@ def test_samples_without_answers_are_refused(world, tmp_path):
     gen = write_samples(tmp_path / "gen", rows)
     st = Stage(kind="process_reward_model", data="generated", rewards=[], args=PRM_ARGS)
     with pytest.raises(ValueError, match="no `answer`"):
-        train.train_stage(st, str(root / "model"), dataset, None, 0, tmp_path / "prm", "fp", upstream={"pairs": gen})
+        run_stage(st, str(root / "model"), dataset, None, 0, tmp_path / "prm", "fp", upstream={"pairs": gen})
 
 
 def test_a_process_reward_reads_the_latest_process_reward_model(tmp_path):
-    from harness.plan import Plan, stage_dir
+    from harness.layout import stage_dir
+    from harness.plan import Plan
     from tests.test_stage_config import GEN, RM, bundle
 
     prm = {"kind": "process_reward_model", "data": "generated"}

@@ -1,4 +1,4 @@
-"""Evaluation protocols: fingerprints compared field by field, and every comparison says when they differ."""
+"""Evaluation protocols: compared field by field, and every comparison says when they differ."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from harness.config import Claim, ReportedResult
-from harness.protocol import common, differences
-from harness.report import format_board
-from harness.verdicts import check_claim, check_reported, one_line
+from harness.config.schema import Claim, ReportedResult
+from harness.evaluation.protocol import common, differences
+from harness.reporting.leaderboard import format_board
+from harness.reporting.verdicts import check_claim, check_reported, one_line
 
 FP = {"n_samples": 8, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8, "engine": "hf", "seed": 0}
 
@@ -77,38 +77,26 @@ def test_leaderboard_text_says_when_protocols_differ():
     assert "[not comparable] rl beats base" in text and "protocols differ:" in text
 
 
-def _result(tmp_path, name, **fp):
+def _result(tmp_path, name, legacy=False, **fp):
+    """An eval folder; `legacy`: metrics.json in the names results were written with before they were settled
+    (`fingerprint` for the protocol, a suite copy under `protocol`, `n_samples` for the count)."""
     d = tmp_path / name
     d.mkdir()
-    metrics = {"t": {"pass@1": 0.25, "pass@2": 0.4, "pass@3": 0.5, "maj@2": 0.3, "n_samples": 3, "subtasks": ["t_a"],
+    count = "n_samples" if legacy else "samples_per_question"
+    metrics = {"t": {"pass@1": 0.25, "pass@2": 0.4, "pass@3": 0.5, "maj@2": 0.3, count: 3, "subtasks": ["t_a"],
                      "lm_eval": {"acc": 0.5}}}  # fmt: skip
-    (d / "metrics.json").write_text(json.dumps({"metrics": metrics, "fingerprint": FP | fp}))
+    fields = {"fingerprint": FP | fp, "protocol": {"tasks": ["t"]}} if legacy else {"protocol": FP | fp}
+    (d / "metrics.json").write_text(json.dumps({"metrics": metrics} | fields))
     return d
 
 
+@pytest.mark.parametrize("legacy", [False, True], ids=["today", "legacy-names"])
 @pytest.mark.parametrize("fp, rc, says", [({"seed": 3}, 0, "same protocol"),
                                           ({"temperature": 0.6}, 1, "temperature: 1.0 vs 0.6")])  # fmt: skip
-def test_compare_command(tmp_path, fp, rc, says):
-    a, b = _result(tmp_path, "a"), _result(tmp_path, "b", **fp)
+def test_compare_command(tmp_path, fp, rc, says, legacy):
+    a, b = _result(tmp_path, "a"), _result(tmp_path, "b", legacy=legacy, **fp)
     proc = subprocess.run([sys.executable, "-m", "harness", "compare", str(a), str(b / "metrics.json")],
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == rc, proc.stderr
     assert says in proc.stdout
     assert "pass@2" in proc.stdout and "pass@3" not in proc.stdout  # powers of two only
-
-
-def test_docstring_examples():
-    import doctest
-
-    import harness.curation
-    import harness.evaluate
-    import harness.grader
-    import harness.metrics
-    import harness.plan
-    import harness.protocol
-    import harness.report
-
-    for module in (harness.protocol, harness.metrics, harness.grader, harness.curation, harness.report,
-                   harness.plan, harness.evaluate):  # fmt: skip
-        result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__

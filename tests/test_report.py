@@ -1,12 +1,12 @@
-"""harness.report: aggregation over seeds, claim verdicts and the Markdown leaderboard."""
+"""harness.reporting.leaderboard: aggregation over seeds, claim verdicts and the Markdown leaderboard."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness.config import Claim
-from harness.report import aggregate, format_board
-from harness.verdicts import check_claim
+from harness.config.schema import Claim
+from harness.reporting.leaderboard import aggregate, format_board
+from harness.reporting.verdicts import check_claim
 
 
 def test_aggregate_two_seeds():
@@ -191,11 +191,11 @@ def test_claim_beyond_seed_noise_is_decided():
 
 
 def test_suite_average_counts_a_group_once_and_skips_counts():
-    from harness.report import with_average
+    from harness.reporting.leaderboard import with_average
 
     metrics = {
-        "aime24": {"pass@1": 0.2, "pass@2": 0.3, "n_questions": 30},
-        "mmlu_pro": {"pass@1": 0.5, "pass@2": 0.6, "n_questions": 100, "subtasks": ["mmlu_pro_law", "mmlu_pro_math"]},
+        "aime24": {"pass@1": 0.2, "pass@2": 0.3, "questions": 30},
+        "mmlu_pro": {"pass@1": 0.5, "pass@2": 0.6, "questions": 100, "subtasks": ["mmlu_pro_law", "mmlu_pro_math"]},
         "mmlu_pro_law": {"pass@1": 0.1, "pass@2": 0.2},
         "mmlu_pro_math": {"pass@1": 0.9, "pass@2": 1.0},
         "arc_mc": {"lm_eval": {"acc": 0.7}},  # no sampling metrics: not averaged
@@ -203,4 +203,4 @@ def test_suite_average_counts_a_group_once_and_skips_counts():
     avg = with_average(metrics)["average"]
     assert avg["tasks"] == ["aime24", "mmlu_pro"]
     assert avg["pass@1"] == pytest.approx(0.35) and avg["pass@2"] == pytest.approx(0.45)
-    assert "n_questions" not in avg
+    assert "questions" not in avg

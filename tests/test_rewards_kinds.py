@@ -119,7 +119,7 @@ def tiny(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaModel
 
-    from harness.toy.tokenizer import train_tokenizer
+    from harness.world.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("tiny")
     corpus = ["Q: 12+30= A: 12+30 is \\boxed{42}. I think 41, no idea.", "the answer is 7 8 9 so 45"] * 20

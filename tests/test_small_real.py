@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_paper
-from harness.evaluate import evaluate
+from harness.config.components import EvalConfig
+from harness.config.load import load_paper
+from harness.evaluation.evaluate import evaluate
 from harness.grader import is_correct
-from harness.schema import EvalConfig, WordProblemSpec
-from harness.toy.tasks import write_rows
-from harness.toy.word_problems import make_splits
+from harness.world.splits import write_rows
+from harness.world.word_problems import WordProblemSpec, make_splits
+from tests.conftest import run_stage
 
 SPEC = WordProblemSpec(n_train=16, n_pool=16, n_test=8, n_pretrain=0)
 
@@ -29,7 +30,7 @@ def test_chat_prompts_are_user_turns_awaiting_the_reply(smollm2):
     import datasets
     from transformers import AutoTokenizer
 
-    from harness.data import chat_prompts
+    from harness.stages.data import chat_prompts
 
     tok = AutoTokenizer.from_pretrained(str(smollm2))
     rows = datasets.Dataset.from_list([{"prompt": "Ava has 3 figs. How many figs does Ava have now?", "answer": "3"}])
@@ -43,7 +44,7 @@ def test_chat_prompts_refuse_a_model_without_a_template(world):
     import datasets
     from transformers import AutoTokenizer
 
-    from harness.data import chat_prompts
+    from harness.stages.data import chat_prompts
 
     root, _ = world
     with pytest.raises(ValueError, match="apply_chat_template: .* has no chat template"):
@@ -56,8 +57,6 @@ def test_grpo_stage_then_word_problem_eval_on_the_real_model(smollm2, word_data,
 
     from transformers import AutoTokenizer
 
-    from harness.train import train_stage
-
     rp = load_paper("ttrl-majority-vote", "small-real")
     assert rp.dataset.source == "toy-word-problems" and rp.eval.apply_chat_template
     stage = rp.variants["gold_grpo"].stages[0]
@@ -65,7 +64,7 @@ def test_grpo_stage_then_word_problem_eval_on_the_real_model(smollm2, word_data,
     small = {"max_steps": 2, "per_device_train_batch_size": 4, "num_generations": 2, "max_completion_length": 12,
              "save_steps": 1, "logging_steps": 1}  # fmt: skip
     stage = dataclasses.replace(stage, args=stage.args | small)
-    summary = train_stage(stage, str(smollm2), rp.dataset, word_data, 0, tmp_path / "stage0", "fp")
+    summary = run_stage(stage, str(smollm2), rp.dataset, word_data, 0, tmp_path / "stage0", "fp")
     assert summary["global_step"] == 2
     logged = [h for h in summary["log_history"] if "reward" in h]
     assert len(logged) == 2 and all(0.0 <= h["reward"] <= 1.0 for h in logged)
@@ -76,11 +75,11 @@ def test_grpo_stage_then_word_problem_eval_on_the_real_model(smollm2, word_data,
     cfg = EvalConfig(**(vars(rp.eval) | {"limit": 4, "max_new_tokens": 24, "batch_size": 4}))
     result = evaluate(str(model), cfg, 0, tmp_path / "eval", str(word_data))
     m = result["metrics"]["toy_word_problems"]
-    assert m["n_questions"] == 4 and m["n_samples"] == 1
+    assert m["questions"] == 4 and m["samples_per_question"] == 1
     template = AutoTokenizer.from_pretrained(str(model)).chat_template
     import hashlib
 
-    assert result["fingerprint"]["chat_template_sha"] == hashlib.sha256(template.encode()).hexdigest()[:16]
+    assert result["protocol"]["chat_template_sha"] == hashlib.sha256(template.encode()).hexdigest()[:16]
     samples = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
     tests = {i: r for i, r in enumerate(make_splits(SPEC)["test"])}
     correct = []
@@ -94,22 +93,22 @@ def test_grpo_stage_then_word_problem_eval_on_the_real_model(smollm2, word_data,
 
 @pytest.mark.slow
 def test_sft_stage_with_chat_prompts_on_the_real_model(smollm2, word_data, tmp_path, monkeypatch):
-    from harness import train
-    from harness.schema import Stage
+    from harness.config.schema import Stage
+    from harness.stages import sft
 
     rp = load_paper("ttrl-majority-vote", "small-real")
     seen = []
 
-    def build_and_record(stage, model_path, rows, seed, ckpt_dir, upstream=None):
+    def build_and_record(job, rows, ckpt_dir):
         seen.extend(rows)
-        return real_build(stage, model_path, rows, seed, ckpt_dir, upstream)
+        return real_build(job, rows, ckpt_dir)
 
-    real_build = train.build_trainer
-    monkeypatch.setattr(train, "build_trainer", build_and_record)
+    real_build = sft.build_trainer
+    monkeypatch.setattr(sft, "build_trainer", build_and_record)
     args = {"learning_rate": 1e-5, "max_steps": 2, "per_device_train_batch_size": 2, "apply_chat_template": True,
             "save_steps": 2, "logging_steps": 1}  # fmt: skip
     stage = Stage(kind="sft", data="train", rewards=[], args=args)
-    summary = train.train_stage(stage, str(smollm2), rp.dataset, word_data, 0, tmp_path / "sft", "fp")
+    summary = run_stage(stage, str(smollm2), rp.dataset, word_data, 0, tmp_path / "sft", "fp")
     assert summary["global_step"] == 2
     losses = [h["loss"] for h in summary["log_history"] if "loss" in h]
     assert len(losses) == 2 and all(0 < x < 20 for x in losses)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from harness.config import ConfigError, load_paper
-from harness.plan import Plan, stage_dir
+from harness.config.errors import ConfigError
+from harness.config.load import load_paper
+from harness.layout import stage_dir
+from harness.plan import Plan
 from tests.conftest import write_bundle
 
 GEN = {"kind": "generate", "rewards": [{"name": "exact_match"}]}
@@ -97,7 +99,7 @@ def test_a_stage_dataset_replaces_the_scales_for_that_stage_only(tmp_path):
         ({"stages": [GEN, RM, GRPO | {"data": "pool", "rewards": [{"name": "worst_group_reward"}]}]},
          "variants.v.stages.2.rewards.0.name", "reads a mixture"),
         ({"stages": [GEN, RM | {"args": {"num_groups": 2}}, GRPO | {"data": "pool", "rewards": [{"name": "learned_reward"}]}]},
-         "variants.v.stages.2.rewards.0.name", "reads one model"),
+         "variants.v.stages.2.rewards.0.name", "reads one reward model"),
         ({"stages": [GEN, RM | {"args": {"num_groups": 0}}]}, "variants.v.stages.1.args.num_groups", ">= 1"),
         ({"stages": [GEN, RM | {"args": {"num_groupz": 2}}]}, "variants.v.stages.1.args.num_groupz", "num_groupz"),
         ({"stages": [GRPO | {"rewards": [{"name": "length", "args": {"max_char": 4}}]}]},

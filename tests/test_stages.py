@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from harness import train
-from harness.config import RewardSpec, Stage
+from harness.config.schema import Stage
+from harness.config.stage import ObjectiveConfig, PieceSpec, RewardSpec
 from harness.grader import is_correct
-from harness.schema import ObjectiveConfig, PieceSpec
-from harness.toy.tasks import read_split
+from harness.world.splits import read_split
+from tests.conftest import build_trainer, run_stage
 from tests.test_grpo import rows, train_once
 from tests.test_grpo import stage as grpo
 
@@ -25,7 +25,7 @@ def generate(world, out, **args) -> dict:
     a = dict(num_samples=4, temperature=1.0, max_new_tokens=4, max_prompts=24, batch_size=8,
              apply_chat_template=False, generation_engine="hf") | args  # fmt: skip
     st = Stage(kind="generate", data="train", rewards=JUDGE, args=a)
-    return train.train_stage(st, str(root / "model"), dataset, root / "data", 0, out, "fp")
+    return run_stage(st, str(root / "model"), dataset, root / "data", 0, out, "fp")
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +65,7 @@ def dpo_stage(preference_loss=None, **args) -> Stage:
 def test_dpo_stage_trains_on_the_generated_pairs(world, pairs, tmp_path, loss):
     root, dataset = world
     st = dpo_stage(PieceSpec(name=loss) if loss else None)
-    summary = train.train_stage(
-        st, str(root / "model"), dataset, None, 0, tmp_path, "fp", upstream={"pairs": str(pairs[0])}
-    )
+    summary = run_stage(st, str(root / "model"), dataset, None, 0, tmp_path, "fp", upstream={"pairs": str(pairs[0])})
     assert summary["kind"] == "dpo" and summary["global_step"] == 2
     logged = [h for h in summary["log_history"] if "loss" in h]
     assert logged and all(torch.isfinite(torch.tensor(h["loss"])) for h in logged)
@@ -88,7 +86,7 @@ def test_registered_loss_sees_the_sequence_logprobs_of_chosen_and_rejected(world
     root, _ = world
     st = dpo_stage(PieceSpec(name="contrastive_preference", args={"alpha": 0.5}))
     tok = AutoTokenizer.from_pretrained(root / "model")
-    trainer = train.build_trainer(st, str(root / "model"), None, 0, tmp_path, {"pairs": str(pairs[0])})
+    trainer = build_trainer(st, str(root / "model"), None, 0, tmp_path, {"pairs": str(pairs[0])})
     rows = trainer.train_dataset
     n = min(4, len(rows))
     batch = trainer.data_collator([rows[i] for i in range(n)])
@@ -113,7 +111,7 @@ def reward_model(world, pairs, tmp_path_factory):
     root, dataset = world
     out = tmp_path_factory.mktemp("rm")
     st = Stage(kind="reward_model", data="generated", rewards=[], args=TINY | {"learning_rate": 1e-3})
-    summary = train.train_stage(st, str(root / "model"), dataset, None, 0, out, "fp", upstream={"pairs": str(pairs[0])})
+    summary = run_stage(st, str(root / "model"), dataset, None, 0, out, "fp", upstream={"pairs": str(pairs[0])})
     return out / "model", summary
 
 
@@ -140,7 +138,7 @@ def grpo_on_scorer(world, reward: str, scorer, tmp_path, data: str = "train") ->
     root, dataset = world
     st = grpo(rewards=(reward,))
     st.data = data
-    summary = train.train_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path, "fp",
+    summary = run_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path, "fp",
                                 upstream={"reward_model": str(scorer)})  # fmt: skip
     return summary["log_history"]
 
@@ -184,7 +182,7 @@ def test_expert_mix_that_always_switches_trains_on_the_gold_answers(world, tmp_p
 
     always = ObjectiveConfig(expert=PieceSpec(name="accuracy_switch", args={"threshold": 2.0}))
     st = grpo(always, max_steps=3, learning_rate=0.2)
-    trainer = train.build_trainer(st, str(root / "model"), rows(root), 0, tmp_path)
+    trainer = build_trainer(st, str(root / "model"), rows(root), 0, tmp_path)
     trainer.train()
     assert all(h["expert/sft_weight"] == 1.0 for h in trainer.state.log_history if "expert/sft_weight" in h)
     with torch.no_grad():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.evaluate import TASKS_DIR, own_tasks
+from harness.evaluation.evaluate import TASKS_DIR, own_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tasks"
@@ -93,7 +93,9 @@ def test_suite_task_names_resolve(suite, stock_tasks):
     tasks = yaml.safe_load(suite.read_text()).get("tasks") or []
     known = own_tasks() | stock_tasks
     unknown = [t for t in tasks if t not in known]
-    assert not unknown, f"configs/eval/{suite.name}: tasks {unknown} are neither ours (harness/tasks) nor stock lm-eval"
+    assert not unknown, (
+        f"configs/eval/{suite.name}: tasks {unknown} are neither ours (harness/evaluation/tasks) nor stock lm-eval"
+    )
 
 
 def test_own_tasks_do_not_shadow_stock_ones(stock_tasks):

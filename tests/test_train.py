@@ -9,8 +9,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from harness import train
-from harness.config import RewardSpec, Stage
+from harness.config.schema import Stage
+from harness.config.stage import RewardSpec
+from harness.stages import plumbing
+from tests.conftest import run_stage
 
 
 def grpo_stage(max_steps: int) -> Stage:
@@ -31,13 +33,13 @@ def test_killed_stage_resumes_from_last_checkpoint(world, tmp_path, monkeypatch)
             if state.global_step == 3:
                 raise Crash("simulated kill after step 3")
 
-    monkeypatch.setattr(train, "_progress_callback", CrashAfterStep3)
+    monkeypatch.setattr(plumbing, "_progress_callback", CrashAfterStep3)
     with pytest.raises(Crash):
-        train.train_stage(grpo_stage(6), str(root / "model"), dataset, root / "data", 0, tmp_path, "fp")
+        run_stage(grpo_stage(6), str(root / "model"), dataset, root / "data", 0, tmp_path, "fp")
     assert (tmp_path / "checkpoints/checkpoint-2").is_dir() and not (tmp_path / "train.json").exists()
 
     monkeypatch.undo()
-    summary = train.train_stage(grpo_stage(6), str(root / "model"), dataset, root / "data", 0, tmp_path, "fp")
+    summary = run_stage(grpo_stage(6), str(root / "model"), dataset, root / "data", 0, tmp_path, "fp")
     assert summary["resumed_from"].endswith("checkpoint-2")
     assert summary["global_step"] == 6
     steps = [e["step"] for e in json.loads((tmp_path / "train.json").read_text())["log_history"] if "reward" in e]
@@ -45,7 +47,7 @@ def test_killed_stage_resumes_from_last_checkpoint(world, tmp_path, monkeypatch)
 
     # The resumed run ends with the same weights as an uninterrupted one (RNG state is checkpointed too).
     straight = tmp_path.parent / (tmp_path.name + "-straight")
-    train.train_stage(grpo_stage(6), str(root / "model"), dataset, root / "data", 0, straight, "fp")
+    run_stage(grpo_stage(6), str(root / "model"), dataset, root / "data", 0, straight, "fp")
     resumed, uninterrupted = (load_file(str(d / "model" / "model.safetensors")) for d in (tmp_path, straight))
     assert resumed.keys() == uninterrupted.keys()
     for name in resumed:
@@ -54,6 +56,6 @@ def test_killed_stage_resumes_from_last_checkpoint(world, tmp_path, monkeypatch)
 
 def test_changed_config_discards_old_checkpoints(world, tmp_path):
     root, dataset = world
-    train.train_stage(grpo_stage(2), str(root / "model"), dataset, root / "data", 0, tmp_path, "fp-old")
-    summary = train.train_stage(grpo_stage(2), str(root / "model"), dataset, root / "data", 0, tmp_path, "fp-new")
+    run_stage(grpo_stage(2), str(root / "model"), dataset, root / "data", 0, tmp_path, "fp-old")
+    summary = run_stage(grpo_stage(2), str(root / "model"), dataset, root / "data", 0, tmp_path, "fp-new")
     assert summary["resumed_from"] is None

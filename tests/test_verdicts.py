@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import ReportedResult
-from harness.report import aggregate
-from harness.verdicts import check_reported, one_line
+from harness.config.schema import ReportedResult
+from harness.reporting.leaderboard import aggregate
+from harness.reporting.verdicts import check_reported, one_line
 
 
 def reported(**kw) -> ReportedResult:

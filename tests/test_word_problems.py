@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.checks import ConfigError, check_dataset
+from harness.config.checks import check_dataset
+from harness.config.components import DatasetConfig
+from harness.config.errors import ConfigError
 from harness.grader import extract_answer, is_correct
-from harness.schema import DatasetConfig, WordProblemSpec
-from harness.toy import word_problems as wp
+from harness.world import word_problems as wp
+from harness.world.word_problems import WordProblemSpec
 
 SPEC = WordProblemSpec(min_steps=1, max_steps=3, max_value=15, max_factor=4, max_result=60,
                        operators=["+", "-", "*", "/"], n_train=150, n_pool=150, n_test=100, n_pretrain=50)  # fmt: skip
@@ -105,10 +107,3 @@ def test_unknown_source_and_too_many_problems_are_refused(monkeypatch):
     tiny = WordProblemSpec(max_value=2, max_steps=1, operators=["-"], n_test=50, n_train=0, n_pool=0, n_pretrain=0)
     with pytest.raises(ValueError, match="could not draw 50 distinct test problems"):
         wp.make_splits(tiny)
-
-
-def test_docstring_examples():
-    import doctest
-
-    result = doctest.testmod(wp)
-    assert result.failed == 0 and result.attempted > 0

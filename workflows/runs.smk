@@ -7,25 +7,21 @@ def _run(w):
     return PLAN.run(w.paper, w.variant, w.seed)
 
 
-def _needs(key, train):
-    """A Snakemake resource function: what the job asks of the cluster (harness.plan.Plan.resources)."""
-    return lambda w: PLAN.resources(_run(w), int(w.stage) if train else None)[key]
+# What each heavy job asks of the cluster (harness.plan.Plan.resources): numbers where all jobs agree.
+TRAIN_NEEDS = PLAN.rule_resources(train=True)
+EVAL_NEEDS = PLAN.rule_resources(train=False)
 
 
 rule train_stage:
     input:
-        lambda w: PLAN.stage_inputs(_run(w), int(w.stage)),
+        per_job(lambda w: PLAN.stage_inputs(_run(w), int(w.stage))),
     output:
         RUN + "/stage{stage}/train.json",
     params:
-        fingerprint=lambda w: PLAN.stage_fingerprint(_run(w), int(w.stage)),
+        fingerprint=per_job(lambda w: PLAN.stage_fingerprint(_run(w), int(w.stage))),
     threads: 1
     resources:
-        nodes=_needs("nodes", True),
-        gpus=_needs("gpus", True),
-        cpus_per_task=_needs("cpus_per_task", True),
-        mem_mb=_needs("mem_mb", True),
-        runtime=_needs("runtime", True),
+        **TRAIN_NEEDS,
     log:
         RUN + "/stage{stage}/train.log",
     shell:
@@ -34,18 +30,14 @@ rule train_stage:
 
 rule evaluate_run:
     input:
-        lambda w: PLAN.eval_inputs(_run(w)),
+        per_job(lambda w: PLAN.eval_inputs(_run(w))),
     output:
         RUN + "/eval/metrics.json",
     params:
-        fingerprint=lambda w: PLAN.eval_fingerprint(_run(w)),
+        fingerprint=per_job(lambda w: PLAN.eval_fingerprint(_run(w))),
     threads: 1
     resources:
-        nodes=_needs("nodes", False),
-        gpus=_needs("gpus", False),
-        cpus_per_task=_needs("cpus_per_task", False),
-        mem_mb=_needs("mem_mb", False),
-        runtime=_needs("runtime", False),
+        **EVAL_NEEDS,
     log:
         RUN + "/eval/eval.log",
     shell:
@@ -54,18 +46,14 @@ rule evaluate_run:
 
 rule evaluate_checkpoint:
     input:
-        lambda w: PLAN.checkpoint_eval_inputs(_run(w), int(w.stage)),
+        per_job(lambda w: PLAN.checkpoint_eval_inputs(_run(w), int(w.stage))),
     output:
         RUN + "/stage{stage}/evals/step{step}/metrics.json",
     params:
-        fingerprint=lambda w: PLAN.checkpoint_eval_fingerprint(_run(w), int(w.stage), int(w.step)),
+        fingerprint=per_job(lambda w: PLAN.checkpoint_eval_fingerprint(_run(w), int(w.stage), int(w.step))),
     threads: 1
     resources:
-        nodes=_needs("nodes", False),
-        gpus=_needs("gpus", False),
-        cpus_per_task=_needs("cpus_per_task", False),
-        mem_mb=_needs("mem_mb", False),
-        runtime=_needs("runtime", False),
+        **EVAL_NEEDS,
     log:
         RUN + "/stage{stage}/evals/step{step}/eval.log",
     shell:
@@ -74,11 +62,11 @@ rule evaluate_checkpoint:
 
 rule track_run:
     input:
-        lambda w: PLAN.track_inputs(_run(w)),
+        per_job(lambda w: PLAN.track_inputs(_run(w))),
     output:
         RUN + "/tracked.json",
     params:
-        fingerprint=lambda w: PLAN.track_fingerprint(_run(w)),
+        fingerprint=per_job(lambda w: PLAN.track_fingerprint(_run(w))),
     log:
         RUN + "/track.log",
     shell:
@@ -87,11 +75,11 @@ rule track_run:
 
 rule summarize_paper:
     input:
-        lambda w: PLAN.summary_inputs(w.paper),
+        per_job(lambda w: PLAN.summary_inputs(w.paper)),
     output:
         "results/runs/{paper}/{scale}/leaderboard.json",
     params:
-        fingerprint=lambda w: PLAN.summary_fingerprint(w.paper),
+        fingerprint=per_job(lambda w: PLAN.summary_fingerprint(w.paper)),
     log:
         "results/runs/{paper}/{scale}/summarize.log",
     shell:

@@ -7,7 +7,7 @@ rule build_dataset:
         expand("results/world/data/{{dataset}}/{split}.jsonl", split=("pretrain", "train", "pool", "test")),
         "results/world/tokenizers/{dataset}/tokenizer.json",
     params:
-        fingerprint=lambda w: PLAN.dataset_fingerprint(w.dataset),
+        fingerprint=per_job(lambda w: PLAN.dataset_fingerprint(w.dataset)),
     log:
         "results/world/logs/data-{dataset}.log",
     shell:
@@ -16,12 +16,11 @@ rule build_dataset:
 
 rule pretrain_model:
     input:
-        lambda w: [f"results/world/data/{PLAN.toy_models()[w.model].dataset}/pretrain.jsonl",
-                   f"results/world/tokenizers/{PLAN.toy_models()[w.model].dataset}/tokenizer.json"],
+        per_job(lambda w: PLAN.pretrain_inputs(w.model)),
     output:
         "results/world/models/{model}/pretrain.json",
     params:
-        fingerprint=lambda w: PLAN.model_fingerprint(w.model),
+        fingerprint=per_job(lambda w: PLAN.model_fingerprint(w.model)),
     threads: 1
     log:
         "results/world/logs/model-{model}.log",
@@ -33,7 +32,7 @@ rule convert_model:
     output:
         "results/world/models/{model}/source.json",
     params:
-        source=lambda w: f"{PLAN.packaged_models()[w.model].package}/{PLAN.packaged_models()[w.model].file}",
+        source=per_job(lambda w: f"{PLAN.packaged_models()[w.model].package}/{PLAN.packaged_models()[w.model].file}"),
     log:
         "results/world/logs/convert-{model}.log",
     shell:

@@ -3,7 +3,7 @@
     rewards (harness/rewards/)  ->  advantage estimator  ->  policy loss (per token)  ->  aggregation
                                                               + auxiliary terms (per token, same aggregation)
 
-Each piece is a small pure function on tensors, registered here by name; harness/grpo.py composes
+Each piece is a small pure function on tensors, registered here by name; harness/stages/trainers/grpo.py composes
 them inside one TRL GRPOTrainer subclass. torch is imported on first use, so configs can be
 checked against these registries without it.
 """

@@ -38,17 +38,17 @@ class RewardFactory:
     stateful: bool = False
     """Remembers earlier visits of each `id`; the trainer checkpoints `fn.state_dict()` and restores it
     with `fn.load_state_dict(d)` on resume."""
-    needs_trained_model: bool = False
-    """Scores with a model trained by an earlier reward_model stage: the harness passes its directory as
-    the factory's `model` argument."""
-    trained_by: str = "reward_model"
-    """With needs_trained_model: the stage kind whose model it reads (reward_model or process_reward_model)."""
-    needs_mixture: bool = False
-    """With needs_trained_model: reads a mixture (a reward_model stage with num_groups >= 2), not one model."""
+    reads_scorer: str | None = None
+    """Scores with a model an earlier stage trained, of this sort (harness.layout.SCORERS: sequence, mixture,
+    steps): the harness passes that stage's model folder as the factory's `model` argument."""
     signature: inspect.Signature | None = None
     """The factory's own parameters, for checking a config's `args` before anything runs."""
     validate: Callable[..., object] | None = None
     """Cheap check of the arguments at config time (raises ValueError), for arguments with inner structure."""
+
+    @property
+    def needs_trained_model(self) -> bool:
+        return self.reads_scorer is not None
 
     @property
     def per_sample(self) -> bool:
@@ -79,10 +79,8 @@ def register_reward(
     partial_labels: bool = False,
     needs_policy: bool = False,
     stateful: bool = False,
-    needs_trained_model: bool = False,
-    needs_mixture: bool = False,
+    reads_scorer: str | None = None,
     validate: Callable[..., object] | None = None,
-    trained_by: str = "reward_model",
 ):
     """Register a reward factory under `name`; the built function is named after it for logs."""
 
@@ -93,8 +91,8 @@ def register_reward(
             return fn
 
         factory = RewardFactory(
-            named_build, needs_labels, group_aware, partial_labels, needs_policy, stateful, needs_trained_model,
-            trained_by, needs_mixture, inspect.signature(build), validate,
+            named_build, needs_labels, group_aware, partial_labels, needs_policy, stateful, reads_scorer,
+            inspect.signature(build), validate,
         )  # fmt: skip
         REWARDS.register(name)(factory)
         return build

@@ -10,6 +10,7 @@ import difflib
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 
+from harness import device
 from harness.grader import extract_answer, majority_answer
 from harness.rewards import RewardFn, register_reward
 
@@ -114,11 +115,11 @@ class _Embedder:
         import torch
 
         self._load()
-        device = next(self.model.parameters()).device
+        on = next(self.model.parameters()).device
         out = []
         with torch.no_grad():
             for k in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(texts[k : k + self.batch_size], return_tensors="pt", padding=True).to(device)
+                enc = self.tokenizer(texts[k : k + self.batch_size], return_tensors="pt", padding=True).to(on)
                 hidden = self.model(**enc).last_hidden_state.float()  # (B, T, H)
                 mask = enc["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
                 out.append((hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0))  # (B, H)
@@ -137,7 +138,7 @@ class _Embedder:
                 raise ValueError(f"novelty: tokenizer of {self.name!r} has neither a pad nor an eos token")
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModel.from_pretrained(self.name).eval()
-        if torch.cuda.is_available():
+        if device.cuda():
             self.model.to(torch.device("cuda", torch.cuda.current_device()))
 
 

@@ -6,6 +6,8 @@ tokenized the pairs it trained on, so training and scoring see the same sequence
 
 from __future__ import annotations
 
+from harness import device
+from harness.layout import MIXTURE_FILE
 from harness.rewards import register_reward
 
 
@@ -20,7 +22,7 @@ class LearnedReward:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        cuda = torch.cuda.is_available()  # at paper scale the scorer shares the policy's GPU
+        cuda = device.cuda()  # at paper scale the scorer shares the policy's GPU
         self._tokenizer = AutoTokenizer.from_pretrained(self.path)
         model = AutoModelForSequenceClassification.from_pretrained(self.path, dtype=torch.bfloat16 if cuda else None)
         self._model = model.to("cuda" if cuda else "cpu").eval()
@@ -40,14 +42,14 @@ class LearnedReward:
         return scores
 
 
-@register_reward("learned_reward", needs_labels=False, needs_trained_model=True)
+@register_reward("learned_reward", needs_labels=False, reads_scorer="sequence")
 def learned_reward(model: str) -> LearnedReward:
     """The scalar score of the latest reward_model stage's model (`model` is filled in by the harness)."""
     return LearnedReward(model)
 
 
 class WorstGroupReward:
-    """The mixture of a reward_model stage with num_groups (harness/reward_mixture.py), scored egalitarian-style;
+    """The mixture of a reward_model stage with num_groups (harness/stages/reward_mixture.py), scored egalitarian-style;
     loaded on first use."""
 
     def __init__(self, model: str) -> None:
@@ -57,8 +59,6 @@ class WorstGroupReward:
     def _load(self) -> None:
         import json
         from pathlib import Path
-
-        from harness.reward_mixture import MIXTURE_FILE
 
         file = Path(self.path) / MIXTURE_FILE
         if not file.is_file():
@@ -100,9 +100,7 @@ def worst_group(z: list[list[float]]) -> int:
     return min(range(len(z)), key=lambda k: (means[k], k))
 
 
-@register_reward(
-    "worst_group_reward", needs_labels=False, group_aware=True, needs_trained_model=True, needs_mixture=True
-)
+@register_reward("worst_group_reward", needs_labels=False, group_aware=True, reads_scorer="mixture")
 def worst_group_reward(model: str) -> WorstGroupReward:
     """MaxMin-RLHF's egalitarian reward: with z_k(x, y) = (r_k(x, y) - mu_k) / sigma_k, the standardized score
     of group k's reward model, the whole batch is rewarded by k* = argmin_k mean_batch z_k, the group the

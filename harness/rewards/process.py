@@ -1,12 +1,15 @@
-"""A reward read from a process reward model trained by an earlier `process_reward_model` stage (Easy-to-Hard).
+"""A reward read from a process reward model an earlier stage trained (Easy-to-Hard).
 
 The completion is cut into steps and encoded exactly as the stage encoded its training examples
-(harness/process_reward.py); the score aggregates p(step right) over the steps.
+(harness/rewards/steps.py); the score aggregates p(step right) over the steps.
 """
 
 from __future__ import annotations
 
+from harness import device
+from harness.layout import STEP_SCORER_FILE
 from harness.rewards import register_reward
+from harness.rewards.steps import encode, split_steps
 
 AGGREGATES = ("min", "product", "mean", "last")
 
@@ -49,16 +52,14 @@ class ProcessReward:
         import torch
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-        self.separator = json.loads((Path(self.path) / "prm.json").read_text())["step_separator"]  # the stage's own
-        cuda = torch.cuda.is_available()
+        self.separator = json.loads((Path(self.path) / STEP_SCORER_FILE).read_text())["step_separator"]  # the stage's
+        cuda = device.cuda()
         self._tokenizer = AutoTokenizer.from_pretrained(self.path)
         m = AutoModelForTokenClassification.from_pretrained(self.path, dtype=torch.bfloat16 if cuda else None)
         self._model = m.to("cuda" if cuda else "cpu").eval()
 
     def step_probs(self, completions: list[str], prompts: list[str]) -> list[list[float]]:
         import torch
-
-        from harness.process_reward import encode, split_steps
 
         if self._model is None:
             self._load()
@@ -82,8 +83,7 @@ class ProcessReward:
         return [aggregate_steps(p, self.how) for p in self.step_probs(completions, prompts)]
 
 
-@register_reward("process_reward", needs_labels=False, needs_trained_model=True, trained_by="process_reward_model",
-                 validate=_check)  # fmt: skip
+@register_reward("process_reward", needs_labels=False, reads_scorer="steps", validate=_check)
 def process_reward(model: str, aggregate: str = "min") -> ProcessReward:
     """r(x, y) = agg_t p(step t of y right | x, steps < t) under the latest process_reward_model stage's model
     (`aggregate`: min | product | mean | last; a completion with no step scores 0)."""

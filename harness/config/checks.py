@@ -1,0 +1,273 @@
+"""Checks of configuration beyond types: names, ranges and combinations, each refusal a `ConfigError`
+naming the file and the full key. harness/config/load.py calls them while loading. Registries are read
+(stage kinds, rewards, objective pieces, extractors, dataset generators), never the torch code behind them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from harness import algorithms as alg
+from harness.config.components import MODEL_SOURCES, DatasetConfig, EvalConfig, ModelConfig
+from harness.config.errors import ConfigError, Invalid
+from harness.config.schema import PaperConfig
+from harness.config.stage import GENERATED, SPLITS, DataArgs, ObjectiveConfig, StageConfig, data_args_problem
+from harness.device import ENGINES
+from harness.grader import EXTRACTORS
+from harness.layout import SCORERS
+from harness.rewards import REWARDS
+from harness.stages import STAGES, kinds, making_scorer
+from harness.stages.kind import DATA
+from harness.world.generators import GENERATORS
+
+
+def check_model(model: ModelConfig, file: Path) -> None:
+    """A model config names a known source and the fields that source needs."""
+    if model.source not in MODEL_SOURCES:
+        raise ConfigError(file, "source", f"unknown source {model.source!r} (known: {', '.join(MODEL_SOURCES)})")
+    needed = {"hub": ("hub_id",), "package": ("package", "file"), "toy": ("dataset",)}[model.source]
+    for name in needed:
+        if not getattr(model, name):
+            raise ConfigError(file, name, f"a {model.source} model needs {name}")
+
+
+def check_dataset(dataset: DatasetConfig, file: Path) -> None:
+    """A dataset config names a known source; a generated one has a spec its generator accepts."""
+    known = (*GENERATORS.names(), "hub")
+    if dataset.source not in known:
+        raise ConfigError(file, "source", f"unknown source {dataset.source!r} (known: {', '.join(known)})")
+    if dataset.source == "hub" and not dataset.hub_path:
+        raise ConfigError(file, "hub_path", "a hub dataset needs hub_path")
+    if dataset.generated:
+        generator = GENERATORS.get(dataset.source)
+        try:
+            generator.check(getattr(dataset, generator.spec_field))
+        except ValueError as e:
+            message = str(e).removeprefix(f"{generator.spec_field}: ")
+            raise ConfigError(file, generator.spec_field, message) from None
+
+
+def check_stage(st: StageConfig, file: Path, key: str) -> None:
+    """A stage's kind, data, rewards, data_args, objective and preference loss, before its args are merged."""
+    if st.kind not in STAGES:
+        raise ConfigError(file, f"{key}.kind", f"unknown stage kind {st.kind!r} (known: {', '.join(STAGES.names())})")
+    kind = STAGES.get(st.kind)
+    if kind.reads_generated and st.data != GENERATED:
+        raise ConfigError(
+            file, f"{key}.data", f"a {st.kind} stage trains on {kind.reads}: data: {GENERATED}, not {st.data!r}"
+        )
+    if not kind.reads_generated and st.data not in SPLITS:
+        known = ", ".join(SPLITS)
+        if st.data == GENERATED:
+            known += f" ({GENERATED}: {', '.join(n for n, k in STAGES.items() if k.reads_generated)} stages)"
+        raise ConfigError(file, f"{key}.data", f"unknown split {st.data!r} (known: {known})")
+    if kind.rewards == "required" and not st.rewards:
+        raise ConfigError(file, f"{key}.rewards", f"a {st.kind} stage needs at least one {kind.rewards_role}")
+    if kind.rewards == "none" and st.rewards:
+        why = " (its data are labeled)" if kind.reads_generated else ""
+        raise ConfigError(file, f"{key}.rewards", f"a {st.kind} stage takes no rewards{why}")
+    for j, r in enumerate(st.rewards):
+        if r.name not in REWARDS:
+            raise ConfigError(file, f"{key}.rewards.{j}.name", REWARDS.unknown_message(r.name))
+        factory = REWARDS.get(r.name)
+        check_reward_args(factory, r.args, file, f"{key}.rewards.{j}.args")
+        if st.data == "pool" and factory.needs_labels:
+            raise ConfigError(
+                file, f"{key}.rewards.{j}.name", f"reward {r.name!r} needs gold labels; split 'pool' has none"
+            )
+        if st.data == "mixture" and factory.needs_labels and not factory.partial_labels:
+            raise ConfigError(
+                file,
+                f"{key}.rewards.{j}.name",
+                f"reward {r.name!r} needs a label on every row; 'mixture' has unlabeled rows",
+            )
+    if not kind.reads_generated:
+        problem = data_args_problem(st.data, st.data_args)
+        if problem:
+            raise ConfigError(file, f"{key}.data_args.{problem[0]}", problem[1])
+    elif st.data_args != DataArgs():
+        raise ConfigError(file, f"{key}.data_args", f"a {st.kind} stage reads its data as written; no data_args")
+    if kind.objective:
+        _check_objective(st.objective, file, f"{key}.objective")
+    elif st.objective != ObjectiveConfig():
+        raise ConfigError(
+            file, f"{key}.objective", f"only {_kinds_taking('objective')} stages take an objective, not {st.kind!r}"
+        )
+    if st.preference_loss is not None:
+        if not kind.preference_loss:
+            raise ConfigError(file, f"{key}.preference_loss",
+                              f"only {_kinds_taking('preference_loss')} stages take a preference_loss, not {st.kind!r}")  # fmt: skip
+        _check_piece(
+            alg.PREFERENCE_LOSSES, st.preference_loss.name, st.preference_loss.args, file, f"{key}.preference_loss"
+        )
+    if kind.labeled_rows and st.data != "train":
+        raise ConfigError(file, f"{key}.data", f"a {st.kind} stage needs labels on every row; {st.data!r} lacks them")
+
+
+def _kinds_taking(flag: str) -> str:
+    return " or ".join(kinds(**{flag: True}))
+
+
+def check_stage_args(kind: str, args: dict, file: Path, key: str) -> None:
+    """A stage's merged hyper-parameters, by its kind's own check."""
+    check = STAGES.get(kind).check_args
+    if check is not None:
+        try:
+            check(args)
+        except Invalid as e:
+            raise e.at(file, key) from None
+
+
+def check_reward_args(factory, given: dict, file: Path, key: str) -> None:
+    """A reward's `args` are its factory's parameters (`model` is the harness's), required ones present."""
+    if factory.signature is None:
+        return
+    params = {
+        n: p for n, p in factory.signature.parameters.items() if not (n == "model" and factory.needs_trained_model)
+    }
+    for name in given:
+        if name not in params:
+            raise ConfigError(file, f"{key}.{name}", f"unknown argument (known: {', '.join(params) or 'none'})")
+    for name, p in params.items():
+        if p.default is p.empty and name not in given:
+            raise ConfigError(file, f"{key}.{name}", "required argument missing")
+    if factory.validate is not None:
+        try:
+            factory.validate(**given)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(file, key, str(e)) from None
+
+
+def check_stage_order(stages: list, file: Path, keys: list[str]) -> None:
+    """What a stage takes from earlier stages exists: samples or pairs from a stage that makes them (and what
+    its kind checks of that stage), a trained scorer of the sort its rewards read; one scorer per stage.
+    `keys`: where each stage is written in the file."""
+    made_scorer: dict[str, tuple[str, str]] = {}  # scorer family (kinds that can make it) -> (kind, what it made)
+    source = None  # the latest stage that made samples
+    for i, st in enumerate(stages):
+        kind = STAGES.get(st.kind)
+        if st.data == GENERATED:
+            if source is None:
+                makers = " or ".join(kinds(makes=DATA))
+                raise ConfigError(file, f"{keys[i]}.data", f"data: {GENERATED} needs an earlier {makers} stage")
+            if kind.check_source is not None:
+                try:
+                    kind.check_source(st.args, source)
+                except Invalid as e:
+                    raise e.at(file, f"{keys[i]}.args") from None
+        scorers = [(j, r.name, REWARDS.get(r.name)) for j, r in enumerate(st.rewards)]
+        scorers = [(j, name, f) for j, name, f in scorers if f.needs_trained_model]
+        read_from: set[tuple[str, ...]] = set()
+        for j, name, f in scorers:
+            where, makers = f"{keys[i]}.rewards.{j}.name", making_scorer(f.reads_scorer)
+            read_from.add(makers)
+            if makers not in made_scorer:
+                raise ConfigError(file, where, f"reward {name!r} reads a model trained by an earlier "
+                                               f"{' or '.join(makers)} stage")  # fmt: skip
+            maker, made = made_scorer[makers]
+            if made != f.reads_scorer:
+                raise ConfigError(file, where, f"reward {name!r} reads {SCORERS[f.reads_scorer]}; the latest {maker} "
+                                               f"stage makes {SCORERS[made]}")  # fmt: skip
+        if len(read_from) > 1:
+            read = sorted(k for makers in read_from for k in makers)
+            raise ConfigError(file, f"{keys[i]}.rewards", f"rewards read models of {read} stages; one kind per stage")
+        made = kind.scorer(st.args)
+        if made is not None:
+            made_scorer[making_scorer(made)] = (st.kind, made)
+        if kind.makes == DATA:
+            source = st
+
+
+def check_eval(cfg: EvalConfig, file: Path) -> None:
+    """Engine, extractors and sampling settings of an eval suite (names checked without importing lm-eval)."""
+    if cfg.engine not in ENGINES:
+        raise ConfigError(file, "engine", f"unknown engine {cfg.engine!r} (known: {', '.join(ENGINES)})")
+    for key, name in [("answer_extractor", cfg.answer_extractor)] + [
+        (f"extractors.{t}", n) for t, n in cfg.extractors.items()
+    ]:
+        if name not in EXTRACTORS:
+            raise ConfigError(file, key, EXTRACTORS.unknown_message(name))
+    for task in cfg.extractors:
+        if task not in cfg.tasks:
+            raise ConfigError(file, f"extractors.{task}", f"not one of this suite's tasks ({', '.join(cfg.tasks)})")
+    for key in ("n_samples", "max_new_tokens", "batch_size", "tensor_parallel_size"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(file, key, f"must be >= 1, got {getattr(cfg, key)}")
+    _check_judges(cfg, file)
+    if cfg.n_samples > 1 and cfg.temperature == 0:
+        raise ConfigError(
+            file, "temperature", f"n_samples {cfg.n_samples} at temperature 0 gives {cfg.n_samples} identical answers"
+        )
+
+
+def _check_judges(cfg: EvalConfig, file: Path) -> None:
+    """Judges have distinct names and score each sample alone (per-sample rewards with valid arguments)."""
+    names = [j.name for j in cfg.judges or []]
+    for i, judge in enumerate(cfg.judges or []):
+        if judge.name in names[:i] or judge.name == "min":
+            raise ConfigError(
+                file, f"judges.{i}.name", f"judge name {judge.name!r} is taken (names: distinct, not 'min')"
+            )
+        if not judge.rewards:
+            raise ConfigError(file, f"judges.{i}.rewards", "a judge needs at least one reward")
+        for j, r in enumerate(judge.rewards):
+            if r.name not in REWARDS:
+                raise ConfigError(file, f"judges.{i}.rewards.{j}.name", REWARDS.unknown_message(r.name))
+            f = REWARDS.get(r.name)
+            if not f.per_sample:
+                raise ConfigError(file, f"judges.{i}.rewards.{j}.name",
+                                  f"reward {r.name!r} is not a per-sample reward; a judge scores each sample alone")  # fmt: skip
+            check_reward_args(f, r.args, file, f"judges.{i}.rewards.{j}.args")
+
+
+def _check_objective(o: ObjectiveConfig, file: Path, key: str) -> None:
+    """Every piece named in an objective is registered (harness/algorithms/), with valid arguments."""
+    _check_piece(alg.ADVANTAGES, o.advantage.name, o.advantage.args, file, f"{key}.advantage")
+    _check_piece(alg.POLICY_LOSSES, o.loss.name, o.loss.args, file, f"{key}.loss")
+    if o.aggregation not in alg.AGGREGATIONS:
+        raise ConfigError(file, f"{key}.aggregation", alg.AGGREGATIONS.unknown_message(o.aggregation))
+    for i, a in enumerate(o.aux):
+        _check_piece(alg.AUX_TERMS, a.name, a.args, file, f"{key}.aux.{i}")
+    if o.expert is not None:
+        _check_piece(alg.EXPERT_MIXES, o.expert.name, o.expert.args, file, f"{key}.expert")
+    if not 0.0 < o.top_entropy_quantile <= 1.0:
+        raise ConfigError(file, f"{key}.top_entropy_quantile", f"must be in (0, 1], got {o.top_entropy_quantile}")
+
+
+SUPPLIED = ("step", "max_steps", "group_accuracy", "expert_logps")
+"""Keyword arguments the trainer passes to a piece itself (expert mixes), never set in a config."""
+
+
+def _check_piece(registry, name: str, given: dict, file: Path, key: str) -> None:
+    """A registered piece exists, and its `args` are its keyword-only parameters with the required ones present."""
+    if name not in registry:
+        raise ConfigError(file, f"{key}.name", registry.unknown_message(name))
+    params = {n: p for n, p in inspect.signature(registry.get(name)).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    for arg in given:
+        if arg not in params:
+            raise ConfigError(file, f"{key}.args.{arg}", f"unknown argument (known: {', '.join(params) or 'none'})")
+    for arg, p in params.items():
+        if p.default is p.empty and arg not in given and not arg.endswith("vocab_logps") and arg not in SUPPLIED:
+            raise ConfigError(file, f"{key}.args.{arg}", "required argument missing")
+
+
+def check_claims(paper: PaperConfig, file: Path, variants: set[str]) -> None:
+    for i, c in enumerate(paper.claims):
+        if c.op not in (">", ">=", "<", "<="):
+            raise ConfigError(file, f"claims.{i}.op", f"unknown operator {c.op!r} (known: > >= < <=)")
+        for side in ("lhs", "rhs"):
+            ref = getattr(c, side)
+            if ref not in variants and not _is_number(ref):
+                raise ConfigError(file, f"claims.{i}.{side}", f"no variant {ref!r}")
+    for i, r in enumerate(paper.reported):
+        if r.variant not in variants:
+            raise ConfigError(file, f"reported.{i}.variant", f"no variant {r.variant!r}")
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False

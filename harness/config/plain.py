@@ -1,0 +1,63 @@
+"""Resolved configs as plain data, and the fingerprint of such data.
+
+A job's fingerprint (harness.plan) hashes exactly the configuration the job reads; Snakemake keeps it as
+a param, so changing one value re-runs only the jobs whose fingerprint changed. Fields added to a schema
+after results existed are left out of that data while unset (the LATER_* lists), so adding a field never
+makes earlier results stale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.temporal_residual", "args.num_groups",
+                      "args.em_iterations")  # fmt: skip
+"""Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
+LATER_EVAL_FIELDS = ("judges",)
+"""The same for EvalConfig."""
+LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share")
+"""The same for DatasetConfig."""
+
+
+def to_plain(obj: Any) -> Any:
+    """A resolved config (a dataclass) as plain JSON-able data, for hashes, params and logs."""
+    return dataclasses.asdict(obj)
+
+
+def plain_stage(stage: Any) -> dict:
+    """A resolved stage as plain data for hashing, without the LATER_STAGE_FIELDS that are unset."""
+    return _drop_unset(to_plain(stage), LATER_STAGE_FIELDS)
+
+
+def plain_dataset(dataset: Any) -> dict:
+    """A dataset config as plain data for hashing, without the LATER_DATASET_FIELDS that are unset."""
+    return _drop_unset(to_plain(dataset), LATER_DATASET_FIELDS)
+
+
+def plain_eval(cfg: Any) -> dict:
+    """An eval suite as plain data for hashing, without the LATER_EVAL_FIELDS that are unset."""
+    return _drop_unset(to_plain(cfg), LATER_EVAL_FIELDS)
+
+
+def _drop_unset(out: dict, fields: tuple[str, ...]) -> dict:
+    for dotted in fields:
+        *parents, key = dotted.split(".")
+        holder = out
+        for p in parents:
+            holder = holder[p]
+        if holder.get(key) is None:
+            holder.pop(key, None)
+    return out
+
+
+def fingerprint(obj: Any) -> str:
+    """A short stable hash of JSON-able data.
+
+    >>> fingerprint({"b": 1, "a": [2.0, None]}) == fingerprint({"a": [2.0, None], "b": 1})
+    True
+    """
+    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

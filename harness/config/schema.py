@@ -1,0 +1,219 @@
+"""Typed schemas of a paper bundle (papers/<slug>/paper.yaml), a scale (configs/scales/), a cluster
+(configs/cluster/), and of a paper resolved at one scale.
+
+YAML is merged onto these dataclasses by harness/config/load.py, which refuses unknown keys and wrong
+types. Docstrings under fields are the reference for bundle authors. The schemas of a stage are in
+harness/config/stage.py, of models, datasets and eval suites in harness/config/components.py, of a stage
+kind's hyper-parameters in the kind's own module (harness/stages/).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.config.components import DatasetConfig, EvalConfig, ModelConfig
+from harness.config.stage import DataArgs, ObjectiveConfig, PieceSpec, RewardSpec, StageConfig
+from harness.config.typed import MISSING
+
+# ----------------------------------------------------------------------------- resources
+
+
+@dataclass
+class Resources:
+    """What one job needs from a cluster. Site settings (partition, account, ...) live in configs/cluster/."""
+
+    nodes: int = 1
+    gpus_per_node: int = 0
+    """One process per GPU (torch distributed set up from SLURM's environment); 0: one CPU process."""
+    cpus_per_task: int = 1
+    mem_gb: float = 4.0
+    time_min: int = 30
+    """Time limit; a job that reaches it checkpoints, is requeued and resumes."""
+
+
+@dataclass
+class JobResources:
+    train: Resources = field(default_factory=Resources)
+    evaluate: Resources = field(default_factory=Resources)
+
+
+@dataclass
+class ClusterConfig:
+    """Where heavy jobs run (configs/cluster/<name>.yaml): site settings, never in paper bundles."""
+
+    launcher: str = "local"
+    """`local`: in the Snakemake job's own process; `slurm`: submitted through submitit."""
+    partition: str | None = None
+    """None: the cluster's default partition."""
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    gpu_type: str | None = None
+    """Asked for as `--gres=gpu:<type>:<n>`; None: `--gres=gpu:<n>`."""
+    sbatch_extra: dict[str, Any] = field(default_factory=dict)
+    """Further sbatch options, e.g. {exclusive: true, reservation: my-res}."""
+    signal_delay_s: int = 90
+    """USR2 this long before the time limit: the job checkpoints and is requeued."""
+    max_requeues: int = 5
+    """Preemptions and time limits survived before the job counts as failed."""
+
+
+LAUNCHERS = ("local", "slurm")
+
+
+# ----------------------------------------------------------------------------- variants and scales
+
+
+@dataclass
+class RoundsConfig:
+    """Iterated stages (e.g. generate -> label -> train): `stages` repeated `count` times after the variant's own."""
+
+    count: int = 1
+    stages: list[StageConfig] = MISSING
+
+
+@dataclass
+class VariantConfig:
+    """A method (or baseline) compared in the paper. No stages: the base model is evaluated."""
+
+    description: str = ""
+    extends: str | None = None
+    """Another variant whose stages (and model) this one starts from."""
+    model: str | None = None
+    """A model (configs/models/) replacing the scale's default for this variant."""
+    scales: list[str] | None = None
+    """Scales this variant runs at (None: all the paper defines)."""
+    stages: list[StageConfig] | None = None
+    rounds: RoundsConfig | None = None
+    """Stages run `count` times after `stages`; each round starts from the policy the previous one trained."""
+
+
+@dataclass
+class ScaleConfig:
+    """What runs at one scale: defaults in configs/scales/, overridden by a paper's `scales.<s>`."""
+
+    model: str = MISSING
+    dataset: str = MISSING
+    eval: str = MISSING
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    eval_checkpoints: int = 0
+    """Also evaluate this many evenly spaced checkpoints of every training stage (separate jobs),
+    so a run's benchmark accuracy over training steps lands in MLflow; 0: the final model only."""
+    trainers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per stage kind, defaults of its hyper-parameters (checked against the kind's args)."""
+    resources: JobResources = field(default_factory=JobResources)
+
+
+# ----------------------------------------------------------------------------- the paper
+
+
+@dataclass
+class ReportedResult:
+    """A number the paper reports, with the protocol it was measured under."""
+
+    benchmark: str = MISSING
+    metric: str = MISSING
+    value: float = MISSING
+    """As a fraction (0.164 for 16.4%)."""
+    variant: str = MISSING
+    model: str = MISSING
+    n_samples: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_new_tokens: int | None = None
+    spread: float | None = None
+    """The paper's own stated spread (std over its seeds), when it gives one."""
+    tolerance: float = 0.01
+    """Smallest |reproduced - reported| still counted as reproduced (seed noise widens it)."""
+    scale: str = "paper"
+    """The scale whose runs reproduce this number."""
+    source: str = MISSING
+    """Where in the paper (table, figure, abstract)."""
+    assumed: list[str] = field(default_factory=list)
+    """Protocol fields not stated in the source, chosen by us."""
+
+
+@dataclass
+class Claim:
+    """A checkable statement at one scale: `lhs op rhs` on `metric`, means over seeds (see verdicts.check_claim)."""
+
+    statement: str = MISSING
+    scale: str = "toy"
+    metric: str = "pass@1"
+    lhs: str = MISSING
+    op: str = ">"
+    rhs: str = MISSING
+    """A variant name, or a number."""
+
+
+@dataclass
+class PaperMeta:
+    title: str = MISSING
+    taxonomy_ids: list[int] = field(default_factory=list)
+    url: str | None = None
+
+
+@dataclass
+class PaperConfig:
+    """A paper bundle (papers/<slug>/paper.yaml): only what differs from configs/."""
+
+    paper: PaperMeta = field(default_factory=PaperMeta)
+    variants: dict[str, VariantConfig] = field(default_factory=dict)
+    scales: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-scale overrides of ScaleConfig (checked against it when resolved)."""
+    reported: list[ReportedResult] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- resolved
+
+
+@dataclass
+class Stage:
+    kind: str
+    data: str
+    rewards: list[RewardSpec]
+    args: dict[str, Any]
+    """Full hyper-parameters: scale defaults <- paper scale <- stage overrides."""
+    resources: Resources = field(default_factory=Resources)
+    data_args: DataArgs = field(default_factory=DataArgs)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    dataset: str | None = None
+    """The stage's own dataset (ResolvedPaper.datasets), None: the scale's."""
+    preference_loss: PieceSpec | None = None
+
+
+@dataclass
+class Variant:
+    name: str
+    description: str
+    model: str
+    stages: list[Stage]
+
+
+@dataclass
+class ResolvedPaper:
+    """Everything one (paper, scale) needs, with every name checked."""
+
+    slug: str
+    scale: str
+    file: str
+    meta: PaperMeta
+    seeds: list[int]
+    dataset_name: str
+    dataset: DatasetConfig
+    eval_name: str
+    eval: EvalConfig
+    eval_checkpoints: int
+    eval_resources: Resources
+    models: dict[str, ModelConfig]
+    variants: dict[str, Variant]
+    reported: list[ReportedResult]
+    claims: list[Claim]
+    datasets: dict[str, DatasetConfig] = field(default_factory=dict)
+    """Datasets that stages name instead of the scale's (`StageConfig.dataset`)."""
+
+    def stage_dataset(self, stage: Stage) -> tuple[str, DatasetConfig]:
+        """The (name, config) of the dataset a stage reads."""
+        return (stage.dataset, self.datasets[stage.dataset]) if stage.dataset else (self.dataset_name, self.dataset)

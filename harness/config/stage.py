@@ -1,0 +1,123 @@
+"""Typed schemas of a training stage as a bundle writes it: its kind, data, rewards, RL objective and
+data_args. A kind's hyper-parameters (`args`) are declared by the kind itself (harness/stages/).
+Docstrings under fields are the reference for bundle authors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.config.typed import MISSING
+
+
+@dataclass
+class RewardSpec:
+    """One reward term: a registered reward function, its weight and its factory arguments."""
+
+    name: str = MISSING
+    weight: float = 1.0
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+SPLITS = ("train", "pool", "mixture")
+"""What a stage that reads a dataset split trains on (see StageConfig.data)."""
+GENERATED = "generated"
+"""`data:` of a stage whose kind trains on what an earlier stage made (samples or pairs)."""
+
+
+@dataclass
+class PieceSpec:
+    """A registered piece of the RL objective (harness/algorithms/) and its arguments."""
+
+    name: str = MISSING
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObjectiveConfig:
+    """How a GRPO stage turns rewards into a loss: advantage -> policy loss -> aggregation (+ aux terms).
+
+    The defaults are GRPO as TRL ships it: group mean/std advantages, clipped surrogate with
+    epsilon 0.2, loss averaged over the completion tokens of the whole batch.
+    """
+
+    advantage: PieceSpec = field(default_factory=lambda: PieceSpec(name="group_mean_std"))
+    loss: PieceSpec = field(default_factory=lambda: PieceSpec(name="clipped_surrogate"))
+    aggregation: str = "token_mean"
+    """token_mean | sequence_mean | sequence_sum (see harness/algorithms/losses.py)."""
+    aux: list[PieceSpec] = field(default_factory=list)
+    """Terms added to the loss, e.g. entropy_bonus, entropy_band, kl_to_reference."""
+    expert: PieceSpec | None = None
+    """An SFT loss on each prompt's gold solution (the expert demonstration) mixed into the RL loss per
+    sample by a registered expert mix (harness/algorithms/expert.py), e.g. scheduled_sft, accuracy_switch."""
+    top_entropy_quantile: float = 1.0
+    """Train only on the completion tokens in this top fraction of entropy (1.0: every token)."""
+
+
+@dataclass
+class DataArgs:
+    """How a stage's rows are drawn from the dataset's splits (applied in this order)."""
+
+    limit: int | None = None
+    """Keep only the first `limit` rows (1-shot training: 1)."""
+    unlabeled: int | None = None
+    """`mixture` only: pool rows (labels hidden) joining the labeled rows; None: the whole pool."""
+    label_noise: float = 0.0
+    """Fraction of labeled rows whose answer is replaced by a wrong one (seeded by `seed`)."""
+    paraphrase: bool = False
+    """Add a reworded twin of every row (same `pair`), always sampled into the same batch."""
+    repeat: int = 1
+    """Each row this many times (a tiny set must still fill a batch of distinct prompts)."""
+    lowest_likelihood: float | None = None
+    """Keep only this fraction of labeled rows: those whose reference solution (the answer where
+    there is none) the stage's starting model finds least likely (mean log-probability per token)."""
+    seed: int = 0
+
+
+@dataclass
+class StageConfig:
+    """One training stage of a variant."""
+
+    kind: str = MISSING
+    """A registered stage kind (harness/stages/; `harness validate` lists them in its refusals)."""
+    data: str = "train"
+    """Rows: `train` (labeled), `pool` (unlabeled; label-free rewards only) or `mixture`
+    (labeled rows plus pool rows with labels hidden, told apart by the `labeled` column); kinds that train
+    on what an earlier stage made (dpo, reward_model, process_reward_model): `generated`."""
+    dataset: str | None = None
+    """A dataset (configs/datasets/) replacing the scale's for this stage (e.g. easy problems only)."""
+    data_args: DataArgs = field(default_factory=DataArgs)
+    rewards: list[RewardSpec] = field(default_factory=list)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    """grpo only: advantage estimator, policy loss, aggregation and auxiliary terms."""
+    preference_loss: PieceSpec | None = None
+    """dpo only: a registered preference loss (harness/algorithms/preference.py) instead of TRL's loss_type."""
+    args: dict[str, Any] = field(default_factory=dict)
+    """Overrides of this stage kind's hyper-parameters (checked against the kind's args, harness/stages/<kind>.py)."""
+    resources: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the scale's `resources.train` for this stage (checked against Resources)."""
+
+
+def data_args_problem(data: str, d: DataArgs) -> tuple[str, str] | None:
+    """(key under data_args, why) for data_args that cannot apply to `data`, or None.
+
+    Shared by config validation (which names the file) and harness.stages.data (called without one).
+    """
+    if not 0.0 <= d.label_noise <= 1.0:
+        return "label_noise", f"must be a fraction in [0, 1], got {d.label_noise}"
+    if d.label_noise and data == "pool":
+        return "label_noise", "data: pool has no labels to corrupt (use train or mixture)"
+    if d.lowest_likelihood is not None and not 0.0 < d.lowest_likelihood <= 1.0:
+        return "lowest_likelihood", f"must be a fraction in (0, 1], got {d.lowest_likelihood}"
+    if d.lowest_likelihood is not None and d.repeat > 1:
+        return "lowest_likelihood", "curates distinct rows: not with repeat > 1"
+    if d.lowest_likelihood is not None and data != "train":
+        return "lowest_likelihood", f"needs a reference answer on every row: data: train, not {data!r}"
+    if d.unlabeled is not None and data != "mixture":
+        return "unlabeled", f"only for data: mixture (this stage uses {data!r})"
+    for name, least in (("limit", 1), ("unlabeled", 0), ("repeat", 1)):
+        value = getattr(d, name)
+        if value is not None and value < least:
+            return name, f"must be at least {least}, got {value}"
+    return None

@@ -1,0 +1,239 @@
+"""Plain YAML data onto typed dataclass schemas: one pass per layer, no per-merge copies.
+
+The schemas (harness/config/*.py, the stage kinds' args) are dataclasses in OmegaConf's structured-config
+style (`MISSING` marks a required value). Planning resolves every bundle on every Snakemake start, and
+OmegaConf's structured merges cost ~15 ms each there (hundreds per run), so values are checked and
+merged here on plain data with the same rules:
+
+- int: an int or a string of one (not a bool); float: a float, an int or a numeric string, as float;
+  bool: a bool, an int (0 is false), or yes/no/true/false/on/off/y/n; str: any scalar, as its string;
+  Any: as given. `X | None` also takes null; other types refuse it.
+- list[X]: a list, each item converted; dict[str, X]: a mapping with string keys, each value converted.
+- a dataclass: a mapping merged onto the field's default (or the class's defaults); unknown keys refused.
+- layers merge key by key where both are mappings (recursively); any other value replaces.
+
+Every refusal is an `Invalid` with the dotted key inside the data (list items by index); the loader adds
+the file and the key prefix. `read_yaml` parses as OmegaConf does (`1e-5` is a float; duplicate keys
+are refused) and returns plain data.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import functools
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.config.errors import ConfigError, Invalid
+
+MISSING: Any = "???"
+"""A required value (OmegaConf's marker): a schema field with this default must be given."""
+
+_BOOL_WORDS = {"yes": True, "y": True, "on": True, "true": True, "no": False, "n": False, "off": False, "false": False}
+_NAMES = {int: "an integer", float: "a number", bool: "a boolean", str: "a string"}
+
+
+# ----------------------------------------------------------------------------- YAML
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """YAML 1.1 as OmegaConf reads it: floats without a dot (`1e-5`) are floats; a key given twice is refused."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:str" and key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key_node.value}",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?[0-9]+(?:_[0-9]+)*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+)
+        |\.[0-9]+(?:_[0-9]+)*(?:[eE][-+][0-9]+)?
+        |[-+]?[0-9]+(?:_[0-9]+)*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(file: Path, text: str | None = None) -> dict:
+    """A YAML file (or its `text`) whose top level is a mapping (an empty file is an empty mapping), as plain data."""
+    if text is None and not file.is_file():
+        raise ConfigError(file, "", "file not found")
+    try:
+        data = yaml.load(file.read_text() if text is None else text, Loader=_Loader)  # noqa: S506 (a safe loader)
+    except yaml.YAMLError as e:
+        raise ConfigError(file, "", f"not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(file, "", "expected a mapping at the top level")
+    return data
+
+
+# ----------------------------------------------------------------------------- merging and building
+
+
+def merge(*layers: Any) -> Any:
+    """Later layers win; where both sides are mappings they merge key by key.
+
+    >>> merge({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"d": 4}, "e": [5]})
+    {'a': 1, 'b': {'c': 2, 'd': 4}, 'e': [5]}
+    """
+    out = layers[0]
+    for layer in layers[1:]:
+        if isinstance(out, dict) and isinstance(layer, dict):
+            out = dict(out)
+            for k, v in layer.items():
+                out[k] = merge(out[k], v) if k in out else v
+        else:
+            out = layer
+    return out
+
+
+def check(schema: type, data: Any, key: str = "") -> dict:
+    """One layer checked against a dataclass schema: known keys, right types, values converted; required
+    values may be absent (another layer may give them). Returns the converted mapping."""
+    return _convert(schema, data, key, partial=True)
+
+
+def build(schema: type, data: Any, key: str = "") -> Any:
+    """An instance of `schema` from (merged) plain data, the schema's defaults under it; every required
+    value must be there."""
+    return _convert(schema, data, key, partial=False)
+
+
+@functools.cache
+def _fields(schema: type) -> dict[str, tuple[Any, dataclasses.Field]]:
+    hints = typing.get_type_hints(schema)
+    return {f.name: (hints[f.name], f) for f in dataclasses.fields(schema) if f.init}
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return MISSING
+
+
+def _convert(tp: Any, value: Any, key: str, partial: bool) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, key, partial)
+    if value is None:
+        raise Invalid(key, "must not be null")
+    if tp is Any:  # a copy: built objects never share containers with the parsed file (load.py caches it)
+        return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+    if dataclasses.is_dataclass(tp):
+        return _dataclass(tp, value, key, partial)
+    if origin is list:
+        if not isinstance(value, list):
+            raise Invalid(key, f"expected a list, got {_show(value)}")
+        return [_convert(args[0], v, f"{key}.{i}" if key else str(i), partial) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise Invalid(key, f"expected a mapping, got {_show(value)}")
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise Invalid(key, f"keys must be strings, got {k!r}")
+            out[k] = _convert(args[1], v, f"{key}.{k}" if key else k, partial)
+        return out
+    return _scalar(tp, value, key)
+
+
+def _dataclass(schema: type, value: Any, key: str, partial: bool) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if not isinstance(value, dict):
+        raise Invalid(key, f"expected a mapping ({schema.__name__}), got {_show(value)}")
+    fields = _fields(schema)
+    for name in value:
+        if name not in fields:
+            close = difflib.get_close_matches(str(name), fields, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise Invalid(_join(key, name), f"unknown key {name!r}{hint} (known: {', '.join(fields)})")
+    if partial:
+        return {
+            name: _field(tp, f, v, _join(key, name), partial) for name, v in value.items() for tp, f in [fields[name]]
+        }
+    out = {}
+    for name, (tp, f) in fields.items():
+        given = value.get(name, MISSING)
+        if not _missing(given):
+            out[name] = _field(tp, f, given, _join(key, name), partial)
+            continue
+        default = _default(f)
+        if _missing(default):
+            raise Invalid(_join(key, name), "required value missing")
+        out[name] = default
+    return schema(**out)
+
+
+def _missing(value: Any) -> bool:
+    """A required value not given (also when a default holding MISSING was merged under it)."""
+    return isinstance(value, str) and value == MISSING
+
+
+def _field(tp: Any, f: dataclasses.Field, value: Any, key: str, partial: bool) -> Any:
+    """A field's value; a mapping given for a dataclass field merges onto the field's default."""
+    if isinstance(value, dict) and not partial:
+        default = _default(f)
+        if dataclasses.is_dataclass(default) and not isinstance(default, type):
+            value = merge(dataclasses.asdict(default), value)
+    return _convert(tp, value, key, partial)
+
+
+def _scalar(tp: type, value: Any, key: str) -> Any:
+    if isinstance(value, (dict, list)):
+        raise Invalid(key, f"expected {_NAMES.get(tp, tp.__name__)}, got {_show(value)}")
+    try:
+        if tp is str:
+            return str(value)
+        if tp is int and type(value) in (int, str):
+            return int(value)
+        if tp is float and type(value) in (int, float, str):
+            return float(value)
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, int):
+                return value != 0
+            if isinstance(value, str):
+                return _BOOL_WORDS[value.lower()] if value.lower() in _BOOL_WORDS else int(value) != 0
+    except ValueError:
+        pass
+    raise Invalid(key, f"expected {_NAMES.get(tp, getattr(tp, '__name__', str(tp)))}, got {_show(value)}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _join(key: str, name: Any) -> str:
+    return f"{key}.{name}" if key else str(name)

@@ -1,0 +1,212 @@
+"""Evaluation with lm-eval: n samples per question generated once, graded by harness.grader.
+
+lm-eval runs the tasks (the project's own from harness/evaluation/tasks/, stock ones at paper scale) with
+`repeats = n_samples`; the sampling metrics (pass@k for every k <= n, maj@k, diversity) are then
+computed from the logged raw responses with the suite's answer extractors, so they mean the same
+thing for every task. Generation runs on vLLM on a GPU node and on transformers elsewhere
+(`engine` in the suite). Every result records its protocol (what makes two results comparable,
+harness/evaluation/protocol.py); the file's fields are described in harness/evaluation/results.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from harness import device, grader
+from harness.config.components import EvalConfig
+from harness.evaluation.metrics import summarize
+from harness.layout import EVAL_SAMPLES_FILE, METRICS_FILE
+
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+
+
+def own_tasks() -> set[str]:
+    """Names of the lm-eval tasks this project ships."""
+    names = set()
+    for f in TASKS_DIR.glob("*.yaml"):
+        for line in f.read_text().splitlines():
+            if line.startswith("task:"):
+                names.add(line.split(":", 1)[1].strip())
+    return names
+
+
+def task_manager(tasks: list[str], data_dir: str | None):
+    from lm_eval.tasks import TaskManager
+
+    stock = bool(set(tasks) - own_tasks())  # the stock index takes seconds to build: only when needed
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=stock, metadata={"data_dir": data_dir})
+
+
+def extractor_for(cfg: EvalConfig, task: str) -> tuple[str, grader.Extractor]:
+    """The answer extractor (name, extractor) of one task of the suite (a group's subtasks use the group's)."""
+    name = cfg.extractors.get(task, cfg.answer_extractor)
+    return name, grader.EXTRACTORS.get(name)
+
+
+def protocol(cfg: EvalConfig, engine: str, seed: int, chat_template: str | None, task_versions: dict) -> dict[str, Any]:
+    """Everything that makes two evaluations comparable, recorded with every result."""
+    return {
+        "tasks": list(cfg.tasks),
+        "task_versions": {t: str(v) for t, v in sorted(task_versions.items())},
+        "n_samples": cfg.n_samples,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "max_new_tokens": cfg.max_new_tokens,
+        "limit": cfg.limit,
+        "num_fewshot": cfg.num_fewshot,
+        "seed": seed,
+        "apply_chat_template": cfg.apply_chat_template,
+        "chat_template_sha": _sha(chat_template) if cfg.apply_chat_template else None,
+        "extractors": {t: "{}@{}".format(*_named(cfg, t)) for t in cfg.tasks},
+        "grader_version": grader.VERSION,
+        "engine": engine,
+        "engine_version": _version("vllm" if engine == "vllm" else "transformers"),
+        "tensor_parallel_size": cfg.tensor_parallel_size if engine == "vllm" else 1,
+        "dtype": device.dtype_name(),
+        "lm_eval_version": _version("lm-eval"),
+        "transformers_version": _version("transformers"),
+        "torch_version": _version("torch"),
+    } | ({"judges": [asdict(j) for j in cfg.judges]} if cfg.judges else {})
+
+
+def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_dir: str | None = None) -> dict:
+    """Run every task of the suite on `model_path`; write metrics.json, samples.jsonl and passk.png to `out_dir`."""
+    from lm_eval import simple_evaluate
+
+    start = time.time()
+    seed = cfg.seed if cfg.seed is not None else seed
+    out_dir.mkdir(parents=True, exist_ok=True)
+    engine = device.resolve_engine(cfg.engine)
+    lm = _model(model_path, cfg, engine, seed)
+    tm = task_manager(list(cfg.tasks), data_dir)
+    sampling = cfg.n_samples > 1 or cfg.temperature > 0
+    gen_kwargs = {"do_sample": sampling, "max_gen_toks": cfg.max_new_tokens}
+    if sampling:
+        gen_kwargs |= {"temperature": cfg.temperature, "top_p": cfg.top_p}
+    loaded = tm.load(list(cfg.tasks))["tasks"]
+    tasks = list(loaded.values())
+    for task in tasks:  # n samples per question, generated once
+        task.set_config(key="repeats", value=cfg.n_samples)
+    print(f"evaluating {model_path} on {', '.join(cfg.tasks)}: {cfg.n_samples} samples/question, "
+          f"engine {engine}, seed {seed}", flush=True)  # fmt: skip
+    out = simple_evaluate(
+        model=lm,
+        tasks=tasks,
+        task_manager=tm,
+        gen_kwargs=gen_kwargs,
+        limit=cfg.limit,
+        num_fewshot=cfg.num_fewshot,
+        log_samples=True,
+        apply_chat_template=cfg.apply_chat_template,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+    )
+    metrics, samples_out = _score(cfg, out)
+    template = getattr(getattr(lm, "tokenizer", None), "chat_template", None)
+    result = {
+        "model": model_path,
+        "metrics": metrics,
+        "protocol": protocol(cfg, engine, seed, template, out.get("versions") or {}),
+        "seconds": time.time() - start,
+    }
+    with open(out_dir / EVAL_SAMPLES_FILE, "w") as f:
+        f.writelines(json.dumps(s) + "\n" for s in samples_out)
+    raw = {k: out.get(k) for k in ("results", "groups", "group_subtasks", "configs", "versions", "n-samples", "config")}
+    (out_dir / "lm_eval_results.json").write_text(json.dumps(raw, indent=1, default=str))
+    (out_dir / METRICS_FILE).write_text(json.dumps(result, indent=1))
+    from harness.evaluation.plots import plot_run_passk
+
+    plot_run_passk(metrics, str(model_path), out_dir / "passk.png")
+    return result
+
+
+def _score(cfg: EvalConfig, out: dict) -> tuple[dict, list[dict]]:
+    """Sampling metrics per task (and per group, pooling its subtasks' questions) from the raw responses."""
+    metrics, samples_out, graded = {}, [], {}
+    group_of = {sub: group for group, subs in (out.get("group_subtasks") or {}).items() for sub in subs}
+    for task, samples in out["samples"].items():
+        lm_metrics = {k: v for k, v in out["results"][task].items() if isinstance(v, (int, float))}
+        if not samples or not all(isinstance(r, str) for r in samples[0]["resps"][0]):
+            metrics[task] = {"lm_eval": lm_metrics}  # a log-likelihood task: no samples to grade
+            continue
+        _, extract = extractor_for(cfg, group_of.get(task, task))
+        responses = [list(s["resps"][0]) for s in samples]
+        answers = [[extract(r) for r in rs] for rs in responses]
+        golds = [extract.gold(str(s["target"])) for s in samples]
+        graded[task] = (answers, golds, responses)
+        metrics[task] = summarize(answers, golds, responses) | {"lm_eval": lm_metrics}
+        if cfg.judges:
+            prompts = [str(s.get("doc", {}).get("prompt", "")) for s in samples]
+            metrics[task] |= judge_metrics(cfg.judges, responses, golds, prompts, [s["doc_id"] for s in samples])
+        samples_out += [
+            {"task": task, "doc_id": s["doc_id"], "target": g, "responses": rs, "answers": a}
+            for s, g, a, rs in zip(samples, golds, answers, responses, strict=True)
+        ]
+    for group, subtasks in (out.get("group_subtasks") or {}).items():
+        parts = [graded[t] for t in subtasks if t in graded]
+        if parts and group not in metrics:
+            pooled = [sum((p[i] for p in parts), []) for i in range(3)]
+            metrics[group] = summarize(*pooled) | {"subtasks": list(subtasks)}
+    return metrics, samples_out
+
+
+def judge_metrics(judges: list, responses: list[list[str]], golds: list, prompts: list[str], ids: list) -> dict:
+    """`judge/<name>`: a judge's mean score over every response of every question (its rewards' weighted sum,
+    each reward seeing the question's gold `answer`, `prompts` and `id`); `judge/min`: the lowest of them.
+
+    >>> from harness.config.components import JudgeSpec, RewardSpec
+    >>> short = JudgeSpec("short", [RewardSpec("length", args={"max_chars": 2})])
+    >>> right = JudgeSpec("right", [RewardSpec("exact_match")])
+    >>> judge_metrics([short, right], [["4", "40"]], ["4"], ["2+2="], [0])
+    {'judge/short': 0.25, 'judge/right': 0.5, 'judge/min': 0.25}
+    """
+    from harness.rewards import REWARDS, weighted_sum
+
+    flat = [r for rs in responses for r in rs]
+    columns = {key: [v for v, rs in zip(values, responses, strict=True) for _ in rs]
+               for key, values in (("answer", golds), ("prompts", prompts), ("id", ids))}  # fmt: skip
+    out = {}
+    for judge in judges:
+        terms = [(spec.weight, REWARDS.get(spec.name).build(**spec.args)) for spec in judge.rewards]
+        total = weighted_sum(terms, flat, **columns)
+        out[f"judge/{judge.name}"] = sum(total) / max(len(total), 1)
+    if len(judges) > 1:
+        out["judge/min"] = min(out.values())
+    return out
+
+
+def _model(model_path: str, cfg: EvalConfig, engine: str, seed: int):
+    if engine == "vllm":
+        from lm_eval.models.vllm_causallms import VLLM
+
+        return VLLM(pretrained=model_path, dtype="auto", tensor_parallel_size=cfg.tensor_parallel_size,
+                    max_gen_toks=cfg.max_new_tokens, batch_size="auto", seed=seed)  # fmt: skip
+    from lm_eval.models.huggingface import HFLM
+
+    cuda = device.cuda()
+    return HFLM(pretrained=model_path, dtype="bfloat16" if cuda else "float32", batch_size=cfg.batch_size,
+                device="cuda" if cuda else "cpu")  # fmt: skip
+
+
+def _named(cfg: EvalConfig, task: str) -> tuple[str, str]:
+    name, extractor = extractor_for(cfg, task)
+    return name, extractor.version
+
+
+def _sha(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode()).hexdigest()[:16] if text else None
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "absent"

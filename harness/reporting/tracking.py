@@ -1,0 +1,301 @@
+"""MLflow: the index and UI over results/ (never the source of truth). The only module importing mlflow.
+
+One experiment per paper; one run per (scale, variant, seed), found again by its `harness.run_key`
+tag so that re-tracking updates the same run. A run whose config changed replaces the old one
+(deleted), so the experiment table always mirrors results/. Per variant, an aggregate run carries
+the mean and spread over seeds; a summary run carries the claims and the leaderboard.
+Default store: sqlite under results/; `MLFLOW_TRACKING_URI` points elsewhere (a team server).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.config.plain import fingerprint, plain_dataset, plain_eval, to_plain
+from harness.config.stage import ObjectiveConfig
+from harness.evaluation.metrics import COUNTS
+from harness.evaluation.results import read_result
+from harness.launch import job_ids
+from harness.layout import RESULTS as RESULTS_DIR
+from harness.layout import ROOT, STAGE_SUMMARY, Run, checkpoint_eval_file, eval_file, stage_dir, tracked_file
+from harness.stages import STAGES
+
+RESULTS = Path(RESULTS_DIR)
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(RESULTS / 'mlflow.db').resolve()}"
+
+
+def public_uri(uri: str) -> str:
+    """`uri` without credentials (user:password@), fit for logs, files and tags.
+
+    >>> public_uri("http://alice:s3cret@mlflow.lab:5000"), public_uri("sqlite:///results/mlflow.db")
+    ('http://mlflow.lab:5000', 'sqlite:///results/mlflow.db')
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None and parts.username is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+
+
+def ui_command(host: str, port: int) -> list[str]:
+    """The MLflow UI over this project's store (the embedded sqlite default, or MLFLOW_TRACKING_URI)."""
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracking_uri(),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+def leaderboard_links(base_url: str) -> list[str]:
+    """A UI link per paper: its runs table in "model training" mode, the aggregate rows (mean over seeds)."""
+    from urllib.parse import quote
+
+    with _session() as mlflow:
+        experiments = [e for e in mlflow.search_experiments() if e.name != "Default"]
+    query = quote("tags.`harness.kind` = 'aggregate'")
+    return [f"{e.name}: {base_url}/#/experiments/{e.experiment_id}/runs?workflowType=machine_learning&searchFilter={query}"
+            for e in experiments]  # fmt: skip
+
+
+def metric_name(name: str) -> str:
+    """MLflow metric names allow no '@': pass@4 -> pass_at_4."""
+    return name.replace("@", "_at_")
+
+
+@contextlib.contextmanager
+def _session() -> Iterator[Any]:
+    """mlflow, set up, under an exclusive lock (parallel jobs share one sqlite file)."""
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / ".mlflow.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        import mlflow
+
+        mlflow.set_tracking_uri(_credentials_to_env(tracking_uri()))
+        yield mlflow
+
+
+def _credentials_to_env(uri: str) -> str:
+    """`uri` without user:password@; they go to MLflow's basic-auth variables instead.
+
+    MLflow prints the tracking URI ("View run ... at ...") into job logs, so it must carry no
+    credentials; the client still authenticates from the environment.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    if parts.username is not None:
+        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username))
+    if parts.password is not None:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password))
+    return public_uri(uri)
+
+
+def _experiment(mlflow, paper: str) -> str:
+    exp = mlflow.get_experiment_by_name(paper)
+    if exp is not None:
+        return exp.experiment_id
+    # A local store keeps artifacts under results/; a server decides for itself.
+    local = mlflow.get_tracking_uri().startswith(("sqlite:", "file:"))
+    location = (RESULTS / "mlartifacts" / paper).resolve().as_uri() if local else None
+    return mlflow.create_experiment(paper, artifact_location=location)
+
+
+def _find(mlflow, exp_id: str, key: str) -> Any | None:
+    runs = mlflow.search_runs([exp_id], filter_string=f"tags.`harness.run_key` = '{key}'", output_format="list")
+    return runs[0] if runs else None
+
+
+def _open_run(mlflow, exp_id: str, key: str, name: str, config_hash: str) -> str:
+    """The run id for `key`: the existing run if its config is unchanged, else a fresh run."""
+    old = _find(mlflow, exp_id, key)
+    if old is not None and old.data.tags.get("harness.config_hash") == config_hash:
+        return old.info.run_id
+    if old is not None:
+        mlflow.delete_run(old.info.run_id)
+    run = mlflow.MlflowClient().create_run(exp_id, run_name=name, tags={"harness.run_key": key})
+    return run.info.run_id
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(d, dict):
+        out: dict[str, str] = {}
+        for k, v in d.items():
+            out |= _flatten(v, f"{prefix}{k}.")
+        return out
+    if isinstance(d, list) and d and isinstance(d[0], dict):
+        out = {}
+        for i, v in enumerate(d):
+            out |= _flatten(v, f"{prefix}{i}.")
+        return out
+    return {prefix.rstrip("."): str(d)[:500]}
+
+
+def method_name(variant) -> str:
+    """A short, filterable name of what a variant trains, or `base`.
+
+    `grpo[majority_vote]@pool`; objective pieces other than the defaults follow the rewards:
+    `grpo[exact_match|sign_split+reinforce]@train`.
+    """
+    return " > ".join(_stage_name(s) for s in variant.stages) or "base"
+
+
+def _stage_name(stage) -> str:
+    default = ObjectiveConfig()
+    o = stage.objective
+    pieces = [p for p, d in ((o.advantage.name, default.advantage.name), (o.loss.name, default.loss.name),
+                             (o.aggregation, default.aggregation)) if p != d]  # fmt: skip
+    pieces += [a.name for a in o.aux]
+    inside = ",".join(r.name for r in stage.rewards) + ("|" + "+".join(pieces) if pieces else "")
+    return f"{stage.kind}[{inside}]@{stage.data}" if inside else f"{stage.kind}@{stage.data}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "transformers", "trl", "lm-eval", "mlflow", "snakemake", "submitit", "omegaconf"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def _log(
+    mlflow, run_id: str, params: dict[str, str], tags: dict[str, str], metrics: list[tuple[str, float, int]]
+) -> None:
+    """Batched logging; params already on the run are skipped (MLflow params are write-once)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    client, now = mlflow.MlflowClient(), int(time.time() * 1000)
+    existing = client.get_run(run_id).data.params
+    ps = [Param(k, v) for k, v in params.items() if k not in existing]
+    ms = [Metric(metric_name(k), float(v), now, step) for k, v, step in metrics]
+    for i in range(0, len(ps), 100):  # MLflow's per-batch limits: 100 params, 1000 metrics
+        client.log_batch(run_id, params=ps[i : i + 100])
+    for i in range(0, len(ms), 1000):
+        client.log_batch(run_id, metrics=ms[i : i + 1000])
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def track_run(plan, run: Run) -> dict:
+    """Log one run's config, curves, eval metrics and artifacts; write its tracked.json."""
+    rp = plan.papers[run.paper]
+    variant = rp.variants[run.variant]
+    config = {"scale": run.scale, "seed": run.seed, "variant": to_plain(variant), "model": to_plain(rp.models[variant.model]),
+              "dataset": {"name": rp.dataset_name, **plain_dataset(rp.dataset)}, "eval": {"name": rp.eval_name, **plain_eval(rp.eval)}}  # fmt: skip
+    result = read_result(eval_file(run))
+    config_hash = fingerprint({"config": config, "protocol": result["protocol"]})
+    stages = [json.loads(Path(stage_dir(run, i), STAGE_SUMMARY).read_text()) for i in range(len(variant.stages))]
+    metrics: list[tuple[str, float, int]] = []
+    offset = 0
+    for i, st in enumerate(stages):
+        prefix = "train/" if len(stages) == 1 else f"train/stage{i}/"
+        kind = STAGES.get(st["kind"])  # numbers of a stage without optimizer steps (what a generate stage sampled)
+        metrics += [(prefix + k, st[k], offset) for k in kind.summary_numbers]
+        for entry in st.get("log_history", []):
+            metrics += [(prefix + k, v, offset + entry["step"]) for k, v in entry.items()
+                        if isinstance(v, (int, float)) and k not in ("step", "epoch")]  # fmt: skip
+        offset += st.get("global_step", 0)
+    for task, m in result["metrics"].items():
+        metrics += [(f"{task}/{k}", v, 0) for k, v in m.items() if isinstance(v, (int, float))]
+    metrics += _during_training(plan, run, stages, result)
+    tags = {
+        "harness.run_key": run.key, "harness.kind": "run", "paper": run.paper, "scale": run.scale,
+        "variant": run.variant, "seed": str(run.seed), "model": variant.model, "method": method_name(variant),
+        "description": variant.description,
+        "git_commit": git_commit(), "harness.config_hash": config_hash,
+        "protocol_hash": fingerprint(result["protocol"]),
+        "slurm.job_ids": ",".join(job_ids(Path(run.dir))) or "none",
+        **{f"version.{k}": v for k, v in package_versions().items()},
+    }  # fmt: skip
+    with _session() as mlflow:
+        exp_id = _experiment(mlflow, run.paper)
+        run_id = _open_run(mlflow, exp_id, run.key, f"{run.scale}/{run.variant}/seed{run.seed}", config_hash)
+        _log(mlflow, run_id, _flatten(config | {"protocol": result["protocol"]}), tags, metrics)
+        client = mlflow.MlflowClient()
+        client.log_dict(run_id, config, "config.json")
+        client.log_artifacts(run_id, str(Path(eval_file(run)).parent), "eval")
+        for i in range(len(stages)):
+            client.log_artifact(run_id, str(Path(stage_dir(run, i), STAGE_SUMMARY)), f"stage{i}")
+        client.set_terminated(run_id)
+    info = {
+        "run_id": run_id,
+        "experiment_id": exp_id,
+        "tracking_uri": public_uri(tracking_uri()),
+        "config_hash": config_hash,
+    }
+    Path(tracked_file(run)).write_text(json.dumps(info, indent=1))
+    print(f"tracked {run.key} as MLflow run {run_id}")
+    return info
+
+
+def _during_training(plan, run: Run, stages: list[dict], final: dict) -> list[tuple[str, float, int]]:
+    """`during/<task>/<metric>` at each evaluated checkpoint's global step, ending with the final model's
+    eval at the last step: a run's benchmark accuracy over training, one MLflow metric history each."""
+    if not plan.papers[run.paper].eval_checkpoints or not stages:
+        return []
+    points, offset = [], 0
+    for i, st in enumerate(stages):
+        for step in plan.snapshot_steps(run, i):
+            points.append((offset + step, read_result(checkpoint_eval_file(run, i, step))))
+        offset += st.get("global_step", 0)
+    points.append((offset, final))
+    return [(f"during/{task}/{k}", v, step) for step, result in points for task, m in result["metrics"].items()
+            for k, v in m.items() if isinstance(v, (int, float)) and k not in COUNTS and not k.startswith("avg@")]  # fmt: skip
+
+
+def log_summary(paper: str, scale: str, board: dict, files: list[Path]) -> None:
+    """Aggregate runs (one per variant: mean and spread over seeds) and the paper's summary run."""
+    with _session() as mlflow:
+        exp_id = _experiment(mlflow, paper)
+        for row in board["rows"]:
+            key = f"{paper}/{scale}/{row['variant']}/aggregate"
+            run_id = _open_run(mlflow, exp_id, key, f"{scale}/{row['variant']}/mean", fingerprint(row["seeds"]))
+            metrics = [
+                (f"{row['task']}/{m}_{stat}", v[stat], 0) for m, v in row["metrics"].items() for stat in ("mean", "std")
+            ]
+            tags = {"harness.run_key": key, "harness.kind": "aggregate", "paper": paper, "scale": scale,
+                    "variant": row["variant"], "model": row["model"], "seeds": ",".join(map(str, row["seeds"]))}  # fmt: skip
+            _log(mlflow, run_id, {}, tags, metrics + [("n_seeds", len(row["seeds"]), 0)])
+            mlflow.MlflowClient().set_terminated(run_id)
+        key = f"{paper}/{scale}/summary"
+        run_id = _open_run(mlflow, exp_id, key, f"{scale}/summary", "summary")
+        tags = {"harness.run_key": key, "harness.kind": "summary", "paper": paper, "scale": scale}
+        tags["verdicts"] = board["summary"]
+        for i, c in enumerate(board["claims"]):
+            tags[f"claim.{i}"] = f"{c['verdict']}: {c['statement']}"[:5000]
+        for i, r in enumerate(board["reported"]):
+            tags[f"reported.{i}"] = f"{r['verdict']}: {r['variant']} {r['benchmark']} {r['metric']} paper {r['value']}"
+        _log(mlflow, run_id, {}, tags, [])
+        for f in files:
+            mlflow.MlflowClient().log_artifact(run_id, str(f))
+        mlflow.MlflowClient().set_terminated(run_id)

@@ -1,0 +1,59 @@
+"""Hyper-parameters every trainer-backed stage kind has, and the marker for the ones the harness keeps back
+from TRL (every other field goes to TRL's config under its own name)."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+from harness.config.errors import Invalid
+from harness.device import ENGINES
+
+
+def ours(default: Any = MISSING, *, default_factory: Any = MISSING) -> Any:
+    """A field the harness interprets itself: never passed to TRL (see `trl_args`)."""
+    return field(default=default, default_factory=default_factory, metadata={"ours": True})
+
+
+def kept_back(args_type: type) -> tuple[str, ...]:
+    """The fields of an args dataclass that the harness interprets itself.
+
+    >>> kept_back(TrainerArgs)
+    ('global_batch_size', 'max_per_device_batch_size', 'apply_chat_template')
+    """
+    return tuple(f.name for f in fields(args_type) if f.metadata.get("ours"))
+
+
+def trl_args(args_type: type, args: dict) -> dict:
+    """`args` without the fields the harness keeps back: what goes to TRL's config."""
+    held = set(kept_back(args_type))
+    return {k: v for k, v in args.items() if k not in held}
+
+
+@dataclass
+class TrainerArgs:
+    """Hyper-parameters every trainer-backed stage kind has, passed to TRL's config under the same names
+    (except the fields marked `ours`)."""
+
+    learning_rate: float = 1e-5
+    max_steps: int = 500
+    global_batch_size: int | None = ours(None)
+    """Completions (GRPO) or rows (SFT) per optimizer step over all GPUs; when set, per-device batch and
+    gradient accumulation are derived from the GPUs granted (capped at max_per_device_batch_size)."""
+    max_per_device_batch_size: int | None = ours(None)
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    warmup_steps: int = 0
+    apply_chat_template: bool = ours(False)
+    """Wrap each prompt in the model's chat template as a user turn, kept as text (chat models; evaluation
+    suites have the same switch). SFT targets follow the turn, ended by the tokenizer's EOS."""
+    save_steps: int = 50
+    logging_steps: int = 10
+
+
+def check_engine(args: dict) -> None:
+    """A known generation engine (harness.device.ENGINES)."""
+    if args.get("generation_engine", "auto") not in ENGINES:
+        raise Invalid(
+            "generation_engine", f"unknown engine {args['generation_engine']!r} (known: {', '.join(ENGINES)})"
+        )

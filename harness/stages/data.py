@@ -1,0 +1,269 @@
+"""The rows a training stage sees: a dataset split, reshaped by the stage's `data_args`.
+
+`stage_rows` loads `train` (labeled), `pool` (labels removed) or `mixture` (both, told apart by
+the `labeled` column), then applies, in this order: `limit` (on a mixture: of the labeled rows;
+a hub dataset's mixture is its first `limit` rows labeled and the following ones unlabeled),
+`label_noise`, `paraphrase`, `repeat`. Columns: id, prompt, answer (not on `pool`; None on unlabeled `mixture` rows), the toy
+world's `solution` (hidden like the answer), and when asked for: `labeled`, `noisy` (for analysis
+only: rewards must not read it), `pair` and `view`.
+
+`PairedRepeatSampler` is TRL's GRPO `RepeatSampler` that keeps a row and its paraphrase in the
+same batch of distinct prompts.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Hashable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch.utils.data import Sampler
+
+from harness.config.components import DatasetConfig
+from harness.config.stage import SPLITS, DataArgs, data_args_problem
+from harness.grader import normalize
+from harness.world.arithmetic import SEPARATOR, running_totals
+from harness.world.splits import read_split
+
+if TYPE_CHECKING:
+    import datasets
+
+HIDDEN = ("answer", "solution")
+"""Columns that give the gold answer away: never on unlabeled rows."""
+
+
+def stage_rows(dataset: DatasetConfig, data: str, args: DataArgs, data_dir: Path | None) -> datasets.Dataset:
+    """The stage's training rows as a `datasets.Dataset` (see the module docstring)."""
+    import datasets
+
+    check_args(dataset, data, args)
+    if data == "mixture":  # `limit` counts the labeled rows, `unlabeled` the pool rows
+        if dataset.generated:
+            labeled, pool = load_rows(dataset, "train", data_dir), load_rows(dataset, "pool", data_dir)
+        else:  # one hub split: its first `limit` rows keep their labels, the next ones lose them
+            every = load_rows(dataset, "train", data_dir)
+            labeled, pool = every[: args.limit], every[args.limit :]
+        labeled = labeled[: args.limit] if args.limit is not None else labeled
+        rows = mixture(labeled, pool, args.unlabeled)
+    else:
+        rows = load_rows(dataset, data, data_dir)
+        rows = hide_labels(rows) if data == "pool" else rows
+        rows = rows[: args.limit] if args.limit is not None else rows
+    if args.label_noise > 0:
+        rows = add_label_noise(rows, args.label_noise, args.seed)
+    if args.paraphrase:
+        rows = add_paraphrases(rows)
+    return datasets.Dataset.from_list(rows * args.repeat)  # whole copies: a row and its twin stay adjacent
+
+
+def check_args(dataset: DatasetConfig, data: str, args: DataArgs) -> None:
+    """Refuse data_args that cannot apply, before anything is loaded."""
+
+    def refuse(key: str, why: str) -> None:
+        raise ValueError(f"data_args.{key}: {why}")
+
+    if data not in SPLITS:
+        raise ValueError(f"data: {data!r} is none of {SPLITS}")
+    problem = data_args_problem(data, args)
+    if problem:
+        refuse(*problem)
+    if data == "mixture" and not dataset.generated and args.limit is None:
+        refuse("limit", f"data: mixture on hub dataset {dataset.hub_path} needs the number of labeled rows")
+    if args.paraphrase and dataset.source != "toy-arithmetic":
+        what = f"hub dataset {dataset.hub_path}" if dataset.source == "hub" else f"a {dataset.source} dataset"
+        refuse("paraphrase", f"{what} must ship its paraphrases: rows are reworded in toy arithmetic only")
+    if args.paraphrase:
+        check_paraphrasable(dataset.arithmetic.operators, dataset.arithmetic.min_operands)
+
+
+def load_rows(dataset: DatasetConfig, split: str, data_dir: Path | None) -> list[dict]:
+    """A split's rows with their gold answers: the generated files, or the hub dataset (one split there)."""
+    if dataset.generated:
+        return read_split(Path(data_dir), split)
+    import datasets
+
+    ds = datasets.load_dataset(dataset.hub_path, dataset.hub_name, split="train")
+    for column, values in (dataset.where or {}).items():
+        ds = ds.filter(lambda row, c=column, v=tuple(values): row[c] in v)
+    solution = dataset.solution_field
+    return [
+        {"id": i, "prompt": row[dataset.prompt_field], "answer": str(row[dataset.answer_field])}
+        | ({"solution": str(row[solution])} if solution else {})
+        for i, row in enumerate(ds)
+    ]
+
+
+def chat_prompts(rows: datasets.Dataset, tokenizer) -> datasets.Dataset:
+    """Each prompt as a user turn of the model's chat template, ready for the assistant's reply.
+
+    Kept as text (not a message list) so that rewards and graders see plain completions at every scale.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"apply_chat_template: {tokenizer.name_or_path} has no chat template")
+
+    def wrap(row: dict) -> dict:
+        turn = [{"role": "user", "content": row["prompt"]}]
+        return {"prompt": tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)}
+
+    return rows.map(wrap)
+
+
+def hide_labels(rows: list[dict]) -> list[dict]:
+    """The rows without the columns that give the answer away."""
+    return [{k: v for k, v in r.items() if k not in HIDDEN} for r in rows]
+
+
+def id_offset(ids: Sequence[int]) -> int:
+    """A power of ten above every id: `offset + id` is a fresh id that still shows the old one.
+
+    >>> id_offset([0, 499]), id_offset([999]), id_offset([1000])
+    (1000, 1000, 10000)
+    """
+    return 10 ** len(str(max(ids, default=0)))
+
+
+def mixture(train: list[dict], pool: list[dict], unlabeled: int | None) -> list[dict]:
+    """Labeled rows then the first `unlabeled` pool rows (None: all) with answers set to None.
+
+    Pool ids are shifted by `id_offset` of the train ids so that ids stay unique.
+    """
+    offset = id_offset([r["id"] for r in train])
+    pool = pool if unlabeled is None else pool[:unlabeled]
+    labeled = [r | {"labeled": True} for r in train]
+    hidden = [r | {k: None for k in HIDDEN if k in r} | {"id": offset + r["id"], "labeled": False} for r in pool]
+    return labeled + hidden
+
+
+def wrong_answer(answer: str, rng: random.Random, answers: Sequence[str]) -> str:
+    """A wrong answer near `answer`: an integer 1..3 away, or else another row's different answer.
+
+    >>> wrong_answer("42", random.Random(0), []) in {"39", "40", "41", "43", "44", "45"}
+    True
+    >>> wrong_answer("1/2", random.Random(0), ["1/2", "3/4"])
+    '3/4'
+    """
+    gold = normalize(answer)
+    if re.fullmatch(r"-?\d+", gold):
+        return str(int(gold) + rng.choice([-3, -2, -1, 1, 2, 3]))
+    others = sorted({a for a in answers if normalize(a) != gold})
+    if not others:
+        raise ValueError(f"data_args.label_noise: no wrong answer to give for {answer!r}")
+    return rng.choice(others)
+
+
+def corrupt(row: dict, wrong: str) -> dict:
+    """The row with `wrong` as its answer; a scratchpad solution keeps its steps but ends in `wrong`."""
+    out = row | {"answer": wrong}
+    if "solution" in row:
+        steps = row["solution"].split(SEPARATOR)[:-1]
+        out["solution"] = SEPARATOR.join(steps + [wrong])
+    return out
+
+
+def add_label_noise(rows: list[dict], fraction: float, seed: int) -> list[dict]:
+    """Replace the answers of `round(fraction * labeled)` labeled rows by wrong ones; mark them `noisy`."""
+    rng = random.Random(seed)
+    labeled = [i for i, r in enumerate(rows) if r.get("answer") is not None]
+    chosen = set(rng.sample(labeled, round(fraction * len(labeled))))
+    answers = [rows[i]["answer"] for i in labeled]
+    return [
+        corrupt(r, wrong_answer(r["answer"], rng, answers)) | {"noisy": True} if i in chosen else r | {"noisy": False}
+        for i, r in enumerate(rows)
+    ]
+
+
+def check_paraphrasable(operators: Sequence[str], min_operands: int) -> None:
+    """Refuse toy specs where some problem has no rewording (`7-3=` cannot be reordered without a unary minus)."""
+    if set(operators) - {"+", "-", "*"}:
+        raise ValueError(f"data_args.paraphrase: no rewording known for operators {list(operators)}")
+    if "-" in operators and min_operands < 3:
+        raise ValueError("data_args.paraphrase: a two-term difference (7-3=) has no rewording; use min_operands >= 3")
+
+
+def reword(prompt: str) -> str:
+    """The same problem with its terms (and each product's factors) in reverse order.
+
+    A subtracted term cannot lead (no unary minus): the first positive term moves ahead of it.
+
+    >>> reword("12+34="), reword("1+2+3="), reword("9-4+2="), reword("2+3*4="), reword("9+4-2=")
+    ('34+12=', '3+2+1=', '2-4+9=', '4*3+2=', '4-2+9=')
+    """
+    terms = [
+        (sign or "+", "*".join(reversed(product.split("*"))))
+        for sign, product in re.findall(r"([+-]?)([^+\-=]+)", prompt)
+    ][::-1]
+    lead = next(i for i, (sign, _) in enumerate(terms) if sign == "+")
+    terms.insert(0, terms.pop(lead))
+    return terms[0][1] + "".join(sign + product for sign, product in terms[1:]) + "="
+
+
+def twin(row: dict, offset: int) -> dict:
+    """The row's reworded twin: new id `offset + id`, same answer, the scratchpad redone for the new order."""
+    prompt = reword(row["prompt"])
+    out = row | {"id": offset + row["id"], "prompt": prompt, "pair": row["id"], "view": 1}
+    solution = row.get("solution")
+    if solution is not None and SEPARATOR in solution:  # keep the row's (maybe corrupted) final answer
+        out["solution"] = SEPARATOR.join([*map(str, running_totals(prompt)[:-1]), row["answer"]])
+    return out
+
+
+def add_paraphrases(rows: list[dict]) -> list[dict]:
+    """Each row (view 0) followed by its twin (view 1), both with `pair` = the row's id."""
+    offset = id_offset([r["id"] for r in rows])
+    return [x for r in rows for x in (r | {"pair": r["id"], "view": 0}, twin(r, offset))]
+
+
+class PairedRepeatSampler(Sampler):
+    """TRL's GRPO `RepeatSampler`, shuffling pairs instead of rows, so that twins share a batch.
+
+    Rows with the same `pairs` value are taken two at a time in dataset order (a row and its
+    twin, as `add_paraphrases` lays them out); these units are shuffled, cut into chunks of
+    `batch_size` distinct prompts (even, so no unit is split; an incomplete last chunk is
+    dropped), and each chunk is yielded `repeat_count` times with every index `mini_repeat_count`
+    times in a row. The generator lives across epochs, so each epoch has a new order.
+
+    >>> list(PairedRepeatSampler([7, 7, 8, 8], mini_repeat_count=2, batch_size=2, shuffle=False))
+    [0, 0, 1, 1, 2, 2, 3, 3]
+    """
+
+    def __init__(self, pairs: Sequence[Hashable], mini_repeat_count: int, batch_size: int, repeat_count: int = 1,
+                 shuffle: bool = True, seed: int | None = None):  # fmt: skip
+        if batch_size % 2:
+            raise ValueError(f"PairedRepeatSampler: batch_size must be even to hold whole pairs, got {batch_size}")
+        self.units = pair_units(pairs)
+        self.num_samples = len(pairs)
+        self.mini_repeat_count, self.batch_size, self.repeat_count = mini_repeat_count, batch_size, repeat_count
+        self.shuffle = shuffle
+        self.generator = torch.Generator()
+        if seed is not None:
+            self.generator.manual_seed(seed)
+
+    def __iter__(self) -> Iterator[int]:
+        order = torch.randperm(len(self.units), generator=self.generator).tolist() if self.shuffle else None
+        indexes = [i for u in (order or range(len(self.units))) for i in self.units[u]]
+        for start in range(0, len(indexes) - self.batch_size + 1, self.batch_size):
+            chunk = indexes[start : start + self.batch_size]
+            for _ in range(self.repeat_count):
+                for index in chunk:
+                    yield from [index] * self.mini_repeat_count
+
+    def __len__(self) -> int:
+        return (self.num_samples // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
+
+
+def pair_units(pairs: Sequence[Hashable]) -> list[tuple[int, int]]:
+    """Indices of rows sharing a pair value, two at a time in dataset order.
+
+    >>> pair_units(["a", "b", "a", "b", "a", "a"])
+    [(0, 2), (1, 3), (4, 5)]
+    """
+    groups: dict[Hashable, list[int]] = {}
+    for i, p in enumerate(pairs):
+        groups.setdefault(p, []).append(i)
+    odd = [p for p, idx in groups.items() if len(idx) % 2]
+    if odd:
+        raise ValueError(f"PairedRepeatSampler: pair values {odd[:5]} have an odd number of rows (a twin is missing)")
+    return sorted((idx[k], idx[k + 1]) for idx in groups.values() for k in range(0, len(idx), 2))

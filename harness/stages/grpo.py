@@ -1,0 +1,95 @@
+"""The grpo stage kind: online RL with TRL's GRPOTrainer, the objective composed from registered pieces
+(harness/stages/trainers/grpo.py), rewards from harness/rewards/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.config.errors import Invalid
+from harness.stages.args import TrainerArgs, check_engine, ours
+from harness.stages.kind import POLICY, SPLIT, UPSTREAM_SCORER, StageJob, StageKind
+
+
+@dataclass
+class GRPOArgs(TrainerArgs):
+    """Hyper-parameters of a GRPO stage (TRL's GRPOConfig)."""
+
+    learning_rate: float = 1e-6
+    num_generations: int = 8
+    max_completion_length: int = 1024
+    temperature: float = 1.0
+    num_iterations: int = 1
+    """Optimizer passes over each generated batch (>1: the ratio to the sampling policy moves off 1)."""
+    generation_engine: str = ours("auto")
+    """How completions are sampled: `hf` (transformers generate), `vllm` (TRL's vLLM in colocate mode;
+    GPU and the `vllm` extra) or `auto` (vLLM when a GPU and vLLM are both present)."""
+
+
+def check_args(args: dict) -> None:
+    """Whole groups per batch (a global batch, too, must be a whole number of them); a known engine."""
+    batch = args["global_batch_size"] or args["per_device_train_batch_size"] * args["gradient_accumulation_steps"]
+    if batch % args["num_generations"]:
+        raise Invalid(
+            "", f"batch of {batch} completions is not a multiple of num_generations={args['num_generations']}"
+        )
+    check_engine(args)
+
+
+KIND = StageKind(
+    "grpo",
+    GRPOArgs,
+    reads=SPLIT,
+    makes=POLICY,
+    entry="harness.stages.grpo:run",
+    rewards="required",
+    objective=True,
+    check_args=check_args,
+)
+
+
+def kl_coef(objective) -> float:
+    """The reference-KL coefficient: TRL must load a reference model exactly when it is non-zero."""
+    return sum(float(a.args.get("coef", 0.0)) for a in objective.aux if a.name == "kl_to_reference")
+
+
+def generation_args(args: dict) -> dict:
+    """TRL's vLLM switches for a GRPO stage, from its `generation_engine` (see GRPOArgs)."""
+    from harness.device import resolve_engine
+
+    if resolve_engine(args.get("generation_engine", "auto")) != "vllm":
+        return {}
+    return {"use_vllm": True, "vllm_mode": "colocate"}
+
+
+def build_trainer(job: StageJob, rows, ckpt_dir):
+    """HarnessGRPOTrainer for the stage, its rewards built (a scorer's folder from `job.upstream`)."""
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig
+
+    from harness.stages.plumbing import build_rewards, common_args
+    from harness.stages.trainers.grpo import HarnessGRPOTrainer
+
+    stage = job.stage
+    cfg = GRPOConfig(
+        **common_args(GRPOArgs, stage.args, job.seed, ckpt_dir),
+        **generation_args(stage.args),
+        reward_weights=[r.weight for r in stage.rewards],
+        beta=kl_coef(stage.objective),
+    )
+    rewards, policy_rewards, stateful = build_rewards(stage, job.upstream.get(UPSTREAM_SCORER))
+    return HarnessGRPOTrainer(
+        model=job.model,
+        reward_funcs=rewards,
+        args=cfg,
+        train_dataset=rows,
+        processing_class=AutoTokenizer.from_pretrained(job.model),
+        objective=stage.objective,
+        policy_rewards=policy_rewards,
+        stateful_rewards=stateful,
+    )
+
+
+def run(job: StageJob) -> dict:
+    from harness.stages.plumbing import fit, split_rows
+
+    return fit(job, build_trainer, split_rows(job), on_resume=lambda trainer, ckpt: trainer.load_reward_state(ckpt))

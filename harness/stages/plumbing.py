@@ -1,0 +1,197 @@
+"""What every trainer-backed stage kind shares: its rows, TRL's common arguments and batch layout,
+checkpoints, reward building, progress and snapshot callbacks, and the train-save-summarize loop.
+
+A stage writes checkpoints to `<stage dir>/checkpoints/` every `save_steps` and resumes from the
+last one when restarted, so a killed or preempted run loses at most `save_steps` steps. The
+checkpoints are tagged with the job's fingerprint: a changed config starts afresh. When training
+ends, the model goes to `<stage dir>/model/` and the summary to `<stage dir>/train.json` (written
+last: its presence means the stage is complete).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.device import cuda
+from harness.layout import CHECKPOINT_TAG, CHECKPOINTS, MODEL, SNAPSHOTS, STAGE_SUMMARY
+from harness.rewards import REWARDS, across_processes
+from harness.stages.args import trl_args
+from harness.stages.kind import StageJob
+
+
+def prepare_checkpoints(ckpt_dir: Path, fingerprint: str) -> str | None:
+    """The checkpoint to resume from, or None; stale checkpoints of another config are removed."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    tag = ckpt_dir / CHECKPOINT_TAG
+    if int(os.environ.get("RANK", "0")) == 0:  # one process of a multi-GPU job tidies up
+        if ckpt_dir.exists() and (not tag.exists() or tag.read_text() != fingerprint):
+            shutil.rmtree(ckpt_dir)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        tag.write_text(fingerprint)
+    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+
+
+def batch_layout(args: dict, world_size: int) -> dict:
+    """TRL batch arguments for `world_size` processes, honouring a declared global batch.
+
+    The global batch (completions per optimizer step) is split into per-device batches no larger
+    than `max_per_device_batch_size`, using as few accumulation steps as possible.
+
+    >>> batch_layout({"global_batch_size": 256, "max_per_device_batch_size": 16}, 8)
+    {'per_device_train_batch_size': 16, 'gradient_accumulation_steps': 2}
+    >>> batch_layout({"global_batch_size": 256, "max_per_device_batch_size": 64}, 2)
+    {'per_device_train_batch_size': 64, 'gradient_accumulation_steps': 2}
+    """
+    total = args.get("global_batch_size")
+    if total is None:
+        return {k: args[k] for k in ("per_device_train_batch_size", "gradient_accumulation_steps") if k in args}
+    if total % world_size:
+        raise ValueError(f"global_batch_size={total} does not split over {world_size} processes")
+    per_process = total // world_size
+    cap = args.get("max_per_device_batch_size") or per_process
+    accumulation = next(a for a in range(1, per_process + 1) if per_process % a == 0 and per_process // a <= cap)
+    return {"per_device_train_batch_size": per_process // accumulation, "gradient_accumulation_steps": accumulation}
+
+
+def common_args(args_type: type, args: dict, seed: int, ckpt_dir: Path) -> dict:
+    """Keyword arguments of TRL's config for a stage: its args less those the harness keeps back
+    (harness.stages.args.ours), the batch laid out over the processes, and the harness's own settings."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    on_gpu = cuda()
+    return dict(
+        output_dir=str(ckpt_dir),
+        seed=seed,
+        data_seed=seed,
+        report_to=[],
+        save_strategy="steps",
+        save_total_limit=2,
+        use_cpu=not on_gpu,
+        bf16=on_gpu,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        **trl_args(args_type, args) | batch_layout(args, world_size),
+    )
+
+
+def build_rewards(stage, reward_model: str | None = None) -> tuple[list, list, dict]:
+    """The stage's reward functions (group-aware ones see their whole group across processes),
+    those that score with the live policy, and the stateful ones by name (their state is checkpointed).
+    `reward_model`: the folder of the scorer that rewards reading one score with."""
+    funcs, policy, stateful = [], [], {}
+    for spec in stage.rewards:
+        factory = REWARDS.get(spec.name)
+        fn = factory.build(**spec.args | ({"model": reward_model} if factory.needs_trained_model else {}))
+        if factory.needs_policy:
+            policy.append(fn)
+        if factory.stateful:
+            stateful[spec.name] = fn
+        funcs.append(across_processes(fn) if factory.group_aware else fn)
+    return funcs, policy, stateful
+
+
+def split_rows(job: StageJob):
+    """The stage's rows from its dataset split (harness.stages.data.stage_rows), each prompt wrapped in the
+    model's chat template when the stage asks for it."""
+    from harness.stages.data import chat_prompts, stage_rows
+
+    stage = job.stage
+    rows = stage_rows(job.dataset, stage.data, stage.data_args, job.data_dir)
+    if stage.args.get("apply_chat_template"):
+        from transformers import AutoTokenizer
+
+        rows = chat_prompts(rows, AutoTokenizer.from_pretrained(job.model))
+    return rows
+
+
+Builder = Callable[[StageJob, object, Path], object]
+
+
+def fit(job: StageJob, build: Builder, rows=None, on_resume=None, after_save=None) -> dict:
+    """Train (or resume) the trainer `build(job, rows, ckpt_dir)` makes; save its model; write train.json.
+
+    `rows` are curated first when the stage's data_args ask for it (harness.stages.curation).
+    `on_resume(trainer, checkpoint)` restores what the trainer keeps beside TRL's state; `after_save(model_dir)`
+    writes what readers of the model need beside it. Returns the summary (empty on ranks other than 0).
+    """
+    start, stage = time.time(), job.stage
+    ckpt_dir = job.dir / CHECKPOINTS
+    resume = prepare_checkpoints(ckpt_dir, job.fingerprint)
+    print(f"stage {stage.kind} from {job.model}: " + (f"resuming from {resume}" if resume else "starting"), flush=True)
+    if rows is not None and stage.data_args.lowest_likelihood is not None:
+        from harness.stages.curation import lowest_likelihood
+
+        rows = lowest_likelihood(rows, job.model, stage.data_args.lowest_likelihood)
+    trainer = build(job, rows, ckpt_dir)
+    if resume and on_resume is not None:
+        on_resume(trainer, resume)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # one line per log instead of the whole dict
+    trainer.add_callback(_progress_callback())
+    if job.snapshot_steps:
+        trainer.add_callback(_snapshot_callback(set(job.snapshot_steps), job.dir / SNAPSHOTS))
+    trainer.train(resume_from_checkpoint=resume)
+    model_dir = job.dir / MODEL
+    trainer.save_model(str(model_dir))  # every rank takes part; rank 0 writes
+    if not trainer.is_world_process_zero():
+        return {}
+    trainer.processing_class.save_pretrained(str(model_dir))
+    if after_save is not None:
+        after_save(model_dir)
+    summary = {
+        "kind": stage.kind,
+        "init_model": job.model,
+        "resumed_from": resume,
+        "seconds": time.time() - start,
+        "global_step": trainer.state.global_step,
+        "log_history": trainer.state.log_history,
+    }
+    (job.dir / STAGE_SUMMARY).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _progress_callback():
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        """One line per logging step: step, reward/loss, seconds (TRL's own bar is off in logs)."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            keys = (
+                "loss",
+                "reward",
+                "kl",
+                "entropy",
+                "rewards/accuracies",
+                "rewards/margins",
+                "expert/sft_weight",
+                "learning_rate",
+            )
+            shown = " ".join(f"{k} {logs[k]:.4g}" for k in keys if k in (logs or {}))
+            print(f"step {state.global_step}/{state.max_steps} {shown}", flush=True)
+
+    return Progress()
+
+
+def _snapshot_callback(steps: set[int], root: Path):
+    from transformers import TrainerCallback
+
+    class Snapshot(TrainerCallback):
+        """Saves the model (and tokenizer) at the chosen steps; a resumed run keeps those already saved."""
+
+        def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+            out = root / f"step{state.global_step}"
+            if state.global_step in steps and state.is_world_process_zero and not (out / "config.json").exists():
+                tmp = out.with_name(out.name + ".partial")  # a kill mid-save leaves no half-written snapshot
+                model.save_pretrained(str(tmp))
+                processing_class.save_pretrained(str(tmp))
+                shutil.rmtree(out, ignore_errors=True)
+                tmp.rename(out)
+
+    return Snapshot()

@@ -1,0 +1,43 @@
+"""The sft stage kind: supervised fine-tuning on each row's gold solution (TRL's SFTTrainer), with Intuitive
+Fine-Tuning's temporal residual when asked for (harness/stages/trainers/sft.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.stages.args import TrainerArgs, ours
+from harness.stages.kind import POLICY, SPLIT, StageJob, StageKind
+
+
+@dataclass
+class SFTArgs(TrainerArgs):
+    """Hyper-parameters of an SFT stage (TRL's SFTConfig)."""
+
+    temporal_residual: float | None = ours(None)
+    """Intuitive Fine-Tuning's lambda: answer tokens are read as a blend with the model's own expected token
+    (harness/algorithms/intuition.py); None: plain SFT."""
+
+
+KIND = StageKind("sft", SFTArgs, reads=SPLIT, makes=POLICY, entry="harness.stages.sft:run", labeled_rows=True)
+
+
+def build_trainer(job: StageJob, rows, ckpt_dir):
+    """HarnessSFTTrainer on the rows' solutions (the answer where a dataset has none), loss on the target only."""
+    from transformers import AutoTokenizer
+    from trl import SFTConfig
+
+    from harness.stages.plumbing import common_args
+    from harness.stages.trainers.sft import HarnessSFTTrainer
+
+    target = "solution" if "solution" in rows.column_names else "answer"  # scratchpad worlds show the steps
+    rows = rows.rename_column(target, "completion")
+    cfg = SFTConfig(**common_args(SFTArgs, job.stage.args, job.seed, ckpt_dir), completion_only_loss=True)
+    return HarnessSFTTrainer(model=job.model, args=cfg, train_dataset=rows,
+                             processing_class=AutoTokenizer.from_pretrained(job.model),
+                             temporal_residual=job.stage.args.get("temporal_residual"))  # fmt: skip
+
+
+def run(job: StageJob) -> dict:
+    from harness.stages.plumbing import fit, split_rows
+
+    return fit(job, build_trainer, split_rows(job))

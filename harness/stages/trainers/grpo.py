@@ -1,0 +1,218 @@
+"""The one GRPO trainer: TRL's GRPOTrainer with the objective composed from registered pieces.
+
+TRL generates, scores and logs; this subclass replaces three things, each with a registry lookup:
+  - advantages: the stage's estimator (harness/algorithms/advantages.py) on the gathered rewards,
+  - the loss: policy loss -> aggregation over the accumulation window, plus auxiliary terms,
+  - sampling of paired rows (a question and its rewording land in the same batch).
+It also hands model-aware rewards a scorer over the live policy and keeps stateful rewards' state
+in every checkpoint, so a resumed run continues with the same per-sample history.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import torch
+from trl import GRPOTrainer
+
+from harness.algorithms import ADVANTAGES, AGGREGATIONS, AUX_TERMS, EXPERT_MIXES, POLICY_LOSSES, Window
+from harness.algorithms.aux import AuxInputs
+from harness.config.stage import ObjectiveConfig
+from harness.layout import REWARD_STATE_FILE
+
+
+class HarnessGRPOTrainer(GRPOTrainer):
+    def __init__(self, *args, objective: ObjectiveConfig, policy_rewards=(), stateful_rewards=None, **kwargs):
+        self.objective = objective
+        self._advantage = partial(ADVANTAGES.get(objective.advantage.name), **objective.advantage.args)
+        loss_fn = POLICY_LOSSES.get(objective.loss.name)
+        self._needs_vocab = getattr(loss_fn, "needs_vocab", False)
+        self._policy_loss = partial(loss_fn, **objective.loss.args)
+        self._aggregate = AGGREGATIONS.get(objective.aggregation)
+        self._aux = [(a.name, partial(AUX_TERMS.get(a.name), **a.args)) for a in objective.aux]
+        expert = objective.expert
+        self._expert = partial(EXPERT_MIXES.get(expert.name), **expert.args) if expert is not None else None
+        self.stateful_rewards = dict(stateful_rewards or {})
+        super().__init__(*args, **kwargs)
+        if policy_rewards:
+            from harness.rewards.model import HFScorer
+
+            scorer = HFScorer(self.accelerator.unwrap_model(self.model), self.processing_class)
+            for fn in policy_rewards:
+                fn.policy = scorer
+
+    # ------------------------------------------------------------------ sampling
+
+    def _get_train_sampler(self, dataset=None):
+        dataset = self.train_dataset if dataset is None else dataset
+        if "pair" not in dataset.column_names:
+            return super()._get_train_sampler(dataset)
+        from harness.stages.data import PairedRepeatSampler
+
+        return PairedRepeatSampler(
+            pairs=list(dataset["pair"]),
+            mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation,
+            shuffle=self.shuffle_dataset,
+            seed=self.args.seed,
+        )
+
+    # ------------------------------------------------------------------ advantages
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._gathered_rewards = rewards_per_func  # (N over all processes, n_funcs)
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        per_func = self._gathered_rewards
+        rewards = (per_func * self.reward_weights.to(per_func.device)).nansum(dim=1)
+        rewards[torch.isnan(per_func).all(dim=1)] = torch.nan  # unscorable by every reward: advantage 0
+        mask = out["completion_mask"]
+        lengths = self.accelerator.gather(mask.sum(dim=1))
+        group = self.num_generations if self.model.training else self.num_generations_eval
+        adv = self._advantage(rewards, group, lengths)
+        local = slice(self.accelerator.process_index * len(mask), (self.accelerator.process_index + 1) * len(mask))
+        adv = adv[local]
+        if adv.dim() == 2:  # per-token: fit to this process's padded width
+            width = mask.size(1)
+            adv = torch.nn.functional.pad(adv[:, :width], (0, max(0, width - adv.size(1))))
+        out["advantages"] = adv.to(mask.device)
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["advantage/abs_mean"].append(adv.abs().mean().item())
+        if self._expert is not None:
+            out |= self._expert_inputs(inputs, rewards.view(-1, group).mean(1).repeat_interleave(group)[local], mask)
+        if self._needs_vocab:  # the sampling policy's full distribution, for the next-state term
+            with torch.no_grad():
+                out["old_vocab_logps"] = self._vocab_logps(self.model, out)
+        return out
+
+    # ------------------------------------------------------------------ expert demonstrations
+
+    def _expert_inputs(self, rows: list[dict], group_accuracy: torch.Tensor, like: torch.Tensor) -> dict:
+        """Each sample's expert demonstration (the row's gold solution, else its answer, then EOS) as right-padded
+        ids, and its group's mean reward (the accuracy when the reward is 0/1)."""
+        tok = self.processing_class
+        demos = [tok(str(r.get("solution") or r["answer"]), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                 for r in rows]  # fmt: skip
+        width = max(map(len, demos))
+        ids = torch.tensor([d + [tok.pad_token_id] * (width - len(d)) for d in demos], device=like.device)
+        mask = torch.tensor([[1] * len(d) + [0] * (width - len(d)) for d in demos], device=like.device)
+        return {
+            "expert_ids": ids,
+            "expert_mask": mask,
+            "group_accuracy": group_accuracy.nan_to_num(0.0).to(like.device),
+        }
+
+    def _expert_term(self, model, inputs, window: Window) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-sample weight of the RL loss (B, 1), the weighted SFT loss on the expert demonstrations).
+
+        The SFT loss of a sample is the mean negative log-likelihood of its demonstration's tokens (times the
+        mix's token weights), summed over samples with the mix's weights and divided by the window's sequences."""
+        e_ids, e_mask = inputs["expert_ids"], inputs["expert_mask"].float()
+        ids = torch.cat([inputs["prompt_ids"], e_ids], dim=1)
+        attn = torch.cat([inputs["prompt_mask"], inputs["expert_mask"]], dim=1)
+        logps, _, _ = self._get_per_token_logps_and_entropies(model, ids, attn, e_ids.size(1))  # (B, Te)
+        rl_w, sft_w, tok_w = self._expert(step=self.state.global_step, max_steps=self.state.max_steps,
+                                          group_accuracy=inputs["group_accuracy"], expert_logps=logps.detach() * e_mask)  # fmt: skip
+        nll = -(tok_w * logps * e_mask).sum(1) / e_mask.sum(1).clamp(min=1.0)  # (B,)
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        metrics["expert/sft_weight"].append(sft_w.mean().item())
+        metrics["expert/nll"].append((-(logps.detach() * e_mask).sum(1) / e_mask.sum(1).clamp(min=1.0)).mean().item())
+        return rl_w.unsqueeze(1), (sft_w * nll).sum() / window.sequences
+
+    # ------------------------------------------------------------------ loss
+
+    def _vocab_logps(self, model, inputs) -> torch.Tensor:
+        """(B, T, V) log-probs over the vocabulary at every completion position."""
+        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+        attn = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        t = inputs["completion_ids"].size(1)
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, -t - 1 : -1]  # (B, T, V)
+        return torch.log_softmax(logits.float() / self.temperature, dim=-1)
+
+    def _window(self, inputs, batch: int) -> Window:
+        training = self.model.training
+        accumulation = self.current_gradient_accumulation_steps if training else 1
+        tokens = inputs["num_items_in_batch"].clamp(min=1.0).item() / self.accelerator.num_processes
+        if training:  # num_items_in_batch counts the whole generation batch: scale it to one optimizer step
+            tokens *= accumulation / self.args.steps_per_generation
+        return Window(tokens=tokens, sequences=batch * accumulation, max_length=self.max_completion_length)
+
+    def _compute_loss(self, model, inputs):
+        completion_ids, mask = inputs["completion_ids"], inputs["completion_mask"]
+        if "tool_mask" in inputs:
+            mask = mask * inputs["tool_mask"]
+        extra = {}
+        if self._needs_vocab:
+            vocab = self._vocab_logps(model, inputs)
+            logps = vocab.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+            entropies = -(vocab.exp() * vocab).sum(-1)
+            extra = {"vocab_logps": vocab, "old_vocab_logps": inputs.get("old_vocab_logps", vocab.detach())}
+        else:
+            ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
+            attn = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+            logps, entropies, _ = self._get_per_token_logps_and_entropies(
+                model, ids, attn, completion_ids.size(1), compute_entropy=True
+            )
+        if self.objective.top_entropy_quantile < 1.0:  # forking tokens only
+            mask = mask * self.get_high_entropy_mask(entropies, mask, 1 - self.objective.top_entropy_quantile)
+        old = inputs.get("old_per_token_logps")
+        old = logps.detach() if old is None else old
+        adv = inputs["advantages"]
+        adv = adv.unsqueeze(1) if adv.dim() == 1 else adv
+        per_token = self._policy_loss(logps, old, adv, mask, **extra)
+        if "importance_sampling_ratio" in inputs:  # vLLM sampled: correct for its mismatch with this model
+            per_token = per_token * inputs["importance_sampling_ratio"]
+        window = self._window(inputs, completion_ids.size(0))
+        sft_loss = None
+        if self._expert is not None:
+            rl_weight, sft_loss = self._expert_term(model, inputs, window)
+            per_token = per_token * rl_weight
+        loss = self._aggregate(per_token, mask, window)
+        mode = "train" if self.model.training else "eval"
+        metrics = self._metrics[mode]
+        metrics["policy_loss"].append(loss.item())
+        if sft_loss is not None:
+            loss = loss + sft_loss
+        aux_inputs = AuxInputs(logps=logps, entropies=entropies, ref_logps=inputs.get("ref_per_token_logps"))
+        for name, term in self._aux:
+            value = self._aggregate(term(aux_inputs), mask, window)
+            metrics[f"aux/{name}"].append(value.item())
+            loss = loss + value
+        full = inputs["completion_mask"].float()
+        metrics["entropy"].append(self._masked_mean(entropies.detach(), full))
+        if aux_inputs.ref_logps is not None:
+            d = aux_inputs.ref_logps - logps.detach()
+            metrics["kl"].append(self._masked_mean(torch.exp(d) - d - 1, full))
+        ratio = torch.exp(logps.detach() - old)
+        metrics["ratio/max"].append(self.accelerator.gather(ratio.max()).max().item())
+        return loss
+
+    def _masked_mean(self, x: torch.Tensor, mask: torch.Tensor) -> float:
+        totals = self.accelerator.reduce(torch.stack([(x * mask).sum(), mask.sum()]), reduction="sum")
+        return (totals[0] / totals[1].clamp(min=1.0)).item()
+
+    # ------------------------------------------------------------------ stateful rewards
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.stateful_rewards and self.is_world_process_zero():
+            folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+            state = {name: fn.state_dict() for name, fn in self.stateful_rewards.items()}
+            (folder / REWARD_STATE_FILE).write_text(json.dumps(state))
+
+    def load_reward_state(self, checkpoint: str | Path) -> None:
+        """Restore stateful rewards from a checkpoint folder written by `_save_checkpoint`."""
+        file = Path(checkpoint) / REWARD_STATE_FILE
+        if not self.stateful_rewards:
+            return
+        if not file.is_file():
+            raise FileNotFoundError(f"{file} missing: cannot resume stateful rewards {list(self.stateful_rewards)}")
+        state = json.loads(file.read_text())
+        for name, fn in self.stateful_rewards.items():
+            fn.load_state_dict(state[name])

@@ -1,1 +1,0 @@
-"""The CPU world: synthetic arithmetic tasks, a locally trained tokenizer and a tiny Llama."""
