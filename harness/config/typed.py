@@ -142,7 +142,8 @@ def _convert(tp: Any, value: Any, key: str, partial: bool) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _convert(inner[0], value, key, partial)
     if value is None:
-        raise Invalid(key, "must not be null")
+        mapping = origin is dict or dataclasses.is_dataclass(tp)
+        raise Invalid(key, "must not be null" + (" (an empty mapping is written {})" if mapping else ""))
     if tp is Any:  # a copy: built objects never share containers with the parsed file (load.py caches it)
         return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
     if dataclasses.is_dataclass(tp):
