@@ -4,13 +4,14 @@ A run's configuration is merged from layers, later wins:
 
     configs/scales/<scale>.yaml            defaults of one scale (toy, small-real, paper)
     papers/<slug>/paper.yaml: scales.<s>   what the paper changes at that scale
-    command-line dotlist overrides         (harness validate / the API; e.g. trainers.grpo.max_steps=3)
+    dotlist overrides                      load_paper(..., overrides=["trainers.grpo.max_steps=3"])
     papers/<slug>/paper.yaml: variants.<v> what one variant (method) changes, stage by stage
 
 Models, datasets and eval suites are named in those layers and live in configs/models/,
 configs/datasets/ and configs/eval/. Each layer is checked on its own, so a refusal (unknown key,
 wrong type, unknown component, missing file) is a `ConfigError` naming the file the mistake is in
-and its full key, raised before any job starts. Each file is read and built once per process.
+and its full key, raised before any job starts. Each file is parsed once per process (objects are built
+fresh for every use, so no caller shares another's).
 This module imports nothing heavy (no torch, no OmegaConf): the Snakefile calls it on every start.
 """
 
