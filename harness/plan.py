@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from harness.layout import (
     tracked_file,
 )
 from harness.rewards import REWARDS
-from harness.stages import STAGES, making_scorer
+from harness.stages import STAGES, kinds, making_scorer
 from harness.stages.kind import DATA, POLICY, UPSTREAM_SAMPLES, UPSTREAM_SCORER
 
 RESOURCE_KEYS = ("nodes", "gpus", "cpus_per_task", "mem_mb", "runtime")
@@ -160,13 +159,9 @@ class Plan:
         """Index of the last stage before `before` whose kind is one of `kinds`, or None."""
         return next((j for j in range(before - 1, -1, -1) if self._stages(run)[j].kind in kinds), None)
 
-    @cached_property
-    def _policy_kinds(self) -> tuple[str, ...]:
-        return tuple(n for n, k in STAGES.items() if k.makes == POLICY)
-
     def model_after(self, run: Run, n_stages: int) -> str:
         """The policy after the first `n_stages` stages (stages that make data or a scorer leave it as it was)."""
-        j = self.latest(run, n_stages, self._policy_kinds)
+        j = self.latest(run, n_stages, kinds(makes=POLICY))
         return f"{stage_dir(run, j)}/{MODEL}" if j is not None else self.base_model(run.paper, run.variant)
 
     def final_model(self, run: Run) -> str:
@@ -174,7 +169,7 @@ class Plan:
 
     def _model_inputs(self, run: Run, n_stages: int) -> list[str]:
         """Files that must exist before the model after `n_stages` stages can be read."""
-        j = self.latest(run, n_stages, self._policy_kinds)
+        j = self.latest(run, n_stages, kinds(makes=POLICY))
         if j is not None:
             return [f"{stage_dir(run, j)}/{STAGE_SUMMARY}"]
         rp = self.papers[run.paper]
@@ -203,8 +198,7 @@ class Plan:
     def _upstream(self, run: Run, i: int) -> dict[str, str]:
         stage, out = self._stages(run)[i], {}
         if stage.data == GENERATED:
-            makers = tuple(n for n, k in STAGES.items() if k.makes == DATA)
-            out[UPSTREAM_SAMPLES] = stage_dir(run, self.latest(run, i, makers))
+            out[UPSTREAM_SAMPLES] = stage_dir(run, self.latest(run, i, kinds(makes=DATA)))
         read = {REWARDS.get(r.name).reads_scorer for r in stage.rewards} - {None}
         if read:  # one scorer per stage (checked): the latest stage of a kind that makes it
             makers = tuple(k for scorer in read for k in making_scorer(scorer))
