@@ -1,15 +1,19 @@
 """A declarative harness for reproducing RL-for-LLM papers: configs -> Snakemake -> TRL -> lm-eval -> MLflow.
 
-Layers, each importing only from those below it (tests/test_architecture.py checks there is no cycle):
+Layers, top to bottom; a module imports from its own layer and those below it, never above
+(tests/test_architecture.py checks this order, and that there is no import cycle at all):
 
-    cli, plan, launch          the `harness` command; configs -> runs, paths, job fingerprints; SLURM via submitit
-    reporting/                 leaderboards, verdicts, HTML reports, MLflow
-    evaluation/                lm-eval runs, sampling metrics, evaluation protocols
-    stages/                    the stage-kind registry, one module per kind, shared trainer plumbing
-    config/                    schemas, YAML loading, checks, fingerprints of resolved configs
-    rewards/, algorithms/      registries of reward functions and RL objective pieces
-    world/                     the CPU world: dataset generators, tokenizer, toy and packaged models
-    grader, device, layout, registry   answer extraction, GPU/vLLM presence, file layout, the generic registry
+    cli                              the `harness` command (only __main__ imports it)
+    plan                             configs -> runs, paths, job fingerprints: the Snakefile's API
+    reporting/                       leaderboards, verdicts, HTML reports, MLflow
+    evaluation/                      lm-eval runs, sampling metrics, evaluation protocols
+    config/load, config/checks, launch   resolving and checking bundles (they read the registries below);
+                                     SLURM via submitit
+    stages/                          the stage-kind registry, one module per kind, shared trainer plumbing
+    config/ schemas                  schema, stage, components, typed (YAML onto them), plain, errors
+    rewards/, algorithms/            registries of reward functions and RL objective pieces
+    world/                           the CPU world: dataset generators, tokenizer, toy and packaged models
+    grader, device, layout, registry answer extraction, GPU/vLLM presence, file layout, the generic registry
 """
 
 import os

@@ -131,6 +131,11 @@ def leaderboard_file(paper: str, scale: str) -> str:
     return f"{RUNS}/{paper}/{scale}/{LEADERBOARD_FILE}"
 
 
+def leaderboard_files(results: Path) -> list[Path]:
+    """Every leaderboard under a results folder (any paper, any scale), in path order."""
+    return sorted(Path(results).glob(f"runs/*/*/{LEADERBOARD_FILE}"))
+
+
 def report_page(paper: str, scale: str) -> str:
     return f"{REPORTS}/{paper}-{scale}.html"
 

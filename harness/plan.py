@@ -21,11 +21,9 @@ from harness.config.plain import fingerprint, plain_dataset, plain_eval, plain_s
 from harness.config.schema import ResolvedPaper, Stage
 from harness.config.stage import GENERATED
 from harness.layout import (
-    MODEL,
     PAPERS,
     PRETRAIN_SUMMARY,
     SOURCE_FILE,
-    STAGE_SUMMARY,
     Run,
     checkpoint_eval_file,
     data_dir,
@@ -35,6 +33,8 @@ from harness.layout import (
     report_page,
     snapshot_dir,
     stage_dir,
+    stage_model,
+    stage_summary,
     tokenizer_dir,
     tracked_file,
 )
@@ -162,7 +162,7 @@ class Plan:
     def model_after(self, run: Run, n_stages: int) -> str:
         """The policy after the first `n_stages` stages (stages that make data or a scorer leave it as it was)."""
         j = self.latest(run, n_stages, kinds(makes=POLICY))
-        return f"{stage_dir(run, j)}/{MODEL}" if j is not None else self.base_model(run.paper, run.variant)
+        return stage_model(run, j) if j is not None else self.base_model(run.paper, run.variant)
 
     def final_model(self, run: Run) -> str:
         return self.model_after(run, len(self._stages(run)))
@@ -171,7 +171,7 @@ class Plan:
         """Files that must exist before the model after `n_stages` stages can be read."""
         j = self.latest(run, n_stages, kinds(makes=POLICY))
         if j is not None:
-            return [f"{stage_dir(run, j)}/{STAGE_SUMMARY}"]
+            return [stage_summary(run, j)]
         rp = self.papers[run.paper]
         name = rp.variants[run.variant].model
         made_here = MADE_HERE.get(rp.models[name].source)
@@ -193,51 +193,50 @@ class Plan:
         """What stage `i` reads from earlier stages: `pairs` (the folder of the latest stage that made samples,
         when its data is `generated`) and `reward_model` (the model folder of the latest stage that made the
         scorer its rewards read)."""
-        return dict(self._once(("upstream", run, i), lambda: self._upstream(run, i)))
+        samples, scorer = self._sources(run, i)
+        return ({UPSTREAM_SAMPLES: stage_dir(run, samples)} if samples is not None else {}) | (
+            {UPSTREAM_SCORER: stage_model(run, scorer)} if scorer is not None else {})  # fmt: skip
 
-    def _upstream(self, run: Run, i: int) -> dict[str, str]:
-        stage, out = self._stages(run)[i], {}
-        if stage.data == GENERATED:
-            out[UPSTREAM_SAMPLES] = stage_dir(run, self.latest(run, i, kinds(makes=DATA)))
+    def _sources(self, run: Run, i: int) -> tuple[int | None, int | None]:
+        """(index of the stage whose samples stage `i` reads, index of the stage whose scorer its rewards read)."""
+        return self._once(("sources", run, i), lambda: self._find_sources(run, i))
+
+    def _find_sources(self, run: Run, i: int) -> tuple[int | None, int | None]:
+        stage = self._stages(run)[i]
+        samples = self.latest(run, i, kinds(makes=DATA)) if stage.data == GENERATED else None
         read = {REWARDS.get(r.name).reads_scorer for r in stage.rewards} - {None}
-        if read:  # one scorer per stage (checked): the latest stage of a kind that makes it
-            makers = tuple(k for scorer in read for k in making_scorer(scorer))
-            out[UPSTREAM_SCORER] = f"{stage_dir(run, self.latest(run, i, makers))}/{MODEL}"
-        return out
+        # one scorer per stage (checked): the latest stage of a kind that makes it
+        scorer = self.latest(run, i, tuple(k for r in read for k in making_scorer(r))) if read else None
+        return samples, scorer
 
     # -- per-job inputs and fingerprints (the Snakefile's input and params functions)
 
     def stage_inputs(self, run: Run, i: int) -> list[str]:
-        stage = self._stages(run)[i]
-        up = self.upstream(run, i)
-        if stage.data == GENERATED:
-            data = [f"{up[UPSTREAM_SAMPLES]}/{STAGE_SUMMARY}"]
+        stage, (samples, scorer) = self._stages(run)[i], self._sources(run, i)
+        if samples is not None:
+            data = [stage_summary(run, samples)]
         else:
             splits = ("train", "pool") if stage.data == "mixture" else (stage.data,)
             data = self._data_inputs(run.paper, splits, stage.dataset)
-        scorer = [f"{Path(up[UPSTREAM_SCORER]).parent}/{STAGE_SUMMARY}"] if UPSTREAM_SCORER in up else []
-        return self._model_inputs(run, i) + data + scorer
+        return self._model_inputs(run, i) + data + ([stage_summary(run, scorer)] if scorer is not None else [])
 
     def stage_fingerprint(self, run: Run, i: int) -> str:
         return self._once(("stage_fp", run, i), lambda: self._stage_fingerprint(run, i))
 
     def _stage_fingerprint(self, run: Run, i: int) -> str:
-        rp = self.papers[run.paper]
-        stage = rp.variants[run.variant].stages[i]
         snapshots = self.snapshot_steps(run, i)  # only when asked for: older stages keep their fingerprint
         extra = ({"snapshots": snapshots} if snapshots else {}) | self.upstream(run, i)  # only when present: as before
         return fingerprint({"stage": self._plain_stage(run.paper, run.variant, i), "seed": run.seed,
                             "base": self.model_after(run, i),
-                            "dataset": self._plain_dataset(run.paper, rp.stage_dataset(stage)[0])} | extra)  # fmt: skip
+                            "dataset": self._plain_dataset(run.paper, self._stages(run)[i])} | extra)  # fmt: skip
 
     def _plain_stage(self, paper: str, variant: str, i: int) -> dict:
         return self._once(("plain_stage", paper, variant, i),
                           lambda: plain_stage(self.papers[paper].variants[variant].stages[i]))  # fmt: skip
 
-    def _plain_dataset(self, paper: str, name: str) -> dict:
-        rp = self.papers[paper]
-        return self._once(("plain_dataset", paper, name),
-                          lambda: plain_dataset(rp.datasets[name] if name in rp.datasets else rp.dataset))  # fmt: skip
+    def _plain_dataset(self, paper: str, stage: Stage) -> dict:
+        name, cfg = self.papers[paper].stage_dataset(stage)
+        return self._once(("plain_dataset", paper, name), lambda: plain_dataset(cfg))
 
     def _plain_eval(self, paper: str) -> dict:
         return self._once(("plain_eval", paper), lambda: plain_eval(self.papers[paper].eval))
@@ -254,7 +253,7 @@ class Plan:
         return [checkpoint_eval_file(run, i, s) for i in range(n) for s in self.snapshot_steps(run, i)]
 
     def checkpoint_eval_inputs(self, run: Run, stage: int) -> list[str]:
-        return [f"{stage_dir(run, stage)}/{STAGE_SUMMARY}"] + self._data_inputs(run.paper, ("test",))
+        return [stage_summary(run, stage)] + self._data_inputs(run.paper, ("test",))
 
     def checkpoint_eval_fingerprint(self, run: Run, stage: int, step: int) -> str:
         return fingerprint({"eval": self._plain_eval(run.paper), "seed": run.seed,
@@ -269,9 +268,7 @@ class Plan:
 
     def track_inputs(self, run: Run) -> list[str]:
         n = len(self._stages(run))
-        return (
-            [eval_file(run)] + [f"{stage_dir(run, i)}/{STAGE_SUMMARY}" for i in range(n)] + self.checkpoint_evals(run)
-        )
+        return [eval_file(run)] + [stage_summary(run, i) for i in range(n)] + self.checkpoint_evals(run)
 
     def track_fingerprint(self, run: Run) -> str:
         return self._once(("track_fp", run.paper, run.variant), lambda: self._track_fingerprint(run))

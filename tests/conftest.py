@@ -72,10 +72,12 @@ def run_stage(stage, model, dataset, data_dir, seed, out, fingerprint="fp", snap
 
 
 def build_trainer(stage, model, rows, seed, ckpt_dir, upstream=None):
-    """The trainer a stage's kind builds (its module's `build_trainer`), without training."""
+    """The trainer a stage's kind builds (the `build_trainer` beside its entry point), without training."""
     from importlib import import_module
 
-    kind = import_module(f"harness.stages.{stage.kind}")
+    from harness.stages import STAGES
+
+    kind = import_module(STAGES.get(stage.kind).entry.split(":")[0])
     return kind.build_trainer(stage_job(stage, model, seed=seed, upstream=upstream), rows, Path(ckpt_dir))
 
 

@@ -102,6 +102,44 @@ def test_the_package_has_no_import_cycles():
     assert cycles(graph) == []
 
 
+LAYERS = [  # bottom to top, as harness/__init__.py lists them
+    ("harness.registry", "harness.layout", "harness.device", "harness.grader"),
+    ("harness.world",),
+    ("harness.rewards", "harness.algorithms"),
+    ("harness.config.errors", "harness.config.typed", "harness.config.stage", "harness.config.components",
+     "harness.config.schema", "harness.config.plain"),
+    ("harness.stages",),
+    ("harness.config.checks", "harness.config.load", "harness.launch"),
+    ("harness.evaluation",),
+    ("harness.reporting",),
+    ("harness.plan",),
+    ("harness.cli", "harness.__main__"),
+]  # fmt: skip
+
+
+def layer_of(module: str) -> int | None:
+    """The layer of a module: that of the longest prefix naming it (package __init__ files have none)."""
+    matches = [(len(p), i) for i, prefixes in enumerate(LAYERS) for p in prefixes
+               if module == p or module.startswith(p + ".")]  # fmt: skip
+    return max(matches)[1] if matches else None
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets
+                  if None not in (layer_of(m), layer_of(t)) and layer_of(t) > layer_of(m))  # fmt: skip
+
+
+def test_every_module_sits_in_a_layer_and_imports_only_downwards():
+    graph = import_graph(PACKAGE)
+    unplaced = sorted(m for m in graph if layer_of(m) is None)
+    assert unplaced == ["harness", "harness.config"] and not any(graph[m] for m in unplaced)  # import nothing
+    assert upward_imports(graph) == []
+    # the check can fail: the planner importing the CLI would be an upward import
+    assert upward_imports(graph | {"harness.plan": graph["harness.plan"] | {"harness.cli"}}) == [
+        "harness.plan -> harness.cli"
+    ]
+
+
 def test_a_function_local_import_that_closes_a_circle_is_a_cycle(tmp_path):
     pkg = tmp_path / "pkg"
     (pkg / "sub").mkdir(parents=True)

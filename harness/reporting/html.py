@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from harness.evaluation.plots import power_of_two_ticks, pyplot
-from harness.layout import REPORTS, STAGE_SUMMARY, Run, report_page, report_plots, tracked_file
+from harness.layout import REPORTS, STAGE_SUMMARY, Run, leaderboard_files, report_page, report_plots, tracked_file
 
 CURVES = (("reward", "reward"), ("kl", "KL to reference"), ("entropy", "entropy"),
           ("completions/mean_length", "completion length (tokens)"))  # fmt: skip
@@ -142,7 +142,7 @@ def build(
     results: Path, papers: list[str] | None = None, scale: str | None = None, with_pages: bool = True
 ) -> list[Path]:
     """Pages for every leaderboard under `results` (or the named papers / scale), and the index."""
-    boards = [json.loads(f.read_text()) for f in sorted(results.glob("runs/*/*/leaderboard.json"))]
+    boards = [json.loads(f.read_text()) for f in leaderboard_files(results)]
     chosen = [b for b in boards if (not papers or b["paper"] in papers) and (scale is None or b["scale"] == scale)]
     pages = [write_page(b, results) for b in chosen] if with_pages else []
     return pages + [write_index(boards, results)]

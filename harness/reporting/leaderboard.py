@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.evaluation.metrics import COUNTS
 from harness.evaluation.protocol import common
 from harness.evaluation.results import read_result
-from harness.layout import eval_file, leaderboard_file
+from harness.layout import eval_file, leaderboard_file, leaderboard_files
 from harness.reporting.verdicts import check_claim, check_reported, one_line
 
 SHOWN = ("pass@1", "maj@{n}", "pass@{n}")
@@ -145,8 +145,7 @@ def format_board(board: dict) -> str:
 
 
 def print_leaderboards(papers: list[str], scale: str | None, results: Path) -> int:
-    files = sorted(results.glob("runs/*/*/leaderboard.json"))
-    boards = [json.loads(f.read_text()) for f in files]
+    boards = [json.loads(f.read_text()) for f in leaderboard_files(results)]
     boards = [b for b in boards if (not papers or b["paper"] in papers) and (scale is None or b["scale"] == scale)]
     if not boards:
         print(f"no leaderboards under {results}/runs: run `snakemake --cores 2` first", file=sys.stderr)

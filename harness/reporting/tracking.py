@@ -26,7 +26,7 @@ from harness.evaluation.metrics import COUNTS
 from harness.evaluation.results import read_result
 from harness.launch import job_ids
 from harness.layout import RESULTS as RESULTS_DIR
-from harness.layout import ROOT, STAGE_SUMMARY, Run, checkpoint_eval_file, eval_file, stage_dir, tracked_file
+from harness.layout import ROOT, Run, checkpoint_eval_file, eval_file, stage_summary, tracked_file
 from harness.stages import STAGES
 
 RESULTS = Path(RESULTS_DIR)
@@ -214,7 +214,7 @@ def track_run(plan, run: Run) -> dict:
               "dataset": {"name": rp.dataset_name, **plain_dataset(rp.dataset)}, "eval": {"name": rp.eval_name, **plain_eval(rp.eval)}}  # fmt: skip
     result = read_result(eval_file(run))
     config_hash = fingerprint({"config": config, "protocol": result["protocol"]})
-    stages = [json.loads(Path(stage_dir(run, i), STAGE_SUMMARY).read_text()) for i in range(len(variant.stages))]
+    stages = [json.loads(Path(stage_summary(run, i)).read_text()) for i in range(len(variant.stages))]
     metrics: list[tuple[str, float, int]] = []
     offset = 0
     for i, st in enumerate(stages):
@@ -245,7 +245,7 @@ def track_run(plan, run: Run) -> dict:
         client.log_dict(run_id, config, "config.json")
         client.log_artifacts(run_id, str(Path(eval_file(run)).parent), "eval")
         for i in range(len(stages)):
-            client.log_artifact(run_id, str(Path(stage_dir(run, i), STAGE_SUMMARY)), f"stage{i}")
+            client.log_artifact(run_id, stage_summary(run, i), f"stage{i}")
         client.set_terminated(run_id)
     info = {
         "run_id": run_id,
