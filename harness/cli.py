@@ -130,21 +130,15 @@ def _without(argv: list[str], *options: str) -> list[str]:
 
 def cmd_train(args) -> int:
     from harness.layout import stage_dir
-    from harness.stages import StageJob, run_stage
+    from harness.stages import run_stage
 
     plan = _plan(args)
     run = plan.run(args.paper, args.variant, args.seed)
-    rp = plan.papers[args.paper]
-    stage = rp.variants[args.variant].stages[args.stage]
+    stage = plan.papers[args.paper].variants[args.variant].stages[args.stage]
     folder = Path(stage_dir(run, args.stage), "slurm")
     if _remote(args, stage.resources, folder, f"train.{run.paper}.{run.variant}.s{run.seed}.{args.stage}"):
         return 0
-    data = plan.stage_data_dir(run, args.stage)
-    job = StageJob(stage=stage, model=plan.model_after(run, args.stage), dataset=rp.stage_dataset(stage)[1],
-                   data_dir=data and Path(data), seed=run.seed, dir=Path(stage_dir(run, args.stage)),
-                   fingerprint=plan.stage_fingerprint(run, args.stage), snapshot_steps=plan.snapshot_steps(run, args.stage),
-                   upstream=plan.upstream(run, args.stage))  # fmt: skip
-    run_stage(job)
+    run_stage(plan.stage_job(run, args.stage))
     return 0
 
 

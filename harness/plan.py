@@ -40,7 +40,7 @@ from harness.layout import (
 )
 from harness.rewards import REWARDS
 from harness.stages import STAGES, kinds, making_scorer
-from harness.stages.kind import DATA, POLICY, UPSTREAM_SAMPLES, UPSTREAM_SCORER
+from harness.stages.kind import DATA, POLICY, UPSTREAM_SAMPLES, UPSTREAM_SCORER, StageJob
 
 RESOURCE_KEYS = ("nodes", "gpus", "cpus_per_task", "mem_mb", "runtime")
 """What a heavy job asks of a cluster, in Snakemake's units (Plan.resources)."""
@@ -208,6 +208,15 @@ class Plan:
         # one scorer per stage (checked): the latest stage of a kind that makes it
         scorer = self.latest(run, i, tuple(k for r in read for k in making_scorer(r))) if read else None
         return samples, scorer
+
+    def stage_job(self, run: Run, i: int) -> StageJob:
+        """Everything stage `i` of `run` needs to run (what `harness train` hands the stage's kind)."""
+        stage, data = self._stages(run)[i], self.stage_data_dir(run, i)
+        _, dataset = self.papers[run.paper].stage_dataset(stage)
+        return StageJob(stage=stage, model=self.model_after(run, i), dataset=dataset,
+                        data_dir=data and Path(data), seed=run.seed, dir=Path(stage_dir(run, i)),
+                        fingerprint=self.stage_fingerprint(run, i), snapshot_steps=self.snapshot_steps(run, i),
+                        upstream=self.upstream(run, i))  # fmt: skip
 
     # -- per-job inputs and fingerprints (the Snakefile's input and params functions)
 

@@ -65,6 +65,10 @@ def test_a_learned_reward_reads_the_latest_reward_model(tmp_path):
     assert plan.upstream(run, 2) == {"reward_model": f"{stage_dir(run, 1)}/model"}
     assert f"{stage_dir(run, 1)}/train.json" in plan.stage_inputs(run, 2)
     assert plan.model_after(run, 2) == plan.base_model(slug, "e2h")  # the reward model is not the policy
+    job = plan.stage_job(run, 2)  # what `harness train` hands the grpo stage
+    assert job.upstream == {"reward_model": f"{stage_dir(run, 1)}/model"} and job.model == plan.base_model(slug, "e2h")
+    assert str(job.dir) == stage_dir(run, 2) and job.fingerprint == plan.stage_fingerprint(run, 2)
+    assert str(job.data_dir) == "results/world/data/toy-arith" and job.stage.data == "pool"
 
 
 def test_a_stage_dataset_replaces_the_scales_for_that_stage_only(tmp_path):
