@@ -7,10 +7,12 @@ Layers, top to bottom; a module imports from its own layer and those below it, n
     plan                             configs -> runs, paths, job fingerprints: the Snakefile's API
     reporting/                       leaderboards, verdicts, HTML reports, MLflow
     evaluation/                      lm-eval runs, sampling metrics, evaluation protocols
-    config/load, config/checks, launch   resolving and checking bundles (they read the registries below);
-                                     SLURM via submitit
+    config/load, config/checks, launch, memory, hub, serve
+                                     resolving and checking bundles (they read the registries below);
+                                     SLURM via submitit; the memory plan; fetching the hub for offline
+                                     compute nodes; the vLLM server job
     stages/                          the stage-kind registry, one module per kind, shared trainer plumbing
-    config/ schemas                  schema, stage, components, typed (YAML onto them), plain, errors
+    config/ schemas                  schema, stage, components, parallel, typed (YAML onto them), plain, errors
     rewards/, algorithms/            registries of reward functions and RL objective pieces
     world/                           the CPU world: dataset generators, tokenizer, toy and packaged models
     grader, device, layout, registry answer extraction, GPU/vLLM presence, file layout, the generic registry

@@ -17,7 +17,7 @@ import yaml
 
 from harness.config.errors import ConfigError
 from harness.config.load import list_papers, load_component, load_paper, load_paper_config, paper_file
-from harness.config.plain import fingerprint, plain_dataset, plain_eval, plain_stage, to_plain
+from harness.config.plain import fingerprint, plain_dataset, plain_eval, plain_model, plain_stage, to_plain
 from harness.config.schema import ResolvedPaper, Stage
 from harness.config.stage import GENERATED
 from harness.layout import (
@@ -337,4 +337,4 @@ class Plan:
 
     def model_fingerprint(self, model: str) -> str:
         m = self.toy_models()[model]
-        return fingerprint({"model": to_plain(m), "dataset": self.dataset_fingerprint(m.dataset)})
+        return fingerprint({"model": plain_model(m), "dataset": self.dataset_fingerprint(m.dataset)})

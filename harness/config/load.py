@@ -33,6 +33,8 @@ from harness.config.checks import (
 )
 from harness.config.components import DatasetConfig, EvalConfig, ModelConfig
 from harness.config.errors import ConfigError, Invalid
+from harness.config.parallel import ParallelConfig
+from harness.config.parallel import check as check_parallel
 from harness.config.plain import to_plain
 from harness.config.schema import (
     LAUNCHERS,
@@ -155,6 +157,8 @@ def _resolve_scale(paper: PaperConfig, scale: str, file: Path, overrides: list[s
                 if kind not in STAGES:
                     raise Invalid(f"trainers.{kind}", STAGES.unknown_message(kind))
                 layer["trainers"][kind] = typed.check(STAGES.get(kind).args, args, f"trainers.{kind}")
+            if layer.get("parallel"):
+                layer["parallel"] = typed.check(ParallelConfig, layer["parallel"], "parallel")
         except Invalid as e:
             raise e.at(where, prefix) from None
         checked.append(layer)
@@ -218,9 +222,17 @@ def _resolve_stage(st, sc: ScaleConfig, file: Path, key: str) -> Stage:
         )
     except Invalid as e:
         raise e.at(file, f"{key}.resources") from None
+    parallel = None
+    if sc.parallel or st.parallel:
+        try:
+            parallel = typed.build(ParallelConfig, typed.merge(typed.check(ParallelConfig, sc.parallel),
+                                                               typed.check(ParallelConfig, st.parallel)))  # fmt: skip
+            check_parallel(parallel)
+        except Invalid as e:
+            raise e.at(file, f"{key}.parallel") from None
     return Stage(kind=st.kind, data=st.data, rewards=list(st.rewards), args=args, resources=resources,
                  data_args=st.data_args, objective=st.objective, dataset=st.dataset,
-                 preference_loss=st.preference_loss)  # fmt: skip
+                 preference_loss=st.preference_loss, parallel=parallel)  # fmt: skip
 
 
 def load_cluster(name: str) -> ClusterConfig:

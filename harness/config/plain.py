@@ -14,11 +14,13 @@ import json
 from typing import Any
 
 LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.temporal_residual", "args.num_groups",
-                      "args.em_iterations")  # fmt: skip
+                      "args.em_iterations", "parallel")  # fmt: skip
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
+LATER_MODEL_FIELDS = ("revision", "architecture")
+"""The same for ModelConfig (`gated` is dropped while false)."""
 LATER_EVAL_FIELDS = ("judges",)
 """The same for EvalConfig."""
-LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share")
+LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share", "revision")
 """The same for DatasetConfig."""
 
 
@@ -30,6 +32,14 @@ def to_plain(obj: Any) -> Any:
 def plain_stage(stage: Any) -> dict:
     """A resolved stage as plain data for hashing, without the LATER_STAGE_FIELDS that are unset."""
     return _drop_unset(to_plain(stage), LATER_STAGE_FIELDS)
+
+
+def plain_model(model: Any) -> dict:
+    """A model config as plain data for hashing, without the LATER_MODEL_FIELDS that are unset."""
+    out = _drop_unset(to_plain(model), LATER_MODEL_FIELDS)
+    if not out.get("gated"):
+        out.pop("gated", None)
+    return out
 
 
 def plain_dataset(dataset: Any) -> dict:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config.components import DatasetConfig, EvalConfig, ModelConfig
+from harness.config.parallel import ParallelConfig
 from harness.config.stage import DataArgs, ObjectiveConfig, PieceSpec, RewardSpec, StageConfig
 from harness.config.typed import MISSING
 
@@ -56,6 +57,15 @@ class ClusterConfig:
     signal_delay_s: int = 90
     """USR2 this long before the time limit: the job checkpoints and is requeued."""
     max_requeues: int = 5
+    gpu_mem_gb: float = 80.0
+    """Memory of one GPU of the nodes jobs land on: the budget of the memory plan (harness/memory.py)."""
+    gpus_per_node: int = 8
+    """GPUs of one node: a stage asking for more spans several nodes."""
+    node_mem_gb: float = 1000.0
+    """Host memory of one node: jobs never ask for more than this."""
+    hub_cache: str | None = None
+    """Where `harness fetch` puts hub models, tokenizers and datasets for compute nodes that are offline
+    (a folder on the shared filesystem); None: the project's .cache/huggingface."""
     """Preemptions and time limits survived before the job counts as failed."""
 
 
@@ -102,6 +112,8 @@ class ScaleConfig:
     so a run's benchmark accuracy over training steps lands in MLflow; 0: the final model only."""
     trainers: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per stage kind, defaults of its hyper-parameters (checked against the kind's args)."""
+    parallel: dict[str, Any] = field(default_factory=dict)
+    """Defaults of every training stage's parallelism and memory settings (harness/config/parallel.py)."""
     resources: JobResources = field(default_factory=JobResources)
 
 
@@ -182,6 +194,8 @@ class Stage:
     dataset: str | None = None
     """The stage's own dataset (ResolvedPaper.datasets), None: the scale's."""
     preference_loss: PieceSpec | None = None
+    parallel: ParallelConfig | None = None
+    """Its parallelism (the scale's `parallel:` <- the stage's); None: neither sets any (plain DDP)."""
 
 
 @dataclass

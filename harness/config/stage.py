@@ -97,6 +97,8 @@ class StageConfig:
     """Overrides of this stage kind's hyper-parameters (checked against the kind's args, harness/stages/<kind>.py)."""
     resources: dict[str, Any] = field(default_factory=dict)
     """Overrides of the scale's `resources.train` for this stage (checked against Resources)."""
+    parallel: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the scale's `parallel:` for this stage (checked against harness/config/parallel.py)."""
 
 
 def data_args_problem(data: str, d: DataArgs) -> tuple[str, str] | None:
