@@ -17,6 +17,7 @@ This module imports nothing heavy (no torch, no OmegaConf): the Snakefile calls 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ from harness.config.schema import (
 )
 from harness.layout import CONFIGS, PAPERS
 from harness.stages import STAGES
+from harness.stages.kind import StageKind
+from harness.stages.trl_fields import check_extra
 
 COMPONENTS: dict[str, tuple[type, Callable]] = {
     "models": (ModelConfig, check_model),
@@ -156,7 +159,7 @@ def _resolve_scale(paper: PaperConfig, scale: str, file: Path, overrides: list[s
             for kind, args in (layer.get("trainers") or {}).items():
                 if kind not in STAGES:
                     raise Invalid(f"trainers.{kind}", STAGES.unknown_message(kind))
-                layer["trainers"][kind] = typed.check(STAGES.get(kind).args, args, f"trainers.{kind}")
+                layer["trainers"][kind] = kind_args(STAGES.get(kind), args, f"trainers.{kind}")
             if layer.get("parallel"):
                 layer["parallel"] = typed.check(ParallelConfig, layer["parallel"], "parallel")
         except Invalid as e:
@@ -211,8 +214,10 @@ def _resolve_stage(st, sc: ScaleConfig, file: Path, key: str) -> Stage:
     check_stage(st, file, key)
     kind = STAGES.get(st.kind)
     try:
-        given = typed.check(kind.args, st.args)
-        args = to_plain(typed.build(kind.args, typed.merge(sc.trainers.get(st.kind, {}), given)))
+        merged = typed.merge(sc.trainers.get(st.kind, {}), kind_args(kind, st.args))
+        typed_names = {f.name for f in dataclasses.fields(kind.args)}
+        args = to_plain(typed.build(kind.args, {k: v for k, v in merged.items() if k in typed_names}))
+        args |= {k: v for k, v in merged.items() if k not in typed_names}  # TRL's own fields, checked already
     except Invalid as e:
         raise e.at(file, f"{key}.args") from None
     check_stage_args(st.kind, args, file, f"{key}.args")
@@ -233,6 +238,20 @@ def _resolve_stage(st, sc: ScaleConfig, file: Path, key: str) -> Stage:
     return Stage(kind=st.kind, data=st.data, rewards=list(st.rewards), args=args, resources=resources,
                  data_args=st.data_args, objective=st.objective, dataset=st.dataset,
                  preference_loss=st.preference_loss, parallel=parallel)  # fmt: skip
+
+
+def kind_args(kind: StageKind, data: Any, key: str = "") -> dict:
+    """One layer of a stage kind's args, checked: its typed fields converted, any other key checked against
+    the TRL config class the kind passes its args to (harness/stages/trl_fields.py)."""
+    if not isinstance(data, dict):
+        return typed.check(kind.args, data, key)
+    typed_names = [f.name for f in dataclasses.fields(kind.args)]
+    out = typed.check(kind.args, {k: v for k, v in data.items() if k in typed_names}, key)
+    extra = {k: v for k, v in data.items() if k not in typed_names}
+    try:
+        return out | check_extra(kind.name, kind.trl_config, typed_names, extra)
+    except Invalid as e:
+        raise Invalid(".".join(p for p in (key, e.key) if p), e.message) from None
 
 
 def load_cluster(name: str) -> ClusterConfig:

@@ -20,7 +20,15 @@ class DPOArgs(TrainerArgs):
     """TRL's own DPO losses (sigmoid, ipo, hinge, robust, ...); unused when the stage names a `preference_loss`."""
 
 
-KIND = StageKind("dpo", DPOArgs, reads=PAIRS, makes=POLICY, entry="harness.stages.dpo:run", preference_loss=True)
+KIND = StageKind(
+    "dpo",
+    DPOArgs,
+    reads=PAIRS,
+    makes=POLICY,
+    entry="harness.stages.dpo:run",
+    preference_loss=True,
+    trl_config="trl:DPOConfig",
+)
 
 
 def build_trainer(job: StageJob, rows, ckpt_dir):

@@ -44,6 +44,7 @@ KIND = StageKind(
     rewards="required",
     objective=True,
     check_args=check_args,
+    trl_config="trl:GRPOConfig",
 )
 
 

@@ -72,6 +72,9 @@ class StageKind:
     """Checks of its merged args beyond their types; raises harness.config.errors.Invalid (key inside args)."""
     check_source: Callable[[dict, Any], None] | None = None
     """With reads SAMPLES or PAIRS: checks its args against the stage it reads from (raises Invalid)."""
+    trl_config: str | None = None
+    """`module:Class` of the TRL (or transformers) config its args go to: any field of it may be set in a stage's
+    `args` beside the typed ones (harness/stages/trl_fields.py); None: the typed args only."""
     summary_numbers: tuple[str, ...] = ()
     """Numbers of its train.json logged once per stage (a stage without optimizer steps has no log history)."""
 

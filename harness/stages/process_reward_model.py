@@ -59,6 +59,7 @@ KIND = StageKind(
     scorers=("steps",),
     check_args=check_args,
     check_source=check_source,
+    trl_config="transformers:TrainingArguments",
 )
 
 

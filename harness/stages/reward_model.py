@@ -44,6 +44,7 @@ KIND = StageKind(
     scorers=("sequence", "mixture"),
     scorer_of=lambda args: "mixture" if mixture_groups(args) > 1 else "sequence",
     check_args=check_args,
+    trl_config="trl:RewardConfig",
 )
 
 

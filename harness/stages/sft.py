@@ -18,7 +18,15 @@ class SFTArgs(TrainerArgs):
     (harness/algorithms/intuition.py); None: plain SFT."""
 
 
-KIND = StageKind("sft", SFTArgs, reads=SPLIT, makes=POLICY, entry="harness.stages.sft:run", labeled_rows=True)
+KIND = StageKind(
+    "sft",
+    SFTArgs,
+    reads=SPLIT,
+    makes=POLICY,
+    entry="harness.stages.sft:run",
+    labeled_rows=True,
+    trl_config="trl:SFTConfig",
+)
 
 
 def build_trainer(job: StageJob, rows, ckpt_dir):
