@@ -39,6 +39,7 @@ localrules: all, build_dataset, pretrain_model, convert_model, track_run, summar
 
 include: "workflows/world.smk"
 include: "workflows/runs.smk"
+include: "workflows/hub.smk"
 
 
 rule all:

@@ -4,6 +4,7 @@ harness validate [PAPER ...] [--scale S]     check bundles without running anyth
 harness leaderboard [PAPER ...] [--scale S]  ranked runs, mean +/- spread over seeds
 harness compare EVAL_A EVAL_B                two evaluations side by side; says when protocols differ
 harness world data|model|convert ...         build the CPU world (called by Snakemake)
+harness fetch [PAPER ...] --scale S [--pin]  download the hub items of a scale for offline compute nodes
 harness train|evaluate|track|summarize ...   one job of the DAG (called by Snakemake)
 """
 
@@ -136,9 +137,51 @@ def cmd_train(args) -> int:
     run = plan.run(args.paper, args.variant, args.seed)
     stage = plan.papers[args.paper].variants[args.variant].stages[args.stage]
     folder = Path(stage_dir(run, args.stage), "slurm")
+    root = _offline(args) if plan.stage_hub_inputs(run, args.stage) else None
     if _remote(args, stage.resources, folder, f"train.{run.paper}.{run.variant}.s{run.seed}.{args.stage}"):
         return 0
-    run_stage(plan.stage_job(run, args.stage))
+    job = plan.stage_job(run, args.stage)
+    if root is not None:
+        from harness.hub import offline_stage
+
+        job = offline_stage(job, plan.papers[args.paper].models[plan.papers[args.paper].variants[args.variant].model],
+                            root)  # fmt: skip
+    run_stage(job)
+    return 0
+
+
+def _offline(args) -> Path:
+    """A job reading hub items: this process, and the SLURM job it submits, read the hub cache only."""
+    from harness.config.load import load_cluster
+    from harness.hub import cache_root, go_offline
+
+    return go_offline(cache_root(load_cluster(args.cluster)))
+
+
+def cmd_fetch(args) -> int:
+    """Download the pinned hub items of the selected papers (or of one Snakemake marker) into the hub cache."""
+    from harness import hub
+    from harness.config.load import load_cluster
+    from harness.plan import select_papers
+
+    root = hub.cache_root(load_cluster(args.cluster))
+    try:
+        if args.marker:
+            hub.write_marker(args.marker, hub.fetch(hub.marker_items(args.marker), root))
+            return 0
+        papers = select_papers(args.papers or "all", args.papers_dir, args.scale)
+        items = hub.items_of(papers, args.scale, args.papers_dir)
+        if args.pin:
+            hub.pin(items)
+            items = hub.items_of(papers, args.scale, args.papers_dir)
+        print(f"{len(items)} hub items of {len(papers)} papers at scale {args.scale}; cache {root}", flush=True)
+        fetched = hub.fetch(items, root, log=lambda line: print(line, flush=True))
+        rps = [load_paper(p, args.scale, papers_dir=args.papers_dir) for p in papers]
+        for marker, done in hub.markers_of(items, rps).items():
+            hub.write_marker(marker, {i: fetched[i] for i in done})
+    except hub.FetchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -165,10 +208,16 @@ def cmd_evaluate(args) -> int:
             print(f"error: no model saved at step {args.step} of stage {args.stage} ({model}); "
                   f"this run saves steps {steps} (scales.{args.scale}.eval_checkpoints)", file=sys.stderr)  # fmt: skip
             return 2
+    root = _offline(args) if plan.eval_hub_inputs(run, model) else None
     if _remote(args, rp.eval_resources, out / "slurm", f"{name}.{run.paper}.{run.variant}.s{run.seed}"):
         return 0
     data = layout.data_dir(rp.dataset_name) if rp.dataset.generated else None
-    result = evaluate(model, rp.eval, run.seed, out, data)
+    base = rp.models[rp.variants[args.variant].model]
+    if root is not None and base.source == "hub" and model == base.hub_id:
+        from harness.hub import local_model
+
+        model = local_model(base.hub_id, base.revision, root)
+    result = evaluate(model, rp.eval, run.seed, out, data, hub_root=root)
     print(one_line_metrics(result))
     return 0
 
@@ -308,6 +357,13 @@ def main(argv: list[str] | None = None) -> int:
         if name == "evaluate":
             p.add_argument("--stage", type=int, default=None, help="with --step: a model saved during training")
             p.add_argument("--step", type=int, default=None)
+
+    p = sub.add_parser("fetch", help="download the hub items a scale uses into the hub cache (head node)")
+    p.add_argument("papers", nargs="*", help="default: every paper defining the scale")
+    p.add_argument("--scale", default="paper")
+    p.add_argument("--pin", action="store_true", help="first write the hub's current commit of unpinned items")
+    p.add_argument("--marker", default=None, help="fetch what one results/hub/ marker stands for (Snakemake)")
+    p.set_defaults(fn=cmd_fetch)
 
     p = sub.add_parser("compare", help="two evaluation results side by side, and whether their protocols differ")
     p.add_argument("a", help="an eval directory (results/runs/.../eval) or its metrics.json")

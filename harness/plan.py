@@ -20,6 +20,7 @@ from harness.config.load import list_papers, load_component, load_paper, load_pa
 from harness.config.plain import fingerprint, plain_dataset, plain_eval, plain_model, plain_stage, to_plain
 from harness.config.schema import ResolvedPaper, Stage
 from harness.config.stage import GENERATED
+from harness.hub import eval_markers, stage_markers
 from harness.layout import (
     PAPERS,
     PRETRAIN_SUMMARY,
@@ -227,7 +228,24 @@ class Plan:
         else:
             splits = ("train", "pool") if stage.data == "mixture" else (stage.data,)
             data = self._data_inputs(run.paper, splits, stage.dataset)
-        return self._model_inputs(run, i) + data + ([stage_summary(run, scorer)] if scorer is not None else [])
+        return (self._model_inputs(run, i) + data + ([stage_summary(run, scorer)] if scorer is not None else [])
+                + self.stage_hub_inputs(run, i))  # fmt: skip
+
+    def stage_hub_inputs(self, run: Run, i: int) -> list[str]:
+        """Markers of the hub items stage `i` reads, left by `harness fetch` on the head node (harness/hub.py);
+        none without hub items, so such DAGs are unchanged. Its job then reads the hub cache only."""
+        stage, rp = self._stages(run)[i], self.papers[run.paper]
+        dataset = None if stage.data == GENERATED else rp.stage_dataset(stage)[1]
+        return stage_markers(rp, run.variant, self.model_after(run, i), dataset)
+
+    def eval_hub_inputs(self, run: Run, model: str) -> list[str]:
+        """The same for an evaluation of `model` (the final model, or a snapshot saved during training)."""
+        return eval_markers(self.papers[run.paper], run.variant, model)
+
+    def _base_revision(self, run: Run, model: str) -> dict:
+        """{"revision": commit} when `model` is the run's pinned hub base model (absent otherwise: as before)."""
+        base = self.papers[run.paper].models[self.papers[run.paper].variants[run.variant].model]
+        return {"revision": base.revision} if base.source == "hub" and model == base.hub_id and base.revision else {}
 
     def stage_fingerprint(self, run: Run, i: int) -> str:
         return self._once(("stage_fp", run, i), lambda: self._stage_fingerprint(run, i))
@@ -235,6 +253,7 @@ class Plan:
     def _stage_fingerprint(self, run: Run, i: int) -> str:
         snapshots = self.snapshot_steps(run, i)  # only when asked for: older stages keep their fingerprint
         extra = ({"snapshots": snapshots} if snapshots else {}) | self.upstream(run, i)  # only when present: as before
+        extra |= self._base_revision(run, self.model_after(run, i))
         return fingerprint({"stage": self._plain_stage(run.paper, run.variant, i), "seed": run.seed,
                             "base": self.model_after(run, i),
                             "dataset": self._plain_dataset(run.paper, self._stages(run)[i])} | extra)  # fmt: skip
@@ -262,18 +281,21 @@ class Plan:
         return [checkpoint_eval_file(run, i, s) for i in range(n) for s in self.snapshot_steps(run, i)]
 
     def checkpoint_eval_inputs(self, run: Run, stage: int) -> list[str]:
-        return [stage_summary(run, stage)] + self._data_inputs(run.paper, ("test",))
+        return ([stage_summary(run, stage)] + self._data_inputs(run.paper, ("test",))
+                + self.eval_hub_inputs(run, stage_model(run, stage)))  # fmt: skip
 
     def checkpoint_eval_fingerprint(self, run: Run, stage: int, step: int) -> str:
         return fingerprint({"eval": self._plain_eval(run.paper), "seed": run.seed,
                             "model": snapshot_dir(run, stage, step)})  # fmt: skip
 
     def eval_inputs(self, run: Run) -> list[str]:
-        return self._model_inputs(run, len(self._stages(run))) + self._data_inputs(run.paper, ("test",))
+        return (self._model_inputs(run, len(self._stages(run))) + self._data_inputs(run.paper, ("test",))
+                + self.eval_hub_inputs(run, self.final_model(run)))  # fmt: skip
 
     def eval_fingerprint(self, run: Run) -> str:
         return self._once(("eval_fp", run), lambda: fingerprint(
-            {"eval": self._plain_eval(run.paper), "seed": run.seed, "model": self.final_model(run)}))  # fmt: skip
+            {"eval": self._plain_eval(run.paper), "seed": run.seed, "model": self.final_model(run)}
+            | self._base_revision(run, self.final_model(run))))  # fmt: skip
 
     def track_inputs(self, run: Run) -> list[str]:
         n = len(self._stages(run))

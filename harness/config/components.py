@@ -136,4 +136,8 @@ class EvalConfig:
     judges: list[JudgeSpec] | None = None
     """Judges scoring every sample (`judge/<name>`: mean score per task; with two or more, `judge/min`: the
     worst-served judge's); per-sample rewards only. None: none."""
+    revisions: dict[str, str] | None = None
+    """Hub commit (40 hex digits) of each hub dataset its lm-eval tasks read, by the task's `dataset_path`, e.g.
+    {math-ai/amc23: <sha>}; what `harness fetch` downloads and evaluations read offline (`harness fetch --pin`
+    writes them)."""
     description: str = ""

@@ -18,7 +18,7 @@ LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.te
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
 LATER_MODEL_FIELDS = ("revision", "architecture")
 """The same for ModelConfig (`gated` is dropped while false)."""
-LATER_EVAL_FIELDS = ("judges",)
+LATER_EVAL_FIELDS = ("judges", "revisions")
 """The same for EvalConfig."""
 LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share", "revision")
 """The same for DatasetConfig."""

@@ -75,8 +75,10 @@ def protocol(cfg: EvalConfig, engine: str, seed: int, chat_template: str | None,
     } | ({"judges": [asdict(j) for j in cfg.judges]} if cfg.judges else {})
 
 
-def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_dir: str | None = None) -> dict:
-    """Run every task of the suite on `model_path`; write metrics.json, samples.jsonl and passk.png to `out_dir`."""
+def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_dir: str | None = None,
+             hub_root: Path | None = None) -> dict:  # fmt: skip
+    """Run every task of the suite on `model_path`; write metrics.json, samples.jsonl and passk.png to `out_dir`.
+    With `hub_root`, tasks read their hub datasets from that hub cache only (harness.hub)."""
     from lm_eval import simple_evaluate
 
     start = time.time()
@@ -85,6 +87,10 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
     engine = device.resolve_engine(cfg.engine)
     lm = _model(model_path, cfg, engine, seed)
     tm = task_manager(list(cfg.tasks), data_dir)
+    if hub_root is not None:
+        from harness.hub import use_local_task_data
+
+        use_local_task_data(tm, cfg, hub_root)
     sampling = cfg.n_samples > 1 or cfg.temperature > 0
     gen_kwargs = {"do_sample": sampling, "max_gen_toks": cfg.max_new_tokens}
     if sampling:

@@ -24,6 +24,7 @@ from harness.config.plain import fingerprint, plain_dataset, plain_eval, to_plai
 from harness.config.stage import ObjectiveConfig
 from harness.evaluation.metrics import COUNTS
 from harness.evaluation.results import read_result
+from harness.hub import run_revisions
 from harness.launch import job_ids
 from harness.layout import RESULTS as RESULTS_DIR
 from harness.layout import ROOT, Run, checkpoint_eval_file, eval_file, stage_summary, tracked_file
@@ -237,6 +238,7 @@ def track_run(plan, run: Run) -> dict:
         "slurm.job_ids": ",".join(job_ids(Path(run.dir))) or "none",
         **{f"version.{k}": v for k, v in package_versions().items()},
     }  # fmt: skip
+    tags |= run_revisions(rp, run.variant)  # the hub commit of each hub item it read (none for toy runs)
     with _session() as mlflow:
         exp_id = _experiment(mlflow, run.paper)
         run_id = _open_run(mlflow, exp_id, run.key, f"{run.scale}/{run.variant}/seed{run.seed}", config_hash)

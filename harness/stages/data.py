@@ -85,7 +85,8 @@ def load_rows(dataset: DatasetConfig, split: str, data_dir: Path | None) -> list
         return read_split(Path(data_dir), split)
     import datasets
 
-    ds = datasets.load_dataset(dataset.hub_path, dataset.hub_name, split="train")
+    # offline jobs read the repository's snapshot in the hub cache (harness.hub.offline_stage sets data_dir)
+    ds = datasets.load_dataset(str(data_dir) if data_dir else dataset.hub_path, dataset.hub_name, split="train")
     for column, values in (dataset.where or {}).items():
         ds = ds.filter(lambda row, c=column, v=tuple(values): row[c] in v)
     solution = dataset.solution_field

@@ -100,11 +100,13 @@ class StageJob:
 
     stage: Stage
     model: str
-    """The policy the stage starts from: a folder, or a hub id at paper scale."""
+    """The policy the stage starts from: a folder (a hub model's snapshot in the hub cache when run offline,
+    harness.hub.offline_stage), or a hub id."""
     dataset: DatasetConfig
     """The dataset it reads rows from (the stage's own `dataset`, else the scale's)."""
     data_dir: Path | None
-    """The generated dataset's folder; None for a hub dataset or a stage that reads generated data."""
+    """The generated dataset's folder, or a hub dataset's snapshot in the hub cache (harness.hub.offline_stage);
+    None for a stage that reads generated data."""
     seed: int
     dir: Path
     """The stage's folder (harness.layout.stage_dir)."""

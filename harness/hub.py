@@ -1,0 +1,488 @@
+"""The Hugging Face hub for offline compute nodes: what a paper scale downloads, fetched once on the head node.
+
+Compute nodes never reach the hub. `harness fetch` (the Snakemake rule `fetch_hub`, on the head node) downloads
+every hub item the selected papers use, each at its pinned commit, into the hub cache
+(`ClusterConfig.hub_cache`, a shared folder; None: HF_HOME, the project's .cache/huggingface unless set):
+
+    models      configs/models/*.yaml    source: hub, hub_id, revision, gated
+    datasets    configs/datasets/*.yaml  source: hub, hub_path, revision
+    eval data   configs/eval/*.yaml      revisions: {<dataset_path of an lm-eval task>: <commit>}
+
+The cache has the layout `snapshot_download` writes (<cache>/hub/models--org--name/snapshots/<commit>/...).
+A job that uses hub items runs with `offline_env` (HF_HUB_OFFLINE=1, the caches pointing at it, no token)
+and reads local folders only: `local_model` is the snapshot of the pinned commit (from_pretrained gets a
+path, never a hub id), `local_dataset` the dataset repository's snapshot (load_dataset reads its files), and
+`use_local_task_data` points each lm-eval task at its dataset's snapshot. An item without `revision` is
+refused before anything downloads; `harness fetch --pin`, on a machine that reaches the hub, writes the current
+commit of each unpinned item into its config file.
+
+Each fetched item leaves a marker under results/hub/ whose name holds its commit (`marker`); the train and
+evaluate jobs that read the item list it as an input, so a pinned item is fetched once, and a new pin makes a
+new marker and re-runs the jobs that read it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.config import load
+from harness.config.components import DatasetConfig, EvalConfig, ModelConfig
+from harness.config.errors import ConfigError
+from harness.config.plain import fingerprint
+from harness.config.stage import GENERATED
+from harness.layout import RESULTS
+
+if TYPE_CHECKING:
+    from harness.config.schema import ClusterConfig, ResolvedPaper
+    from harness.stages.kind import StageJob
+
+HUB = f"{RESULTS}/hub"
+"""Markers of fetched items: results/hub/<models|datasets|eval>/<name>@<commit>.json."""
+KINDS = {"models": "model", "datasets": "dataset"}
+"""Marker folder -> hub repository type."""
+COMMIT = re.compile(r"[0-9a-f]{40}")
+TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+TASKS_DIR = Path(__file__).resolve().parent / "evaluation" / "tasks"
+"""The project's own lm-eval tasks (harness.evaluation.evaluate.TASKS_DIR; that layer sits above this one)."""
+PIN_HINT = "run `harness fetch --pin` on a machine that reaches the Hugging Face hub (it writes the current commit)"
+
+
+@dataclass(frozen=True)
+class HubItem:
+    """One hub repository a run reads, and the config entry that pins it."""
+
+    repo_id: str
+    repo_type: str
+    """`model` or `dataset`."""
+    revision: str | None
+    file: Path
+    """The config file that names it ..."""
+    key: str
+    """... and the key there holding its commit."""
+    gated: bool = False
+    tasks: tuple[str, ...] = ()
+    """lm-eval task datasets: the tasks reading it."""
+
+    def __str__(self) -> str:
+        return f"{self.repo_type} {self.repo_id}@{self.revision or 'unpinned'}"
+
+
+class FetchError(Exception):
+    """An item that cannot be fetched (unpinned, gated without a token, absent from the cache offline)."""
+
+
+# ----------------------------------------------------------------------------- where the cache is
+
+
+def cache_root(cluster: ClusterConfig | None = None) -> Path:
+    """The hub cache: the cluster's `hub_cache`, else HF_HOME (harness/__init__.py sets the project's default)."""
+    if cluster is not None and cluster.hub_cache:
+        return Path(cluster.hub_cache).expanduser().resolve()
+    return Path(os.environ["HF_HOME"]).expanduser().resolve()
+
+
+def offline_env(root: Path) -> dict[str, str]:
+    """The environment of a job that reads the hub cache `root` only (tokens are removed: see `go_offline`).
+
+    >>> offline_env(Path("/shared/hf"))["HF_HUB_CACHE"], offline_env(Path("/shared/hf"))["HF_HUB_OFFLINE"]
+    ('/shared/hf/hub', '1')
+    """
+    return {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+        "HF_HOME": str(root),
+        "HF_HUB_CACHE": str(root / "hub"),
+        "HF_DATASETS_CACHE": str(root / "datasets"),
+    }
+
+
+def go_offline(root: Path) -> Path:
+    """Make this process (and the SLURM jobs it submits, which inherit its environment) read `root` only.
+
+    Called before any Hugging Face library is imported: they read these variables once, at import.
+    """
+    os.environ.update(offline_env(root))
+    for var in TOKEN_VARS:
+        os.environ.pop(var, None)
+    return root
+
+
+def _repo_folder(root: Path, repo_type: str, repo_id: str) -> Path:
+    return root / "hub" / f"{repo_type}s--{repo_id.replace('/', '--')}"
+
+
+def snapshot(root: Path, repo_type: str, repo_id: str, revision: str | None, where: str = "") -> Path:
+    """The cached snapshot folder of `repo_id` at `revision` (a commit, or a ref recorded under refs/)."""
+    if not revision:
+        raise FetchError(f"{repo_type} {repo_id} has no pinned revision{where}: {PIN_HINT}")
+    folder = _repo_folder(root, repo_type, repo_id)
+    ref = folder / "refs" / revision
+    commit = ref.read_text().strip() if not COMMIT.fullmatch(revision) and ref.is_file() else revision
+    path = folder / "snapshots" / commit
+    if not path.is_dir():
+        raise FetchError(f"{repo_type} {repo_id}@{revision} is not in the hub cache {root}{where}: "
+                         "run `harness fetch` on the head node")  # fmt: skip
+    return path
+
+
+def local_model(hub_id: str, revision: str | None, root: Path) -> str:
+    """The folder from_pretrained reads for a hub model at its pinned commit."""
+    return str(snapshot(root, "model", hub_id, revision))
+
+
+def local_dataset(cfg: DatasetConfig, root: Path) -> str:
+    """The folder load_dataset reads for a hub dataset at its pinned commit (its files, as the hub holds them)."""
+    return str(snapshot(root, "dataset", cfg.hub_path, cfg.revision))
+
+
+# ----------------------------------------------------------------------------- what runs use
+
+
+def _config_file(kind: str, name: str) -> Path:
+    return load.CONFIGS / kind / f"{name}.yaml"
+
+
+def model_item(name: str, cfg: ModelConfig) -> HubItem:
+    return HubItem(cfg.hub_id, "model", cfg.revision, _config_file("models", name), "revision", cfg.gated)
+
+
+def dataset_item(name: str, cfg: DatasetConfig) -> HubItem:
+    return HubItem(cfg.hub_path, "dataset", cfg.revision, _config_file("datasets", name), "revision")
+
+
+@functools.cache
+def _own_tasks() -> dict[str, bool]:
+    """The project's own lm-eval tasks: name -> whether it reads generated data (`custom_dataset`)."""
+    out = {}
+    for f in TASKS_DIR.glob("*.yaml"):
+        text = f.read_text()
+        for line in text.splitlines():
+            if line.startswith("task:"):
+                out[line.split(":", 1)[1].strip()] = "\ncustom_dataset:" in text
+    return out
+
+
+def suite_uses_hub(cfg: EvalConfig) -> bool:
+    """Whether a suite's tasks read hub datasets: every task but the project's generated-data ones
+    (`custom_dataset`), decided without importing lm-eval (the Snakefile asks)."""
+    return any(not _own_tasks().get(t, False) for t in cfg.tasks)
+
+
+def task_datasets(tasks: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+    """Leaf task -> (dataset_path, dataset_name) of the hub dataset it reads, groups and tags expanded, from
+    lm-eval's task index (tasks with a `custom_dataset` read none)."""
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=bool(set(tasks) - set(_own_tasks())))
+    out: dict[str, tuple[str, str | None]] = {}
+    for leaf, cfg in _leaf_configs(tm, list(tasks), resolve=False):
+        if cfg.get("dataset_path") and not cfg.get("custom_dataset"):
+            out[leaf] = (cfg["dataset_path"], cfg.get("dataset_name"))
+    return out
+
+
+def _leaf_configs(tm, names: list, resolve: bool) -> Iterable[tuple[str, dict]]:
+    """(name, YAML config) of every leaf task under `names` (groups' `task:` lists and tags expanded)."""
+    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        item = todo.pop(0)
+        name = item["task"] if isinstance(item, dict) else item
+        if name in seen or name not in tm.task_index:
+            continue
+        seen.add(name)
+        entry = tm.task_index[name]
+        cfg = load_yaml(entry.yaml_path, resolve_func=resolve) if entry.yaml_path else dict(entry.cfg or {})
+        if entry.kind == Kind.TAG:
+            todo += sorted(entry.tags)
+        elif entry.kind == Kind.GROUP:
+            todo += [t for t in cfg.get("task", []) if isinstance(t, (str, dict))]
+        else:
+            yield name, cfg
+
+
+def eval_items(name: str, cfg: EvalConfig) -> list[HubItem]:
+    """The hub datasets of an eval suite's lm-eval tasks (reads lm-eval's task index)."""
+    by_path: dict[str, list[str]] = {}
+    for task, (path, _) in task_datasets(cfg.tasks).items():
+        by_path.setdefault(path, []).append(task)
+    revisions = cfg.revisions or {}
+    return [HubItem(path, "dataset", revisions.get(path), _config_file("eval", name), f"revisions.{path}",
+                    tasks=tuple(tasks)) for path, tasks in sorted(by_path.items())]  # fmt: skip
+
+
+def paper_items(rp: ResolvedPaper, with_eval: bool = True) -> list[HubItem]:
+    """Every hub item one resolved paper uses: its models, datasets and (with_eval) eval task datasets."""
+    items = [model_item(n, m) for n, m in rp.models.items() if m.source == "hub"]
+    datasets = {rp.dataset_name: rp.dataset} | rp.datasets
+    items += [dataset_item(n, d) for n, d in datasets.items() if d.source == "hub"]
+    if with_eval and suite_uses_hub(rp.eval):
+        items += eval_items(rp.eval_name, rp.eval)
+    return items
+
+
+def items_of(papers: list[str], scale: str, papers_dir: Path) -> list[HubItem]:
+    """The hub items of the selected papers at one scale, each once."""
+    out: dict[tuple, HubItem] = {}
+    for slug in papers:
+        for item in paper_items(load.load_paper(slug, scale, papers_dir=papers_dir)):
+            out.setdefault((item.repo_type, item.repo_id, item.file, item.key), item)
+    return list(out.values())
+
+
+# ----------------------------------------------------------------------------- markers (Snakemake inputs)
+
+
+def _slug(repo_id: str, revision: str | None) -> str:
+    return f"{repo_id.replace('/', '--')}@{revision or 'unpinned'}"
+
+
+def model_marker(cfg: ModelConfig) -> str:
+    return f"{HUB}/models/{_slug(cfg.hub_id, cfg.revision)}.json"
+
+
+def dataset_marker(cfg: DatasetConfig) -> str:
+    return f"{HUB}/datasets/{_slug(cfg.hub_path, cfg.revision)}.json"
+
+
+def eval_marker(name: str, cfg: EvalConfig) -> str:
+    """One marker per suite (its task datasets are only known to lm-eval), named by its tasks and pins."""
+    return f"{HUB}/eval/{name}@{fingerprint({'tasks': list(cfg.tasks), 'revisions': cfg.revisions or {}})}.json"
+
+
+def stage_markers(rp: ResolvedPaper, variant: str, model: str, dataset: DatasetConfig | None) -> list[str]:
+    """Markers a training stage waits for: its base model when it starts from a hub model (`model` is the policy
+    it starts from), its dataset when it reads a hub dataset's split (None: it reads an earlier stage's data)."""
+    base = rp.models[rp.variants[variant].model]
+    out = [model_marker(base)] if base.source == "hub" and model == base.hub_id else []
+    return out + ([dataset_marker(dataset)] if dataset is not None and dataset.source == "hub" else [])
+
+
+def eval_markers(rp: ResolvedPaper, variant: str | None, model: str | None) -> list[str]:
+    """Markers an evaluation waits for: the base model when it evaluates a hub model, the suite's task data."""
+    base = rp.models[rp.variants[variant].model] if variant is not None else None
+    out = [model_marker(base)] if base is not None and base.source == "hub" and model == base.hub_id else []
+    return out + ([eval_marker(rp.eval_name, rp.eval)] if suite_uses_hub(rp.eval) else [])
+
+
+def marker_items(marker: str | Path) -> list[HubItem]:
+    """The items a marker stands for, found in configs/ (what the Snakemake rule fetches)."""
+    path = Path(marker)
+    kind, name = path.parent.name, path.stem
+    if kind == "eval":
+        suite = name.split("@", 1)[0]
+        cfg = load.load_component("eval", suite, path, "marker")
+        if eval_marker(suite, cfg) != f"{HUB}/eval/{path.name}":
+            raise FetchError(f"{path}: configs/eval/{suite}.yaml has changed since this marker was planned")
+        return eval_items(suite, cfg)
+    if kind not in KINDS:
+        raise FetchError(f"{path}: not a hub marker ({HUB}/<models|datasets|eval>/<name>.json)")
+    found = []
+    for file in sorted((load.CONFIGS / kind).glob("*.yaml")):
+        cfg = load.load_component(kind, file.stem, path, "marker")
+        if cfg.source == "hub":
+            item = model_item(file.stem, cfg) if kind == "models" else dataset_item(file.stem, cfg)
+            if _slug(item.repo_id, item.revision) == name:
+                found.append(item)
+    if not found:
+        raise FetchError(f"{path}: no hub {KINDS[kind]} in configs/{kind}/ has this id and revision")
+    return found[:1]
+
+
+# ----------------------------------------------------------------------------- fetching
+
+
+def check_pinned(item: HubItem) -> None:
+    """Refuse an item without a full commit, naming the config file and key."""
+    if item.revision is None:
+        raise ConfigError(item.file, item.key, f"{item.repo_type} {item.repo_id} is not pinned to a commit: {PIN_HINT}")
+    if not COMMIT.fullmatch(item.revision):
+        raise ConfigError(item.file, item.key, f"{item.revision!r} is not a commit (40 hex digits): {PIN_HINT}")
+
+
+def fetch_item(item: HubItem, root: Path) -> Path:
+    """Download one pinned item into the cache (a complete snapshot already there needs no network)."""
+    check_pinned(item)
+    from huggingface_hub import get_token, snapshot_download
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    page = f"https://huggingface.co/{'datasets/' if item.repo_type == 'dataset' else ''}{item.repo_id}"
+    gated = (f"{item} is gated: accept its licence on {page} with your account and set HF_TOKEN on the head node "
+             f"(read token)")  # fmt: skip
+    if item.gated and not get_token() and not (_repo_folder(root, item.repo_type, item.repo_id) / "snapshots"
+                                               / item.revision).is_dir():  # fmt: skip
+        raise FetchError(gated)
+    try:
+        return Path(snapshot_download(item.repo_id, revision=item.revision, repo_type=item.repo_type,
+                                      cache_dir=str(root / "hub")))  # fmt: skip
+    except GatedRepoError as e:
+        raise FetchError(f"{gated} ({e.__class__.__name__})") from None
+    except RepositoryNotFoundError:
+        raise FetchError(f"{item}: no such repository on the hub, or it is private ({item.file}: {item.key})") from None
+    except LocalEntryNotFoundError as e:
+        raise FetchError(f"{item} is not in the hub cache {root} and the hub cannot be reached: {e}") from None
+
+
+def fetch(items: list[HubItem], root: Path, log: Callable[[str], None] = print) -> dict[HubItem, Path]:
+    """Fetch every item (each refusal is checked before the first download); returns item -> snapshot."""
+    for item in items:
+        check_pinned(item)
+    out = {}
+    for k, item in enumerate(items, 1):
+        start = time.time()
+        log(f"[{k}/{len(items)}] {item} ...")
+        out[item] = fetch_item(item, root)
+        log(f"[{k}/{len(items)}] {item}: {out[item]} ({time.time() - start:.1f} s)")
+    return out
+
+
+def write_marker(marker: str | Path, fetched: dict[HubItem, Path]) -> None:
+    path = Path(marker)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"repo_id": i.repo_id, "repo_type": i.repo_type, "revision": i.revision, "snapshot": str(p),
+             "config": f"{i.file}: {i.key}", "tasks": list(i.tasks)} for i, p in fetched.items()]  # fmt: skip
+    path.write_text(json.dumps({"items": rows, "fetched": time.time()}, indent=1))
+
+
+def markers_of(items: list[HubItem], rps: list[ResolvedPaper]) -> dict[str, list[HubItem]]:
+    """The markers (as the plan lists them) that fetching `items` completes, with their items."""
+    out: dict[str, list[HubItem]] = {}
+    for rp in rps:
+        for name, m in rp.models.items():
+            if m.source == "hub":
+                out[model_marker(m)] = [model_item(name, m)]
+        for name, d in ({rp.dataset_name: rp.dataset} | rp.datasets).items():
+            if d.source == "hub":
+                out[dataset_marker(d)] = [dataset_item(name, d)]
+        if suite_uses_hub(rp.eval):
+            out[eval_marker(rp.eval_name, rp.eval)] = [i for i in items if i.file == _config_file("eval", rp.eval_name)]
+    return out
+
+
+# ----------------------------------------------------------------------------- offline jobs
+
+
+def offline_stage(job: StageJob, model: ModelConfig, root: Path) -> StageJob:
+    """The job reading the cache: the base model's snapshot for a hub id, a hub dataset's snapshot as data_dir."""
+    changes = {}
+    if model.source == "hub" and job.model == model.hub_id:
+        changes["model"] = local_model(model.hub_id, model.revision, root)
+    if job.dataset is not None and job.dataset.source == "hub" and job.stage.data != GENERATED:
+        changes["data_dir"] = Path(local_dataset(job.dataset, root))
+    return replace(job, **changes)
+
+
+def use_local_task_data(tm, cfg: EvalConfig, root: Path) -> dict[str, str]:
+    """Point each lm-eval task of the suite that reads a hub dataset at its snapshot in the cache (before any
+    task is built); returns task -> folder. Replaces the tasks' entries in `tm`'s index by their full configs."""
+    from lm_eval.tasks._index import Entry
+
+    revisions, out = cfg.revisions or {}, {}
+    for name, task_cfg in list(_leaf_configs(tm, list(cfg.tasks), resolve=True)):
+        path = task_cfg.get("dataset_path")
+        if not path or task_cfg.get("custom_dataset"):
+            continue
+        where = f" (task {name}; configs/eval/*.yaml revisions.{path})"
+        out[name] = str(snapshot(root, "dataset", path, revisions.get(path), where))
+        kind = tm.task_index[name].kind
+        tm.task_index[name] = Entry(name=name, kind=kind, yaml_path=None, cfg={**task_cfg, "dataset_path": out[name]})
+    return out
+
+
+def run_revisions(rp: ResolvedPaper, variant: str) -> dict[str, str]:
+    """`hub.<type>.<id>` -> commit of every hub item a run reads (for its MLflow tags; nothing for toy runs)."""
+    model = rp.models[rp.variants[variant].model]
+    out = {f"hub.model.{model.hub_id}": str(model.revision)} if model.source == "hub" else {}
+    stage_sets = {st.dataset for st in rp.variants[variant].stages if st.dataset}
+    datasets = [rp.dataset] + [rp.datasets[n] for n in sorted(stage_sets)]
+    out |= {f"hub.dataset.{d.hub_path}": str(d.revision) for d in datasets if d.source == "hub"}
+    return out | {f"hub.eval.{path}": sha for path, sha in (rp.eval.revisions or {}).items()}
+
+
+# ----------------------------------------------------------------------------- pinning
+
+
+def resolve_commit(item: HubItem) -> str:
+    """The hub's current commit of an item (needs the hub)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    info = api.model_info(item.repo_id) if item.repo_type == "model" else api.dataset_info(item.repo_id)
+    return info.sha
+
+
+def pin(items: list[HubItem], log: Callable[[str], None] = print,
+        resolve: Callable[[HubItem], str] = resolve_commit) -> list[HubItem]:  # fmt: skip
+    """Write the current commit of every unpinned item into its config file (comments kept); returns them pinned."""
+    out = []
+    for item in items:
+        if item.revision is not None:
+            out.append(item)
+            continue
+        sha = resolve(item)
+        write_revision(item.file, item.key, sha)
+        log(f"pinned {item.repo_type} {item.repo_id} at {sha}: {item.file}: {item.key}")
+        out.append(replace(item, revision=sha))
+    return out
+
+
+def write_revision(file: Path, key: str, sha: str) -> None:
+    """Set `revision: <sha>` (or `revisions: {<path>: <sha>}`) in a YAML file, textually: comments stay.
+
+    >>> import tempfile; f = Path(tempfile.mkdtemp()) / "m.yaml"
+    >>> _ = f.write_text("# a model\\nsource: hub\\nhub_id: a/b\\n")
+    >>> write_revision(f, "revision", "0" * 40); print(f.read_text(), end="")
+    # a model
+    source: hub
+    hub_id: a/b
+    revision: 0000000000000000000000000000000000000000
+    >>> _ = f.write_text("tasks: [x]  # the suite\\nrevisions:\\n  a/b: old\\n")
+    >>> write_revision(f, "revisions.c/d", "1" * 40); write_revision(f, "revisions.a/b", "2" * 40)
+    >>> print(f.read_text(), end="")
+    tasks: [x]  # the suite
+    revisions:
+      a/b: 2222222222222222222222222222222222222222
+      c/d: 1111111111111111111111111111111111111111
+    """
+    lines = file.read_text().splitlines()
+    if key == "revision":
+        at = next((i for i, ln in enumerate(lines) if re.match(r"revision\s*:", ln)), None)
+        if at is not None:
+            lines[at] = f"revision: {sha}"
+        else:
+            after = next((i for i, ln in enumerate(lines) if re.match(r"(hub_id|hub_path)\s*:", ln)), len(lines) - 1)
+            lines.insert(after + 1, f"revision: {sha}")
+    else:
+        path = key.split(".", 1)[1]
+        at = next((i for i, ln in enumerate(lines) if re.match(r"revisions\s*:", ln)), None)
+        if at is None:
+            lines += ["revisions:  # hub commits of the tasks' datasets (harness fetch --pin)", f"  {path}: {sha}"]
+        else:
+            import yaml
+
+            value = lines[at].split(":", 1)[1].split("#", 1)[0].strip()
+            if value:  # flow style or null: rewrite as a block
+                known = yaml.safe_load(value) or {}
+                lines[at : at + 1] = ["revisions:"] + [f"  {k}: {v}" for k, v in known.items()]
+            end = at + 1
+            while end < len(lines) and lines[end].startswith((" ", "\t")):
+                end += 1
+            mine = next((i for i in range(at + 1, end) if lines[i].strip().split(":", 1)[0] == path), None)
+            if mine is not None:
+                lines[mine] = f"  {path}: {sha}"
+            else:
+                lines.insert(end, f"  {path}: {sha}")
+    file.write_text("\n".join(lines) + "\n")
