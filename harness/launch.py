@@ -72,14 +72,14 @@ class HarnessJob:
 
 
 def submit_and_wait(entry: Callable[[list[str]], int], argv: list[str], resources: Resources, cluster: ClusterConfig,
-                    folder: Path, name: str) -> None:  # fmt: skip
+                    folder: Path, name: str, setup: list[str] | None = None) -> None:  # fmt: skip
     """Submit `entry(argv)` (the `harness` command with these arguments) to SLURM, record the job id in `folder`,
-    wait, show its log."""
+    wait, show its log. `setup`: shell lines the job script runs first (harness.serve exports the server's URL)."""
     import submitit
 
     folder.mkdir(parents=True, exist_ok=True)
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=cluster.max_requeues)
-    executor.update_parameters(**slurm_parameters(resources, cluster, name))
+    executor.update_parameters(**slurm_parameters(resources, cluster, name) | ({"slurm_setup": setup} if setup else {}))
     job = executor.submit(HarnessJob(entry, argv, distributed=resources.gpus_per_node * resources.nodes > 1))
     with open(folder / JOBS_FILE, "a") as f:
         f.write(json.dumps({"job_id": job.job_id, "name": name, "submitted": time.time()}) + "\n")

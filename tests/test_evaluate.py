@@ -12,9 +12,8 @@ from harness.device import resolve_engine
 from harness.evaluation.evaluate import _score, evaluate, extractor_for
 
 
-@pytest.mark.parametrize("cuda, vllm, engine", [(True, True, "vllm"), (True, False, "hf"), (False, True, "hf"),
-                                                (False, False, "hf")])  # fmt: skip
-def test_auto_engine_is_vllm_only_with_a_gpu_and_vllm(cuda, vllm, engine):
+@pytest.mark.parametrize("cuda, vllm, engine", [(True, True, "vllm"), (False, True, "hf"), (False, False, "hf")])
+def test_auto_engine_is_vllm_only_with_a_gpu_and_vllm(cuda, vllm, engine):  # a GPU without vllm: tests/test_engine.py
     assert resolve_engine("auto", cuda_visible=cuda, vllm=vllm) == engine
     assert resolve_engine("hf", cuda_visible=cuda, vllm=vllm) == "hf"
 
@@ -34,12 +33,12 @@ def test_vllm_engine_switches_trl_generation_on(monkeypatch, tmp_path):
     from harness.stages.plumbing import common_args
 
     args = {"max_steps": 1, "generation_engine": "auto"}
-    assert generation_args(args) == {}  # this machine: no GPU
+    assert generation_args(args) == {"use_vllm": False}  # this machine: no GPU
     monkeypatch.setattr(device, "cuda", lambda: True)
     monkeypatch.setattr(device, "vllm_installed", lambda: True)
     assert generation_args(args) == {"use_vllm": True, "vllm_mode": "colocate"}
     args["generation_engine"] = "hf"
-    assert generation_args(args) == {}
+    assert generation_args(args) == {"use_vllm": False}
     monkeypatch.undo()
     assert "generation_engine" not in common_args(GRPOArgs, args, 0, tmp_path)
 

@@ -141,7 +141,7 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
     return ResolvedPaper(
         slug=slug, scale=scale, file=str(file), meta=paper.paper, seeds=list(sc.seeds),
         dataset_name=sc.dataset, dataset=dataset, eval_name=sc.eval, eval=evalc, eval_checkpoints=sc.eval_checkpoints,
-        eval_resources=sc.resources.evaluate, models=models,
+        eval_resources=sc.resources.evaluate, server_resources=sc.resources.vllm_server, models=models,
         variants=variants, reported=paper.reported, claims=paper.claims, datasets=datasets,
     )  # fmt: skip
 

@@ -37,6 +37,9 @@ class Resources:
 class JobResources:
     train: Resources = field(default_factory=Resources)
     evaluate: Resources = field(default_factory=Resources)
+    vllm_server: Resources | None = None
+    """The vLLM server job of a GRPO stage with `vllm_mode: server` (harness/serve.py); None: one node with
+    vllm_tensor_parallel_size GPUs and the train job's CPUs, memory and time."""
 
 
 @dataclass
@@ -227,6 +230,8 @@ class ResolvedPaper:
     claims: list[Claim]
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     """Datasets that stages name instead of the scale's (`StageConfig.dataset`)."""
+    server_resources: Resources | None = None
+    """The scale's resources.vllm_server (infrastructure: in no fingerprint)."""
 
     def stage_dataset(self, stage: Stage) -> tuple[str, DatasetConfig]:
         """The (name, config) of the dataset a stage reads."""

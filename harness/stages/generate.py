@@ -40,7 +40,7 @@ class GenerateArgs:
     """Prompts per generate call."""
     apply_chat_template: bool = False
     generation_engine: str = "auto"
-    """hf | vllm | auto (as in GRPOArgs)."""
+    """hf | vllm | auto (as in GRPOArgs; vLLM runs in-process, recorded as vllm_mode `offline`)."""
 
 
 KIND = StageKind(
@@ -84,9 +84,11 @@ def judge_scores(judges: list, weights: list[float], completions: list[str], row
 
 def run(job: StageJob) -> dict:
     """Sample, judge and pair; returns the summary also written to train.json."""
+    from harness.device import generation_record, resolve_engine
     from harness.stages.plumbing import build_rewards, split_rows
 
     start, stage, a = time.time(), job.stage, job.stage.args
+    generation = generation_record(resolve_engine(a["generation_engine"]), "offline")  # refuses before any work
     model_path, seed, stage_dir = job.model, job.seed, job.dir
     rows = [dict(r) for r in split_rows(job)]
     rows = rows[: a["max_prompts"]] if a["max_prompts"] is not None else rows
@@ -114,7 +116,8 @@ def run(job: StageJob) -> dict:
     _write_jsonl(stage_dir / SAMPLES_FILE, samples)
     _write_jsonl(stage_dir / PAIRS_FILE, pairs)
     summary = {"kind": stage.kind, "init_model": model_path, "seconds": time.time() - start, "prompts": len(rows),
-               "samples": len(scores), "pairs": len(pairs), "mean_score": sum(scores) / max(len(scores), 1)}  # fmt: skip
+               "samples": len(scores), "pairs": len(pairs), "mean_score": sum(scores) / max(len(scores), 1),
+               "generation": generation}  # fmt: skip
     print(f"{len(pairs)} pairs from {len(rows)} prompts; mean score {summary['mean_score']:.3f}", flush=True)
     (stage_dir / STAGE_SUMMARY).write_text(json.dumps(summary, indent=1))
     return summary

@@ -21,8 +21,9 @@ class GRPOArgs(TrainerArgs):
     num_iterations: int = 1
     """Optimizer passes over each generated batch (>1: the ratio to the sampling policy moves off 1)."""
     generation_engine: str = ours("auto")
-    """How completions are sampled: `hf` (transformers generate), `vllm` (TRL's vLLM in colocate mode;
-    GPU and the `vllm` extra) or `auto` (vLLM when a GPU and vLLM are both present)."""
+    """How completions are sampled: `hf` (transformers generate), `vllm` (TRL's vLLM, `vllm_mode` colocate or
+    server; GPU and the `vllm` extra) or `auto` (vLLM on a GPU, refusing there without the vllm package;
+    transformers on the CPU). The engine used is recorded in train.json."""
 
 
 def check_args(args: dict) -> None:
@@ -54,12 +55,31 @@ def kl_coef(objective) -> float:
 
 
 def generation_args(args: dict) -> dict:
-    """TRL's vLLM switches for a GRPO stage, from its `generation_engine` (see GRPOArgs)."""
-    from harness.device import resolve_engine
+    """TRL's vLLM switches for a GRPO stage, from its `generation_engine` (see GRPOArgs) and `vllm_mode`
+    (`colocate`, TRL's default, or `server`: the vLLM server job harness.serve started, its URL in this
+    job's environment)."""
+    import os
+
+    from harness.device import VLLM_SERVER_ENV, resolve_engine
 
     if resolve_engine(args.get("generation_engine", "auto")) != "vllm":
-        return {}
-    return {"use_vllm": True, "vllm_mode": "colocate"}
+        return {"use_vllm": False}
+    out = {"use_vllm": True, "vllm_mode": args.get("vllm_mode", "colocate")}
+    if out["vllm_mode"] == "server" and os.environ.get(VLLM_SERVER_ENV):
+        out["vllm_server_base_url"] = os.environ[VLLM_SERVER_ENV]
+    return out
+
+
+def generation_record(gen: dict) -> dict:
+    """How the stage generated (train.json's `generation`), from `generation_args`' answer.
+
+    >>> generation_record({"use_vllm": False})["engine"]
+    'hf'
+    """
+    from harness.device import generation_record as record
+
+    out = record("vllm" if gen["use_vllm"] else "hf", gen.get("vllm_mode"))
+    return out | ({"vllm_server": gen["vllm_server_base_url"]} if "vllm_server_base_url" in gen else {})
 
 
 def build_trainer(job: StageJob, rows, ckpt_dir):
@@ -72,8 +92,7 @@ def build_trainer(job: StageJob, rows, ckpt_dir):
 
     stage = job.stage
     cfg = GRPOConfig(
-        **common_args(GRPOArgs, stage.args, job.seed, ckpt_dir),
-        **generation_args(stage.args),
+        **common_args(GRPOArgs, stage.args, job.seed, ckpt_dir) | generation_args(stage.args),
         reward_weights=[r.weight for r in stage.rewards],
         beta=kl_coef(stage.objective),
     )
@@ -93,4 +112,6 @@ def build_trainer(job: StageJob, rows, ckpt_dir):
 def run(job: StageJob) -> dict:
     from harness.stages.plumbing import fit, split_rows
 
-    return fit(job, build_trainer, split_rows(job), on_resume=lambda trainer, ckpt: trainer.load_reward_state(ckpt))
+    record = {"generation": generation_record(generation_args(job.stage.args))}
+    return fit(job, build_trainer, split_rows(job), on_resume=lambda trainer, ckpt: trainer.load_reward_state(ckpt),
+               record=record)  # fmt: skip

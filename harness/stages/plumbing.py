@@ -112,12 +112,13 @@ def split_rows(job: StageJob):
 Builder = Callable[[StageJob, object, Path], object]
 
 
-def fit(job: StageJob, build: Builder, rows=None, on_resume=None, after_save=None) -> dict:
+def fit(job: StageJob, build: Builder, rows=None, on_resume=None, after_save=None, record=None) -> dict:
     """Train (or resume) the trainer `build(job, rows, ckpt_dir)` makes; save its model; write train.json.
 
     `rows` are curated first when the stage's data_args ask for it (harness.stages.curation).
     `on_resume(trainer, checkpoint)` restores what the trainer keeps beside TRL's state; `after_save(model_dir)`
-    writes what readers of the model need beside it. Returns the summary (empty on ranks other than 0).
+    writes what readers of the model need beside it; `record`: entries added to the summary (how it generated).
+    Returns the summary (empty on ranks other than 0).
     """
     start, stage = time.time(), job.stage
     ckpt_dir = job.dir / CHECKPOINTS
@@ -150,6 +151,7 @@ def fit(job: StageJob, build: Builder, rows=None, on_resume=None, after_save=Non
         "resumed_from": resume,
         "seconds": time.time() - start,
         "global_step": trainer.state.global_step,
+        **(record or {}),
         "log_history": trainer.state.log_history,
     }
     (job.dir / STAGE_SUMMARY).write_text(json.dumps(summary, indent=1))
