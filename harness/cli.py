@@ -96,8 +96,9 @@ def cmd_world(args) -> int:
     return 0
 
 
-def _remote(args, resources, folder: Path, name: str) -> bool:
-    """Submit this very command to the cluster and wait, when the cluster config says so."""
+def _remote(args, resources, folder: Path, name: str, setup: list[str] | None = None) -> bool:
+    """Submit this very command to the cluster and wait, when the cluster config says so (`setup`: shell lines
+    the job script runs first)."""
     from harness.config.load import load_cluster
 
     cluster = load_cluster(args.cluster)
@@ -108,7 +109,7 @@ def _remote(args, resources, folder: Path, name: str) -> bool:
     argv = ["--cluster", "local", "--threads", str(resources.cpus_per_task)] + _without(
         args.argv, "--cluster", "--threads"
     )
-    submit_and_wait(main, argv, resources, cluster, folder, name)
+    submit_and_wait(main, argv, resources, cluster, folder, name, setup)
     return True
 
 
@@ -130,6 +131,8 @@ def _without(argv: list[str], *options: str) -> list[str]:
 
 
 def cmd_train(args) -> int:
+    from harness import serve
+    from harness.config.load import load_cluster
     from harness.layout import stage_dir
     from harness.stages import run_stage
 
@@ -138,8 +141,12 @@ def cmd_train(args) -> int:
     stage = plan.papers[args.paper].variants[args.variant].stages[args.stage]
     folder = Path(stage_dir(run, args.stage), "slurm")
     root = _offline(args) if plan.stage_hub_inputs(run, args.stage) else None
-    if _remote(args, stage.resources, folder, f"train.{run.paper}.{run.variant}.s{run.seed}.{args.stage}"):
-        return 0
+    name = f"train.{run.paper}.{run.variant}.s{run.seed}.{args.stage}"
+    server = plan.papers[args.paper].server_resources  # a stage with vllm_mode: server gets a vLLM server job
+    model, cluster = plan.model_after(run, args.stage), load_cluster(args.cluster)
+    with serve.for_stage(stage, model, server, cluster, folder, name) as setup:
+        if _remote(args, stage.resources, folder, name, setup):
+            return 0
     job = plan.stage_job(run, args.stage)
     if root is not None:
         from harness.hub import offline_stage

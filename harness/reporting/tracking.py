@@ -238,6 +238,8 @@ def track_run(plan, run: Run) -> dict:
         "slurm.job_ids": ",".join(job_ids(Path(run.dir))) or "none",
         **{f"version.{k}": v for k, v in package_versions().items()},
     }  # fmt: skip
+    for i, st in enumerate(stages):  # how each stage generated (engine, version, vLLM mode); older ones say nothing
+        tags |= {f"generation.stage{i}.{k}": str(v) for k, v in st.get("generation", {}).items()}
     tags |= run_revisions(rp, run.variant)  # the hub commit of each hub item it read (none for toy runs)
     with _session() as mlflow:
         exp_id = _experiment(mlflow, run.paper)
