@@ -79,3 +79,14 @@ def test_the_vllm_extra_is_pinned_inside_trls_supported_range(monkeypatch):
     monkeypatch.setattr(iu, "_is_package_available", lambda pkg, return_version=False: (True, "0.32.0"))
     with pytest.warns(UserWarning, match="supports vLLM versions"):  # the check itself can fail
         iu.is_vllm_available()
+
+
+def test_the_gpu_smoke_bench_stops_at_once_without_a_gpu():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_smoke.py"), "--steps", "1"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)  # fmt: skip
+    assert out.returncode == 2
+    assert "needs a CUDA GPU: torch.cuda.is_available() is False" in out.stderr
+    assert out.stdout == ""  # it stopped before building or training anything
