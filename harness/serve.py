@@ -49,8 +49,11 @@ class ServerError(RuntimeError):
 
 def wants_server(stage) -> bool:
     """Whether a stage generates with a vLLM server of its own: `vllm_mode: server` (a field of TRL's GRPOConfig,
-    so only kinds passing it to TRL have it) and an engine other than hf."""
-    return stage.args.get("vllm_mode") == "server" and stage.args.get("generation_engine") != "hf"
+    so only kinds passing it to TRL have it), an engine other than hf, and no server named in its args
+    (`vllm_server_base_url` or `vllm_server_host`: one the user runs)."""
+    a = stage.args
+    named = a.get("vllm_server_base_url") or a.get("vllm_server_host")
+    return a.get("vllm_mode") == "server" and a.get("generation_engine") != "hf" and not named
 
 
 def server_resources(stage, configured: Resources | None) -> Resources:

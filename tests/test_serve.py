@@ -176,6 +176,7 @@ def test_only_a_server_mode_stage_on_slurm_gets_a_server():
     assert serve.wants_server(server)
     assert not serve.wants_server(SimpleNamespace(args={"vllm_mode": "colocate"}))
     assert not serve.wants_server(SimpleNamespace(args={"vllm_mode": "server", "generation_engine": "hf"}))
+    assert not serve.wants_server(SimpleNamespace(args={"vllm_mode": "server", "vllm_server_host": "gen01"}))
     with serve.for_stage(server, "m", None, ClusterConfig(launcher="local"), Path("/nonexistent"), "x") as setup:
         assert setup == []  # local: nothing submitted (the user runs `trl vllm-serve` beside it)
 
@@ -218,3 +219,29 @@ def test_the_wrapper_writes_its_address_then_becomes_the_server(tmp_path):
     info = json.loads((tmp_path / "vllm_server_77.json").read_text())
     assert info["job_id"] == "77" and info["port"] > 0
     assert out.stdout.strip().endswith(f"port {info['port']}")
+
+
+def test_a_bundle_asks_for_server_mode_and_the_server_resources_stay_out_of_fingerprints(tmp_path):
+    from harness.config.plain import fingerprint, plain_stage
+    from tests.test_config import load, stage0
+
+    def server_mode(b):
+        stage0(b)["args"].update(vllm_mode="server", vllm_tensor_parallel_size=2)
+        b["scales"]["toy"]["resources"] = {"vllm_server": {"gpus_per_node": 4, "mem_gb": 64, "time_min": 600}}
+
+    rp = load(tmp_path, server_mode)
+    stage = rp.variants["gold"].stages[0]
+    assert serve.wants_server(stage) and not serve.wants_server(load(tmp_path / "b").variants["gold"].stages[0])
+    res = serve.server_resources(stage, rp.server_resources)
+    assert (res.gpus_per_node, res.mem_gb, res.time_min) == (4, 64, 600)
+    assert serve.serve_command("m", stage.args, res.gpus_per_node)[-4:] == [
+        "--data-parallel-size",
+        "2",
+        "--gpu-memory-utilization",
+        "0.9",
+    ]
+    only_mode = load(
+        tmp_path / "c", lambda b: stage0(b)["args"].update(vllm_mode="server", vllm_tensor_parallel_size=2)
+    )
+    assert fingerprint(plain_stage(stage)) == fingerprint(plain_stage(only_mode.variants["gold"].stages[0]))
+    assert only_mode.server_resources is None

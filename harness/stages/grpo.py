@@ -65,7 +65,8 @@ def generation_args(args: dict) -> dict:
     if resolve_engine(args.get("generation_engine", "auto")) != "vllm":
         return {"use_vllm": False}
     out = {"use_vllm": True, "vllm_mode": args.get("vllm_mode", "colocate")}
-    if out["vllm_mode"] == "server" and os.environ.get(VLLM_SERVER_ENV):
+    named = args.get("vllm_server_base_url") or args.get("vllm_server_host")  # a server the user runs
+    if out["vllm_mode"] == "server" and os.environ.get(VLLM_SERVER_ENV) and not named:
         out["vllm_server_base_url"] = os.environ[VLLM_SERVER_ENV]
     return out
 
