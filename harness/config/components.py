@@ -130,7 +130,7 @@ class EvalConfig:
     """... except the tasks named here, e.g. {gpqa_diamond_cot_zeroshot: choice_letter}."""
     engine: str = "auto"
     """Generation engine: `hf` (transformers; CPU or GPU), `vllm` (GPU; the `vllm` extra) or `auto`
-    (vLLM when a GPU and vLLM are both present, else hf). The engine used is recorded."""
+    (vLLM on a GPU, refusing there without the vllm package; hf on the CPU). The engine used is recorded."""
     tensor_parallel_size: int = 1
     """vLLM only: GPUs one model is split over."""
     judges: list[JudgeSpec] | None = None
