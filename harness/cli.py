@@ -96,9 +96,9 @@ def cmd_world(args) -> int:
     return 0
 
 
-def _remote(args, resources, folder: Path, name: str, setup: list[str] | None = None) -> bool:
+def _remote(args, resources, folder: Path, name: str, setup: list[str] | None = None, key: str | None = None) -> bool:
     """Submit this very command to the cluster and wait, when the cluster config says so (`setup`: shell lines
-    the job script runs first)."""
+    the job script runs first; `key`: the job's fingerprint, so a restarted head waits for its live job)."""
     from harness.config.load import load_cluster
 
     cluster = load_cluster(args.cluster)
@@ -109,7 +109,7 @@ def _remote(args, resources, folder: Path, name: str, setup: list[str] | None = 
     argv = ["--cluster", "local", "--threads", str(resources.cpus_per_task)] + _without(
         args.argv, "--cluster", "--threads"
     )
-    submit_and_wait(main, argv, resources, cluster, folder, name, setup)
+    submit_and_wait(main, argv, resources, cluster, folder, name, setup, key)
     return True
 
 
@@ -145,7 +145,7 @@ def cmd_train(args) -> int:
     server = plan.papers[args.paper].server_resources  # a stage with vllm_mode: server gets a vLLM server job
     model, cluster = plan.model_after(run, args.stage), load_cluster(args.cluster)
     with serve.for_stage(stage, model, server, cluster, folder, name) as setup:
-        if _remote(args, stage.resources, folder, name, setup):
+        if _remote(args, stage.resources, folder, name, setup, plan.stage_fingerprint(run, args.stage)):
             return 0
     job = plan.stage_job(run, args.stage)
     if root is not None:
@@ -216,7 +216,12 @@ def cmd_evaluate(args) -> int:
                   f"this run saves steps {steps} (scales.{args.scale}.eval_checkpoints)", file=sys.stderr)  # fmt: skip
             return 2
     root = _offline(args) if plan.eval_hub_inputs(run, model) else None
-    if _remote(args, rp.eval_resources, out / "slurm", f"{name}.{run.paper}.{run.variant}.s{run.seed}"):
+    key = (
+        plan.eval_fingerprint(run)
+        if args.stage is None
+        else plan.checkpoint_eval_fingerprint(run, args.stage, args.step)
+    )
+    if _remote(args, rp.eval_resources, out / "slurm", f"{name}.{run.paper}.{run.variant}.s{run.seed}", key=key):
         return 0
     data = layout.data_dir(rp.dataset_name) if rp.dataset.generated else None
     base = rp.models[rp.variants[args.variant].model]

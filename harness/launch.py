@@ -72,23 +72,108 @@ class HarnessJob:
 
 
 def submit_and_wait(entry: Callable[[list[str]], int], argv: list[str], resources: Resources, cluster: ClusterConfig,
-                    folder: Path, name: str, setup: list[str] | None = None) -> None:  # fmt: skip
+                    folder: Path, name: str, setup: list[str] | None = None, key: str | None = None) -> None:  # fmt: skip
     """Submit `entry(argv)` (the `harness` command with these arguments) to SLURM, record the job id in `folder`,
-    wait, show its log. `setup`: shell lines the job script runs first (harness.serve exports the server's URL)."""
+    wait, show its log. `setup`: shell lines the job script runs first (harness.serve exports the server's URL).
+
+    When the newest job recorded in `folder` for `name` is still queued or running (a head node that died
+    and came back, a Snakemake restarted), no second job is submitted: this waits for that one instead.
+    `key` (the job's fingerprint) is recorded with the id; a live job recorded with another key runs a
+    stale configuration into the same folder and is cancelled before submitting afresh.
+    """
     import submitit
 
     folder.mkdir(parents=True, exist_ok=True)
-    executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=cluster.max_requeues)
-    executor.update_parameters(**slurm_parameters(resources, cluster, name) | ({"slurm_setup": setup} if setup else {}))
-    job = executor.submit(HarnessJob(entry, argv, distributed=resources.gpus_per_node * resources.nodes > 1))
-    with open(folder / JOBS_FILE, "a") as f:
-        f.write(json.dumps({"job_id": job.job_id, "name": name, "submitted": time.time()}) + "\n")
-    print(f"submitted {name} as SLURM job {job.job_id}; logs in {folder}", flush=True)
+    params = slurm_parameters(resources, cluster, name) | ({"slurm_setup": setup} if setup else {})
+    job = reattach(folder, name, params["nodes"] * params["tasks_per_node"], key)
+    if job is None:
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=cluster.max_requeues)
+        executor.update_parameters(**params)
+        job = executor.submit(HarnessJob(entry, argv, distributed=resources.gpus_per_node * resources.nodes > 1))
+        with open(folder / JOBS_FILE, "a") as f:
+            f.write(json.dumps({"job_id": job.job_id, "name": name, "submitted": time.time(), "key": key}) + "\n")
+        print(f"submitted {name} as SLURM job {job.job_id}; logs in {folder}", flush=True)
     try:
+        wait(job)
         job.result()
     finally:
         print(f"--- SLURM job {job.job_id} ({job.state}) stdout ---\n{job.stdout() or ''}", flush=True)
         print(f"--- SLURM job {job.job_id} stderr ---\n{(job.stderr() or '')[-20000:]}", file=sys.stderr, flush=True)
+
+
+LIVE = frozenset({"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUE_HOLD",
+                  "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"})  # fmt: skip
+"""SLURM job states that may still end with the job's result: such a job is waited for, never submitted twice."""
+
+
+def slurm_state(job_id: str) -> str | None:
+    """The job's state as SLURM reports it now (`RUNNING`, `COMPLETED`, `CANCELLED`, ...); None when unknown.
+
+    The controller's view first (squeue, which needs no accounting); for a job it has already forgotten
+    (MinJobAge after the end), the accounting database's (sacct).
+    """
+    import subprocess
+
+    for cmd in (["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"],
+                ["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"]):  # fmt: skip
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout.split()
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out:
+            return out[-1].upper()  # sacct: `CANCELLED by 0` splits into words; the state is the last line's
+    return None
+
+
+def recorded_jobs(folder: Path, name: str) -> list[dict]:
+    """The submissions recorded in `folder`'s JOBS_FILE for job `name`, oldest first."""
+    path = folder / JOBS_FILE
+    if not path.is_file():
+        return []
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [entry for entry in lines if entry.get("name") == name]
+
+
+def reattach(folder: Path, name: str, tasks: int, key: str | None = None):
+    """The newest recorded job for `name` if SLURM still has it queued or running (a submitit job to wait
+    for, its results read from `folder` as for a job just submitted); None when it must be submitted.
+
+    A live job recorded with another `key` than the one given is cancelled (its configuration is stale);
+    a finished one is left alone: its results are whatever it wrote, and a failed one is submitted again.
+    """
+    import subprocess
+
+    import submitit
+
+    jobs = recorded_jobs(folder, name)
+    if not jobs:
+        return None
+    newest = jobs[-1]
+    job_id, state = str(newest["job_id"]), slurm_state(str(newest["job_id"]))
+    if state not in LIVE:
+        return None
+    if key is not None and newest.get("key") not in (None, key):
+        print(f"SLURM job {job_id} ({state}) runs another configuration of {name} (key {newest.get('key')}, "
+              f"now {key}): cancelling it", flush=True)  # fmt: skip
+        subprocess.run(["scancel", job_id], check=False, timeout=60)
+        return None
+    print(f"reattached to SLURM job {job_id} ({state}) of {name} instead of submitting it again; logs in {folder}",
+          flush=True)  # fmt: skip
+    return submitit.SlurmJob(folder=folder, job_id=job_id, tasks=tuple(range(tasks)))
+
+
+def wait(job, poll_s: float = 1.0, held_poll_s: float = 10.0) -> None:
+    """Until `job` has written its results or left SLURM for good. submitit alone stops waiting at a state
+    it does not know as unfinished (SUSPENDED, CONFIGURING, REQUEUE_HOLD, ...) and then fails for want of
+    a result; here such a job is waited for."""
+    tasks = [job.task(i) for i in range(job.num_tasks)]
+    while not all(t.paths.result_pickle.exists() for t in tasks):
+        if not job.done():
+            time.sleep(poll_s)
+        elif slurm_state(job.job_id) in LIVE:
+            time.sleep(held_poll_s)
+        else:
+            return
 
 
 def job_ids(run_dir: Path) -> list[str]:
