@@ -24,16 +24,31 @@ from harness.stages.args import trl_args
 from harness.stages.kind import StageJob
 
 
-def prepare_checkpoints(ckpt_dir: Path, fingerprint: str) -> str | None:
-    """The checkpoint to resume from, or None; stale checkpoints of another config are removed."""
+def prepare_checkpoints(ckpt_dir: Path, fingerprint: str, wait_s: float = 600.0) -> str | None:
+    """The checkpoint to resume from, or None; stale checkpoints of another config are removed.
+
+    One process of a multi-GPU job (rank 0) tidies up; the others look for the last checkpoint only once
+    it is done (a barrier when torch.distributed is up, else until the tag holds this fingerprint, for at
+    most `wait_s` seconds), so none of them picks a checkpoint that rank 0 is deleting.
+    """
+    import torch.distributed as dist
     from transformers.trainer_utils import get_last_checkpoint
 
     tag = ckpt_dir / CHECKPOINT_TAG
-    if int(os.environ.get("RANK", "0")) == 0:  # one process of a multi-GPU job tidies up
+    rank, distributed = int(os.environ.get("RANK", "0")), dist.is_available() and dist.is_initialized()
+    if rank == 0:
         if ckpt_dir.exists() and (not tag.exists() or tag.read_text() != fingerprint):
             shutil.rmtree(ckpt_dir)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         tag.write_text(fingerprint)
+    if distributed:
+        dist.barrier()
+    elif rank != 0:
+        deadline = time.monotonic() + wait_s
+        while not (tag.is_file() and tag.read_text() == fingerprint):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"rank {rank}: rank 0 did not tag {ckpt_dir} with {fingerprint} in {wait_s:.0f} s")
+            time.sleep(0.5)
     return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
 
 
