@@ -86,6 +86,7 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
     out_dir.mkdir(parents=True, exist_ok=True)
     engine = device.resolve_engine(cfg.engine)
     lm = _model(model_path, cfg, engine, seed)
+    answers = _answer_cache(lm, model_path, cfg, engine, seed, out_dir)  # a requeued attempt resumes from it
     tm = task_manager(list(cfg.tasks), data_dir)
     if hub_root is not None:
         from harness.hub import use_local_task_data
@@ -128,6 +129,7 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
     raw = {k: out.get(k) for k in ("results", "groups", "group_subtasks", "configs", "versions", "n-samples", "config")}
     (out_dir / "lm_eval_results.json").write_text(json.dumps(raw, indent=1, default=str))
     (out_dir / METRICS_FILE).write_text(json.dumps(result, indent=1))
+    answers.remove()  # complete: every answer is in EVAL_SAMPLES_FILE
     from harness.evaluation.plots import plot_run_passk
 
     plot_run_passk(metrics, str(model_path), out_dir / "passk.png")
@@ -200,6 +202,27 @@ def _model(model_path: str, cfg: EvalConfig, engine: str, seed: int):
     cuda = device.cuda()
     return HFLM(pretrained=model_path, dtype="bfloat16" if cuda else "float32", batch_size=cfg.batch_size,
                 device="cuda" if cuda else "cpu")  # fmt: skip
+
+
+VLLM_CHUNK = 1024
+"""Requests vLLM answers per committed chunk (transformers: `batch_size`): what a preempted evaluation can lose,
+large enough to keep vLLM's continuous batching busy."""
+
+
+def _answer_cache(lm, model_path: str, cfg: EvalConfig, engine: str, seed: int, out_dir: Path):
+    """Route `lm` through the answers earlier attempts of this evaluation committed (harness/evaluation/resume.py),
+    in a cache keyed by the model's files and the protocol: the evaluation's folder outlives a changed config."""
+    from harness.evaluation.resume import AnswerCache, answer_resumably, cache_file
+
+    template = getattr(getattr(lm, "tokenizer", None), "chat_template", None)
+    root = Path(model_path)
+    files = [(str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns)
+             for f in sorted(root.rglob("*")) if f.is_file()] if root.is_dir() else []  # fmt: skip
+    key = {"model": model_path, "files": files, "protocol": protocol(cfg, engine, seed, template, {}),
+           "batch_size": cfg.batch_size}  # fmt: skip
+    cache = AnswerCache(cache_file(out_dir, lm.rank), _sha(json.dumps(key, sort_keys=True, default=str)))
+    answer_resumably(lm, cache, seed, cfg.batch_size if engine == "hf" else VLLM_CHUNK)
+    return cache
 
 
 def _named(cfg: EvalConfig, task: str) -> tuple[str, str]:
