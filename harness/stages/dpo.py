@@ -42,7 +42,8 @@ def build_trainer(job: StageJob, rows, ckpt_dir):
 
     stage, tokenizer = job.stage, AutoTokenizer.from_pretrained(job.model)
     pairs = read_pairs(job.upstream[UPSTREAM_SAMPLES])
-    args = {k: v for k, v in common_args(DPOArgs, stage.args, job.seed, ckpt_dir).items() if k != "loss_type"}
+    common = common_args(DPOArgs, stage.args, job.seed, ckpt_dir, stage.parallel)
+    args = {k: v for k, v in common.items() if k != "loss_type"}
     if stage.preference_loss is None:
         cfg = DPOConfig(**args, loss_type=stage.args["loss_type"])
         return DPOTrainer(model=job.model, args=cfg, train_dataset=pairs, processing_class=tokenizer)

@@ -93,7 +93,7 @@ def build_trainer(job: StageJob, rows, ckpt_dir):
 
     stage = job.stage
     cfg = GRPOConfig(
-        **common_args(GRPOArgs, stage.args, job.seed, ckpt_dir) | generation_args(stage.args),
+        **common_args(GRPOArgs, stage.args, job.seed, ckpt_dir, stage.parallel) | generation_args(stage.args),
         reward_weights=[r.weight for r in stage.rewards],
         beta=kl_coef(stage.objective),
     )

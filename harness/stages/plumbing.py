@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.config.parallel import ParallelConfig, trainer_args
 from harness.device import cuda
 from harness.layout import CHECKPOINT_TAG, CHECKPOINTS, MODEL, SNAPSHOTS, STAGE_SUMMARY
 from harness.rewards import REWARDS, across_processes
@@ -74,12 +75,13 @@ def batch_layout(args: dict, world_size: int) -> dict:
     return {"per_device_train_batch_size": per_process // accumulation, "gradient_accumulation_steps": accumulation}
 
 
-def common_args(args_type: type, args: dict, seed: int, ckpt_dir: Path) -> dict:
+def common_args(args_type: type, args: dict, seed: int, ckpt_dir: Path, parallel: ParallelConfig | None = None) -> dict:
     """Keyword arguments of TRL's config for a stage: its args less those the harness keeps back
-    (harness.stages.args.ours), the batch laid out over the processes, and the harness's own settings."""
+    (harness.stages.args.ours), the batch laid out over the processes, the harness's own settings, and
+    the stage's `parallel` (harness.config.parallel.trainer_args; None adds nothing)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     on_gpu = cuda()
-    return dict(
+    base = dict(
         output_dir=str(ckpt_dir),
         seed=seed,
         data_seed=seed,
@@ -92,6 +94,7 @@ def common_args(args_type: type, args: dict, seed: int, ckpt_dir: Path) -> dict:
         disable_tqdm=True,
         **trl_args(args_type, args) | batch_layout(args, world_size),
     )
+    return base | trainer_args(parallel, on_gpu)
 
 
 def build_rewards(stage, reward_model: str | None = None) -> tuple[list, list, dict]:

@@ -107,7 +107,8 @@ def build_trainer(job: StageJob, rows, ckpt_dir):
 
     a, source = job.stage.args, job.upstream[UPSTREAM_SAMPLES]
     tokenizer = AutoTokenizer.from_pretrained(job.model)
-    common = common_args(ProcessRewardModelArgs, a, job.seed, ckpt_dir)
+    common = common_args(ProcessRewardModelArgs, a, job.seed, ckpt_dir, job.stage.parallel)
+    load = common.pop("model_init_kwargs", {})  # TrainingArguments has no such field: loaded here
     examples = step_examples(read_samples(source), a["step_labels"], a["step_separator"], tokenizer)
     if not examples:
         raise ValueError(f"{source}: no completion has a step (separator {a['step_separator']!r}); nothing to train on")
@@ -118,7 +119,7 @@ def build_trainer(job: StageJob, rows, ckpt_dir):
         flush=True,
     )
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
-    model = AutoModelForTokenClassification.from_pretrained(job.model, num_labels=2)
+    model = AutoModelForTokenClassification.from_pretrained(job.model, num_labels=2, **load)
     model.config.pad_token_id = tokenizer.pad_token_id
     return Trainer(model=model, args=TrainingArguments(**common), train_dataset=datasets.Dataset.from_list(examples),
                    data_collator=StepCollator(tokenizer.pad_token_id), processing_class=tokenizer)  # fmt: skip

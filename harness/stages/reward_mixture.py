@@ -147,7 +147,7 @@ def _fit(stage, args_type: type, model_path: str, rows: list[dict], seed: int, f
     if not (done.exists() and json.loads(done.read_text()).get("fingerprint") == fingerprint):
         resume = prepare_checkpoints(folder / CHECKPOINTS, fingerprint)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        common = common_args(args_type, stage.args, seed, folder / CHECKPOINTS)
+        common = common_args(args_type, stage.args, seed, folder / CHECKPOINTS, stage.parallel)
         trainer = reward_trainer(model_path, datasets.Dataset.from_list(rows), common, tokenizer)
         trainer.train(resume_from_checkpoint=resume)
         trainer.save_model(str(model))

@@ -56,7 +56,7 @@ def build_trainer(job: StageJob, rows, ckpt_dir):
     from harness.stages.trainers.reward import reward_trainer
 
     tokenizer = AutoTokenizer.from_pretrained(job.model)
-    common = common_args(RewardModelArgs, job.stage.args, job.seed, ckpt_dir)
+    common = common_args(RewardModelArgs, job.stage.args, job.seed, ckpt_dir, job.stage.parallel)
     return reward_trainer(job.model, read_pairs(job.upstream[UPSTREAM_SAMPLES]), common, tokenizer)
 
 

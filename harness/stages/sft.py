@@ -39,7 +39,8 @@ def build_trainer(job: StageJob, rows, ckpt_dir):
 
     target = "solution" if "solution" in rows.column_names else "answer"  # scratchpad worlds show the steps
     rows = rows.rename_column(target, "completion")
-    cfg = SFTConfig(**common_args(SFTArgs, job.stage.args, job.seed, ckpt_dir), completion_only_loss=True)
+    common = common_args(SFTArgs, job.stage.args, job.seed, ckpt_dir, job.stage.parallel)
+    cfg = SFTConfig(**common, completion_only_loss=True)
     return HarnessSFTTrainer(model=job.model, args=cfg, train_dataset=rows,
                              processing_class=AutoTokenizer.from_pretrained(job.model),
                              temporal_residual=job.stage.args.get("temporal_residual"))  # fmt: skip
