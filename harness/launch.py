@@ -48,6 +48,29 @@ def slurm_parameters(resources: Resources, cluster: ClusterConfig, name: str) ->
     return params
 
 
+def torch_env() -> dict[str, str]:
+    """What this SLURM task exports for torch distributed and accelerate: one process per GPU, on one or several
+    nodes (`tasks_per_node` = GPUs per node, see slurm_parameters).
+
+    RANK (SLURM_PROCID), LOCAL_RANK (SLURM_LOCALID: accelerate picks the GPU of that index, each task seeing all
+    of its node's GPUs), WORLD_SIZE (SLURM_NTASKS), LOCAL_WORLD_SIZE (tasks per node), MASTER_ADDR (the job's
+    first node) and MASTER_PORT (the site's MASTER_PORT, else one drawn from the job id: the same in every
+    task, and again after a requeue), as submitit's TorchDistributedEnvironment computes them; values already
+    in the environment are replaced (submitit's own export refuses them). OMP_NUM_THREADS is the task's CPUs
+    unless set: torch would start a thread per core of the node in every process.
+    """
+    import os
+
+    import submitit
+
+    t = submitit.helpers.TorchDistributedEnvironment()
+    env = {"RANK": t.rank, "LOCAL_RANK": t.local_rank, "WORLD_SIZE": t.world_size,
+           "LOCAL_WORLD_SIZE": t.local_world_size, "MASTER_ADDR": t.master_addr, "MASTER_PORT": t.master_port}  # fmt: skip
+    if "OMP_NUM_THREADS" not in os.environ and os.environ.get("SLURM_CPUS_PER_TASK"):
+        env["OMP_NUM_THREADS"] = os.environ["SLURM_CPUS_PER_TASK"]
+    return {k: str(v) for k, v in env.items()}
+
+
 class HarnessJob:
     """The callable submitit pickles: runs `entry(argv)` (the `harness` command) on the compute node, requeueable."""
 
@@ -56,9 +79,9 @@ class HarnessJob:
 
     def __call__(self) -> int:
         if self.distributed:
-            import submitit
+            import os
 
-            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+            os.environ.update(torch_env())
         code = self.entry(self.argv)
         if code:
             raise RuntimeError(f"`harness {' '.join(self.argv)}` exited with status {code}")

@@ -66,3 +66,46 @@ def test_job_ids_are_collected_from_every_stage(tmp_path):
         (tmp_path / sub).mkdir(parents=True)
         (tmp_path / sub / "jobs.jsonl").write_text("".join(f'{{"job_id": "{i}"}}\n' for i in ids))
     assert sorted(job_ids(tmp_path)) == ["11", "12", "13"]
+
+
+TORCH_KEYS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "OMP_NUM_THREADS")
+
+
+def test_each_task_of_a_two_node_job_exports_its_torch_distributed_environment(monkeypatch):
+    """2 nodes x 4 GPUs: 8 tasks, as SLURM describes them to each task (srun under sbatch)."""
+    import os
+
+    from harness.launch import HarnessJob, torch_env
+
+    for key in TORCH_KEYS:
+        monkeypatch.delenv(key, raising=False)  # restored after the test: the job writes them into os.environ
+    slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "8", "SLURM_JOB_NUM_NODES": "2",
+             "SLURM_JOB_NODELIST": "gpu[017-018]", "SLURM_CPUS_PER_TASK": "12"}  # fmt: skip
+    for key, value in slurm.items():
+        monkeypatch.setenv(key, value)
+    seen = []
+
+    def entry(argv):
+        seen.append({k: os.environ[k] for k in TORCH_KEYS})
+        return 0
+
+    for rank in range(8):
+        node, local = divmod(rank, 4)
+        monkeypatch.setenv("SLURM_PROCID", str(rank))
+        monkeypatch.setenv("SLURM_LOCALID", str(local))
+        monkeypatch.setenv("SLURM_NODEID", str(node))
+        monkeypatch.setenv("RANK", "0")  # left over from an outer launcher: replaced, not refused
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert HarnessJob(entry, ["train"], distributed=True)() == 0
+
+    assert [(e["RANK"], e["LOCAL_RANK"]) for e in seen] == [(str(r), str(r % 4)) for r in range(8)]
+    port = seen[0]["MASTER_PORT"]
+    assert 20000 <= int(port) <= 60000  # drawn from the job id: one port for every task
+    common = {"WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4", "MASTER_ADDR": "gpu017", "MASTER_PORT": port,
+              "OMP_NUM_THREADS": "12"}  # fmt: skip
+    assert all({k: e[k] for k in common} == common for e in seen)
+
+    monkeypatch.setenv("MASTER_PORT", "29555")  # a site that fixes the port keeps it
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    env = torch_env()
+    assert env["MASTER_PORT"] == "29555" and "OMP_NUM_THREADS" not in env
