@@ -10,6 +10,7 @@ import sys
 from harness.config.errors import ConfigError
 from harness.config.load import load_cluster
 from harness.layout import CONFIGS
+from harness.memory import check_paper
 from harness.plan import Plan, per_job, select_papers
 
 
@@ -18,11 +19,18 @@ CLUSTER = config.get("cluster", "local")  # configs/cluster/<name>.yaml; the slu
 PY = sys.executable
 HARNESS = f"{PY} -m harness --papers-dir {config.get('papers_dir', 'papers')} --cluster {CLUSTER}"
 try:
-    load_cluster(CLUSTER)
+    SITE = load_cluster(CLUSTER)
     PAPERS_DIR = config.get("papers_dir", "papers")
     PLAN = Plan(select_papers(config.get("papers"), PAPERS_DIR, SCALE), SCALE, PAPERS_DIR)
+    # The memory plan of every GPU stage, checked against the site's GPUs before anything is submitted.
+    MEMORY = [(paper, s) for paper, rp in PLAN.papers.items()
+              for s in check_paper(rp, SITE.gpu_mem_gb, f"configs/cluster/{CLUSTER}.yaml") if s.on_gpu]
 except (ConfigError, FileNotFoundError) as e:
     sys.exit(f"Invalid configuration, nothing was run:\n  {e}")
+if MEMORY:
+    print(f"memory plan (GPUs of {SITE.gpu_mem_gb:g} GiB, configs/cluster/{CLUSTER}.yaml):", file=sys.stderr)
+    for line in dict.fromkeys(f"  {paper}: {s.line()}" for paper, s in MEMORY):
+        print(line, file=sys.stderr)
 
 wildcard_constraints:
     seed=r"\d+",

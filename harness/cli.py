@@ -38,17 +38,26 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
 def cmd_validate(args) -> int:
     from harness.config.load import load_paper_config, paper_file
 
+    from harness.config.load import load_cluster
+    from harness.memory import check_paper
+
     names = args.papers or list_papers(args.papers_dir)
     if not names:
         print(f"no paper bundles in {args.papers_dir}", file=sys.stderr)
         return 1
+    # the memory plan's budget: the GPUs of the site GPU jobs go to (the local site's for a CPU-only plan)
+    site_name = "slurm" if args.cluster == "local" and args.scale == "paper" else args.cluster
+    cluster, site = load_cluster(site_name), f"configs/cluster/{site_name}.yaml"
     failed = 0
     for name in names:
         try:
             scales = [args.scale] if args.scale else list(load_paper_config(paper_file(name, args.papers_dir)).scales)
             for scale in scales:
                 rp = load_paper(name, scale, papers_dir=args.papers_dir)
+                plans = [p for p in check_paper(rp, cluster.gpu_mem_gb, site) if p.on_gpu]
                 print(f"ok  {name} [{scale}]: {len(rp.variants)} variants x {len(rp.seeds)} seeds")
+                for line in dict.fromkeys(p.line() for p in plans):  # a round's stages plan alike: shown once
+                    print(f"      memory {line}")
         except ConfigError as e:
             failed += 1
             print(f"ERR {e}", file=sys.stderr)

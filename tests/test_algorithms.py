@@ -115,7 +115,7 @@ def test_value_regression_by_hand():
     old = old_vocab.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     rho, a = 2.0, 1.0
     out = POLICY_LOSSES.get("value_regression")(logps, old, torch.tensor([[a]]), torch.ones(1, 2), rho=rho,
-                                                vocab_logps=vocab, old_vocab_logps=old_vocab)  # fmt: skip
+                                                vocab_mean_logps=vocab.mean(-1), old_vocab_mean_logps=old_vocab.mean(-1))  # fmt: skip
     next_v = rho * 0.5 * (math.log(1.6) + math.log(0.4))
     q = [0.0, rho * math.log(1.6)]
     expected = [(q[0] - (a + next_v)) ** 2, (q[1] - a) ** 2]  # the last token has no next state

@@ -119,3 +119,23 @@ def test_stateful_reward_state_is_checkpointed_and_resumed(world, tmp_path, monk
     resumed, straight = (json.loads((tmp_path / d / "checkpoints/checkpoint-4/reward_state.json").read_text())
                          for d in ("r", "s"))  # fmt: skip
     assert resumed == straight and len(straight["refined_label"]["ids"]) >= 4
+
+
+def test_rover_vocabulary_means_equal_the_full_log_softmax_without_keeping_it(world, tmp_path):
+    """ROVER's next-state term reads the mean log-prob over the vocabulary at every completion position: computed
+    in blocks of positions from the final hidden states, it equals the mean of the full (B, T, V) log-softmax."""
+    root, _ = world
+    objective = ObjectiveConfig(advantage=PieceSpec(name="group_mean"), loss=PieceSpec(name="value_regression"))
+    trainer = build_trainer(stage(objective), str(root / "model"), rows(root), 0, tmp_path / "ckpt")
+    trainer.VOCAB_MEAN_ROWS, trainer.VOCAB_MEAN_POSITIONS = 3, 2  # several blocks of rows and of positions
+    torch.manual_seed(0)
+    vocab = trainer.model.config.vocab_size
+    inputs = {"prompt_ids": torch.randint(0, vocab, (5, 4)), "prompt_mask": torch.ones(5, 4, dtype=torch.long),
+              "completion_ids": torch.randint(0, vocab, (5, 5)), "completion_mask": torch.ones(5, 5, dtype=torch.long)}
+    means = trainer._vocab_mean_logps(trainer.model, inputs)
+    with torch.no_grad():
+        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+        logits = trainer.model(input_ids=ids).logits[:, -6:-1].float() / trainer.temperature
+        expected = torch.log_softmax(logits, dim=-1).mean(-1)
+    assert means.shape == (5, 5)
+    torch.testing.assert_close(means, expected, rtol=1e-5, atol=1e-5)

@@ -2,8 +2,10 @@
 
 Policy loss: `fn(logps, old_logps, advantages, mask, **args) -> (B, T)` where logps are the
 current policy's log-probs of the sampled tokens (B, T), old_logps those of the policy that
-sampled them, advantages (B, 1) or (B, T). A loss that needs the whole vocabulary declares
-`needs_vocab = True` and also receives `vocab_logps` / `old_vocab_logps` (B, T, V).
+sampled them, advantages (B, 1) or (B, T). A loss that needs the mean over the whole vocabulary of
+the log-probs at each completion position declares `needs_vocab_mean = True` and also receives
+`vocab_mean_logps` / `old_vocab_mean_logps` (B, T): (B, T, V) log-probs are never kept (at 150k-token
+vocabularies a generation batch of them would not fit on any GPU).
 
 Aggregation: `fn(per_token, mask, window) -> scalar`, normalised by the accumulation window
 (harness.algorithms.Window) so gradient accumulation does not change the gradient.
@@ -49,21 +51,23 @@ def reinforce(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor
 
 @POLICY_LOSSES.register("value_regression")
 def value_regression(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor, *,
-                     vocab_logps: Tensor, old_vocab_logps: Tensor, rho: float = 1.0, **_) -> Tensor:  # fmt: skip
+                     vocab_mean_logps: Tensor, old_vocab_mean_logps: Tensor, rho: float = 1.0, **_) -> Tensor:  # fmt: skip
     """ROVER-style: regress Q(s_t, a_t) = rho * (log pi - log pi_old)(a_t | s_t) onto the value of the
     uniformly random policy, target_t = A + mean_a' Q(s_{t+1}, a') (stop-gradient; 0 after the last token).
 
+    mean_a' Q(s, a') = rho * (mean_a' log pi(a'|s) - mean_a' log pi_old(a'|s)): the per-position means over the
+    vocabulary (`vocab_mean_logps`, `old_vocab_mean_logps`, (B, T)) are all it needs.
     A (the centred outcome reward) is credited to every token. With one update per generated batch
     pi_old = pi, so the next-state term is 0 in value and the loss pulls Q towards A.
     Returns (Q_t - target_t)^2 per token.
 
     >>> lp = torch.log(torch.tensor([[0.5, 0.5]]))
-    >>> v = torch.log(torch.full((1, 2, 2), 0.5))
-    >>> value_regression(lp, lp, torch.tensor([[1.0]]), torch.ones(1, 2), vocab_logps=v, old_vocab_logps=v).tolist()
+    >>> value_regression(lp, lp, torch.tensor([[1.0]]), torch.ones(1, 2), vocab_mean_logps=lp,
+    ...                  old_vocab_mean_logps=lp).tolist()
     [[1.0, 1.0]]
     """
     q = rho * (logps - old_logps)  # (B, T)
-    q_next_all = rho * (vocab_logps - old_vocab_logps).detach().mean(-1)  # (B, T): mean over the vocabulary
+    q_next_all = rho * (vocab_mean_logps - old_vocab_mean_logps).detach()  # (B, T): mean over the vocabulary
     has_next = torch.zeros_like(mask)
     has_next[:, :-1] = mask[:, 1:]
     next_value = torch.zeros_like(q)
@@ -72,7 +76,7 @@ def value_regression(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask:
     return (q - target) ** 2
 
 
-value_regression.needs_vocab = True
+value_regression.needs_vocab_mean = True
 
 
 @AGGREGATIONS.register("token_mean")

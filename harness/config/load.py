@@ -124,8 +124,9 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
     evalc = load_component("eval", sc.eval, file, f"{key}.eval")
     models = {sc.model: load_component("models", sc.model, file, f"{key}.model")}
     variants: dict[str, Variant] = {}
+    stage_keys: dict[str, list[str]] = {}
     for name in paper.variants:
-        v = _resolve_variant(paper, name, sc, file)
+        v, stage_keys[name] = _resolve_variant(paper, name, sc, file)
         if v is None or (paper.variants[name].scales is not None and scale not in paper.variants[name].scales):
             continue
         if v.model not in models:
@@ -143,6 +144,7 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
         dataset_name=sc.dataset, dataset=dataset, eval_name=sc.eval, eval=evalc, eval_checkpoints=sc.eval_checkpoints,
         eval_resources=sc.resources.evaluate, server_resources=sc.resources.vllm_server, models=models,
         variants=variants, reported=paper.reported, claims=paper.claims, datasets=datasets,
+        stage_keys={name: stage_keys[name] for name in variants},
     )  # fmt: skip
 
 
@@ -178,7 +180,8 @@ def _dotlist(overrides: list[str]) -> dict:
     return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
 
 
-def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path) -> Variant | None:
+def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path) -> tuple[Variant, list[str]]:
+    """The variant with its stages resolved, and the key of each stage in the bundle."""
     chain, cur = [], name
     while cur is not None:
         if cur in chain:
@@ -205,7 +208,7 @@ def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path)
         ]
     stages = [_resolve_stage(st, sc, file, key) for key, st in keyed]
     check_stage_order(stages, file, [key for key, _ in keyed])
-    return Variant(name=name, description=description, model=model, stages=stages)
+    return Variant(name=name, description=description, model=model, stages=stages), [key for key, _ in keyed]
 
 
 def _resolve_stage(st, sc: ScaleConfig, file: Path, key: str) -> Stage:

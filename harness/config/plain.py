@@ -20,7 +20,7 @@ LATER_MODEL_FIELDS = ("revision", "architecture")
 """The same for ModelConfig (`gated` is dropped while false)."""
 LATER_EVAL_FIELDS = ("judges", "revisions")
 """The same for EvalConfig."""
-LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share", "revision")
+LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share", "revision", "prompt_tokens")
 """The same for DatasetConfig."""
 
 

@@ -230,6 +230,8 @@ class ResolvedPaper:
     claims: list[Claim]
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     """Datasets that stages name instead of the scale's (`StageConfig.dataset`)."""
+    stage_keys: dict[str, list[str]] = field(default_factory=dict)
+    """Per variant, the key in the bundle of each of its stages (`variants.<v>.stages.<i>`, or the rounds' key)."""
     server_resources: Resources | None = None
     """The scale's resources.vllm_server (infrastructure: in no fingerprint)."""
 

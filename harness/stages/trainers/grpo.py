@@ -28,7 +28,7 @@ class HarnessGRPOTrainer(GRPOTrainer):
         self.objective = objective
         self._advantage = partial(ADVANTAGES.get(objective.advantage.name), **objective.advantage.args)
         loss_fn = POLICY_LOSSES.get(objective.loss.name)
-        self._needs_vocab = getattr(loss_fn, "needs_vocab", False)
+        self._needs_vocab_mean = getattr(loss_fn, "needs_vocab_mean", False)
         self._policy_loss = partial(loss_fn, **objective.loss.args)
         self._aggregate = AGGREGATIONS.get(objective.aggregation)
         self._aux = [(a.name, partial(AUX_TERMS.get(a.name), **a.args)) for a in objective.aux]
@@ -86,9 +86,8 @@ class HarnessGRPOTrainer(GRPOTrainer):
         self._metrics[mode]["advantage/abs_mean"].append(adv.abs().mean().item())
         if self._expert is not None:
             out |= self._expert_inputs(inputs, rewards.view(-1, group).mean(1).repeat_interleave(group)[local], mask)
-        if self._needs_vocab:  # the sampling policy's full distribution, for the next-state term
-            with torch.no_grad():
-                out["old_vocab_logps"] = self._vocab_logps(self.model, out)
+        if self._needs_vocab_mean:  # the sampling policy's mean log-prob over the vocabulary, for the next-state term
+            out["old_vocab_mean_logps"] = self._vocab_mean_logps(self.model, out)
         return out
 
     # ------------------------------------------------------------------ expert demonstrations
@@ -127,13 +126,37 @@ class HarnessGRPOTrainer(GRPOTrainer):
 
     # ------------------------------------------------------------------ loss
 
-    def _vocab_logps(self, model, inputs) -> torch.Tensor:
-        """(B, T, V) log-probs over the vocabulary at every completion position."""
+    VOCAB_MEAN_ROWS, VOCAB_MEAN_POSITIONS = 2, 512
+    """_vocab_mean_logps runs this many sequences per forward pass and applies the LM head to this many positions
+    at a time: only (rows x positions x vocabulary) logits are alive at once."""
+
+    @torch.no_grad()
+    def _vocab_mean_logps(self, model, inputs) -> torch.Tensor:
+        """(B, T) mean over the vocabulary of the log-probs (temperature-scaled) at every completion position:
+        mean(z) - logsumexp(z) of the logits z / temperature, from the final hidden states through the LM head a
+        block of positions at a time (no gradient flows through it: the loss uses it as a stop-gradient target)."""
+        from torch.distributed.tensor import DTensor
+
         ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
         attn = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
         t = inputs["completion_ids"].size(1)
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, -t - 1 : -1]  # (B, T, V)
-        return torch.log_softmax(logits.float() / self.temperature, dim=-1)
+        head = self.accelerator.unwrap_model(model).get_output_embeddings()
+        out = []
+        for start in range(0, ids.size(0), self.VOCAB_MEAN_ROWS):
+            rows = slice(start, start + self.VOCAB_MEAN_ROWS)
+            hidden = model(input_ids=ids[rows], attention_mask=attn[rows], output_hidden_states=True,
+                           logits_to_keep=1).hidden_states[-1][:, -t - 1 : -1]  # fmt: skip
+            weight, bias = head.weight, head.bias
+            if isinstance(weight, DTensor):  # sharded (FSDP2) outside the model's forward: gather the head
+                weight = weight.full_tensor()
+                bias = bias.full_tensor() if isinstance(bias, DTensor) else bias
+            means = []
+            for p in range(0, t, self.VOCAB_MEAN_POSITIONS):
+                z = torch.nn.functional.linear(hidden[:, p : p + self.VOCAB_MEAN_POSITIONS], weight, bias)
+                z = z.float() / self.temperature
+                means.append(z.mean(-1) - torch.logsumexp(z, dim=-1))
+            out.append(torch.cat(means, dim=1))
+        return torch.cat(out)
 
     def _window(self, inputs, batch: int) -> Window:
         training = self.model.training
@@ -148,17 +171,14 @@ class HarnessGRPOTrainer(GRPOTrainer):
         if "tool_mask" in inputs:
             mask = mask * inputs["tool_mask"]
         extra = {}
-        if self._needs_vocab:
-            vocab = self._vocab_logps(model, inputs)
-            logps = vocab.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
-            entropies = -(vocab.exp() * vocab).sum(-1)
-            extra = {"vocab_logps": vocab, "old_vocab_logps": inputs.get("old_vocab_logps", vocab.detach())}
-        else:
-            ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
-            attn = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
-            logps, entropies, _ = self._get_per_token_logps_and_entropies(
-                model, ids, attn, completion_ids.size(1), compute_entropy=True
-            )
+        ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
+        attn = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        logps, entropies, _ = self._get_per_token_logps_and_entropies(
+            model, ids, attn, completion_ids.size(1), compute_entropy=True
+        )
+        if self._needs_vocab_mean:
+            mean = self._vocab_mean_logps(model, inputs)
+            extra = {"vocab_mean_logps": mean, "old_vocab_mean_logps": inputs.get("old_vocab_mean_logps", mean)}
         if self.objective.top_entropy_quantile < 1.0:  # forking tokens only
             mask = mask * self.get_high_entropy_mask(entropies, mask, 1 - self.objective.top_entropy_quantile)
         old = inputs.get("old_per_token_logps")
