@@ -24,7 +24,7 @@ try:
     PLAN = Plan(select_papers(config.get("papers"), PAPERS_DIR, SCALE), SCALE, PAPERS_DIR)
     # The memory plan of every GPU stage, checked against the site's GPUs before anything is submitted.
     MEMORY = [(paper, s) for paper, rp in PLAN.papers.items()
-              for s in check_paper(rp, SITE.gpu_mem_gb, f"configs/cluster/{CLUSTER}.yaml") if s.on_gpu]
+              for s in check_paper(rp, SITE.gpu_mem_gb, f"configs/cluster/{CLUSTER}.yaml", SITE.node_mem_gb) if s.on_gpu]
 except (ConfigError, FileNotFoundError) as e:
     sys.exit(f"Invalid configuration, nothing was run:\n  {e}")
 if MEMORY:

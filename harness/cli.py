@@ -54,7 +54,7 @@ def cmd_validate(args) -> int:
             scales = [args.scale] if args.scale else list(load_paper_config(paper_file(name, args.papers_dir)).scales)
             for scale in scales:
                 rp = load_paper(name, scale, papers_dir=args.papers_dir)
-                plans = [p for p in check_paper(rp, cluster.gpu_mem_gb, site) if p.on_gpu]
+                plans = [p for p in check_paper(rp, cluster.gpu_mem_gb, site, cluster.node_mem_gb) if p.on_gpu]
                 print(f"ok  {name} [{scale}]: {len(rp.variants)} variants x {len(rp.seeds)} seeds")
                 for line in dict.fromkeys(p.line() for p in plans):  # a round's stages plan alike: shown once
                     print(f"      memory {line}")

@@ -233,12 +233,16 @@ class StagePlan:
 
     key: str
     variant: str
+    index: int
+    """The stage's position in its variant."""
     kind: str
     processes: int
     on_gpu: bool
     estimate: Estimate | None
     """None: the model's shape is unknown (a hub model without `architecture:`)."""
     budget_gb: float
+    host_gb: float | None = None
+    """Host memory per node the stage asks for (its resources.mem_gb)."""
 
     @property
     def fits(self) -> bool:
@@ -249,7 +253,9 @@ class StagePlan:
         if self.estimate is None:
             return f"{self.key} ({self.kind}, {where}): no plan (the model config has no `architecture:`)"
         budget = f" of {self.budget_gb:g}" if self.on_gpu else ""
-        return f"{self.key} ({self.kind}, {where}): {self.estimate.line().replace(' GiB per GPU', f'{budget} GiB per GPU', 1)}"
+        host = f"; host {self.host_gb:g} GB per node" if self.host_gb is not None and self.on_gpu else ""
+        plan = self.estimate.line().replace(" GiB per GPU", f"{budget} GiB per GPU", 1)
+        return f"{self.key} ({self.kind}, {where}): {plan}{host}"
 
 
 def workload(stage, dataset, processes: int, on_gpu: bool) -> Workload:
@@ -304,13 +310,14 @@ def plan_paper(rp, gpu_mem_gb: float) -> list[StagePlan]:
                 work = workload(stage, rp.stage_dataset(stage)[1], processes, on_gpu)
                 est = estimate(shape, work, stage.parallel, on_gpu, gpu_mem_gb)
             key = rp.stage_keys.get(name, [])[i] if i < len(rp.stage_keys.get(name, [])) else f"variants.{name}"
-            out.append(StagePlan(key, name, stage.kind, processes, on_gpu, est, gpu_mem_gb))
+            out.append(StagePlan(key, name, i, stage.kind, processes, on_gpu, est, gpu_mem_gb, r.mem_gb))
     return out
 
 
-def check_paper(rp, gpu_mem_gb: float, site: str) -> list[StagePlan]:
+def check_paper(rp, gpu_mem_gb: float, site: str, node_mem_gb: float | None = None) -> list[StagePlan]:
     """plan_paper, refusing (ConfigError naming the bundle, the stage's key and the numbers) a GPU stage whose
-    estimate exceeds the site's GPU memory (`site`: the cluster config file that sets it)."""
+    estimate exceeds the site's GPU memory, or whose host memory exceeds a node's (`site`: the cluster config
+    file that sets them)."""
     from harness.config.errors import ConfigError
     from harness.layout import CONFIGS
 
@@ -321,6 +328,11 @@ def check_paper(rp, gpu_mem_gb: float, site: str) -> list[StagePlan]:
             raise ConfigError(CONFIGS / "models" / f"{model}.yaml", "architecture",
                               f"{rp.file}: {p.key} runs on GPUs: the memory plan needs the model's shape "
                               "(layers, hidden, ... from its config.json)")  # fmt: skip
+        stage = rp.variants[p.variant].stages[int(p.index)]
+        if node_mem_gb is not None and p.on_gpu and stage.resources.mem_gb > node_mem_gb:
+            raise ConfigError(rp.file, f"{p.key}.resources.mem_gb",
+                              f"asks for {stage.resources.mem_gb:g} GB of host memory per node but the nodes have "
+                              f"{node_mem_gb:g} GB ({site}: node_mem_gb): offload less, or use more nodes")  # fmt: skip
         if not p.fits:
             raise ConfigError(
                 rp.file, p.key,
@@ -330,3 +342,37 @@ def check_paper(rp, gpu_mem_gb: float, site: str) -> list[StagePlan]:
                 "max_per_device_batch_size or the vLLM share, or ask for more GPUs (`resources`)",
             )  # fmt: skip
     return plans
+
+
+# ----------------------------------------------------------------------------- host memory
+
+
+HOST_PER_PROCESS_GB = 6.0
+"""Python, torch, tokenizer, dataset and dataloader of one process (an assumption; the toy GRPO process peaks at
+~1 GB of RSS on the CPU, the small-real one at ~5 GB with its model and optimizer included)."""
+HOST_MARGIN = 1.25
+HOST_FLOOR_GB = 32.0
+"""The least a GPU job asks for (CUDA, NCCL and vLLM's host-side buffers are not counted above)."""
+
+
+def host_memory_gb(shape: Shape, parallel: ParallelConfig | None, tasks_per_node: int, training: bool) -> float:
+    """Host memory a node needs: per process its runtime (HOST_PER_PROCESS_GB) and one full copy of the weights
+    as loaded (each rank reads the checkpoint before the strategy shards it), plus its share of what is
+    offloaded (parameters; optimizer state and float32 gradients), with a 25% margin; HOST_FLOOR_GB at least.
+
+    >>> shape = Shape(7.6e9, 28, 3584, 18944, 28, 4, 152064)  # 1.25 x 8 x (6 GiB + 7.6e9 x 2 B):
+    >>> round(host_memory_gb(shape, ParallelConfig("fsdp", dtype="bfloat16"), 8, training=True))
+    202
+    >>> round(host_memory_gb(shape, ParallelConfig("fsdp", dtype="float32"), 8, training=True))  # 4 B/param
+    343
+    >>> round(host_memory_gb(shape, None, 1, training=False))  # one evaluation process: 1.25 x 20.2 GB, the floor
+    32
+    """
+    p = parallel or ParallelConfig(dtype="float32")
+    per_param = BYTES[load_dtype(p, on_gpu=True)] if training else 2  # evaluation: vLLM reads bf16
+    per_process = HOST_PER_PROCESS_GB * GiB + shape.params * per_param
+    if training and p.offload_params:
+        per_process += shape.params * per_param / max(1, tasks_per_node)
+    if training and p.offload_optimizer:
+        per_process += shape.params * (8 + 4) / max(1, tasks_per_node)
+    return max(HOST_FLOOR_GB, HOST_MARGIN * tasks_per_node * per_process / GiB)

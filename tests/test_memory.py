@@ -139,3 +139,21 @@ def test_the_live_tensor_tracker_counts_what_is_alive_at_once():
         c = torch.ones(500)  # 2000 more after 16000 were freed (view keeps b's storage)
     assert tracker.peak == 4000 + 8000 + 8000
     assert tracker.current == 4000 + 8000 + 2000 and view.numel() == 10 and c.numel() == 500
+
+
+def test_host_memory_follows_the_model_when_the_scale_leaves_it_null(tmp_path):
+    small = load(tmp_path / "a", lambda b: b["scales"].update(paper={}), scale="paper")
+    big = load(tmp_path / "b", lambda b: b["scales"].update(paper={"model": "qwen3-8b-base"}), scale="paper")
+    mem = [rp.variants["gold"].stages[0].resources.mem_gb for rp in (small, big)]
+    assert 64 < mem[0] < 200 < mem[1] < 500  # 1.5B vs 8B on 8 GPUs, fp32 loads, 6 GB of runtime per process
+    assert small.eval_resources.mem_gb < 64  # one vLLM process
+    fixed = load(tmp_path / "c", lambda b: b["scales"].update(paper={"resources": {"train": {"mem_gb": 500}}}),
+                 scale="paper")  # fmt: skip
+    assert fixed.variants["gold"].stages[0].resources.mem_gb == 500
+
+
+def test_host_memory_beyond_a_node_is_refused(tmp_path):
+    rp = load(tmp_path, lambda b: b["scales"].update(paper={"model": "qwen3-8b-base"}), scale="paper")
+    with pytest.raises(ConfigError) as info:
+        check_paper(rp, 80.0, "configs/cluster/slurm.yaml", node_mem_gb=256)
+    assert info.value.key == "variants.gold.stages.0.resources.mem_gb" and "node_mem_gb" in str(info.value)

@@ -48,6 +48,7 @@ from harness.config.schema import (
     Variant,
 )
 from harness.layout import CONFIGS, PAPERS
+from harness.memory import TOY_VOCAB, host_memory_gb, shape_of
 from harness.stages import STAGES
 from harness.stages.kind import StageKind
 from harness.stages.trl_fields import check_extra
@@ -136,16 +137,41 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
         st.dataset: load_component("datasets", st.dataset, file, f"variants.{v.name}.stages.{i}.dataset")
         for v in variants.values() for i, st in enumerate(v.stages) if st.dataset
     }  # fmt: skip
+    _derive_host_memory(variants, models, file, key)
+    eval_resources = sc.resources.evaluate
+    if eval_resources.mem_gb is None:
+        shapes = [shape_of(models[v.model], TOY_VOCAB) for v in variants.values()]
+        if None in shapes or not shapes:
+            raise ConfigError(file, f"{key}.resources.evaluate.mem_gb",
+                              "cannot be derived: a model config has no `architecture:`; give a number")  # fmt: skip
+        largest = max(shapes, key=lambda s: s.params)
+        eval_resources = dataclasses.replace(
+            eval_resources, mem_gb=round(host_memory_gb(largest, None, 1, training=False)))  # fmt: skip
     check_claims(paper, file, set(paper.variants))
     if sc.eval_checkpoints < 0:
         raise ConfigError(file, f"{key}.eval_checkpoints", f"must be >= 0, got {sc.eval_checkpoints}")
     return ResolvedPaper(
         slug=slug, scale=scale, file=str(file), meta=paper.paper, seeds=list(sc.seeds),
         dataset_name=sc.dataset, dataset=dataset, eval_name=sc.eval, eval=evalc, eval_checkpoints=sc.eval_checkpoints,
-        eval_resources=sc.resources.evaluate, server_resources=sc.resources.vllm_server, models=models,
+        eval_resources=eval_resources, server_resources=sc.resources.vllm_server, models=models,
         variants=variants, reported=paper.reported, claims=paper.claims, datasets=datasets,
         stage_keys={name: stage_keys[name] for name in variants},
     )  # fmt: skip
+
+
+def _derive_host_memory(variants: dict[str, Variant], models: dict, file: Path, key: str) -> None:
+    """Stages whose resources leave `mem_gb` null get the host memory their model and parallelism need."""
+    for v in variants.values():
+        for i, st in enumerate(v.stages):
+            if st.resources.mem_gb is not None:
+                continue
+            shape = shape_of(models[v.model], TOY_VOCAB)
+            if shape is None:
+                raise ConfigError(file, f"{key}.resources.train.mem_gb", f"cannot be derived for variant {v.name!r}: "
+                                  f"model {v.model!r} has no `architecture:`; give a number")  # fmt: skip
+            tasks = max(1, st.resources.gpus_per_node)
+            mem = host_memory_gb(shape, st.parallel, tasks, training=st.kind != "generate")
+            st.resources = dataclasses.replace(st.resources, mem_gb=float(round(mem)))
 
 
 def _resolve_scale(paper: PaperConfig, scale: str, file: Path, overrides: list[str] | None) -> ScaleConfig:

@@ -28,7 +28,8 @@ class Resources:
     gpus_per_node: int = 0
     """One process per GPU (torch distributed set up from SLURM's environment); 0: one CPU process."""
     cpus_per_task: int = 1
-    mem_gb: float = 4.0
+    mem_gb: float | None = 4.0
+    """Host memory per node; null: derived from the model and the parallelism (harness/memory.py host_memory_gb)."""
     time_min: int = 30
     """Time limit; a job that reaches it checkpoints, is requeued and resumes."""
 
