@@ -7,6 +7,7 @@ consumes the sampling RNG differently from two calls over B rows each, and greed
 without an advantage). Two processes of either strategy see the same rows and the same RNG streams: only how the
 weights are held and the gradients reduced differs (FSDP all-gathers the exact weights for each layer, and
 reduce-scatters the gradients where DDP all-reduces them), so losses and weights agree to float rounding.
+A sharded run stopped after a checkpoint resumes from it to the same weights.
 
 accelerate 1.15 builds FSDP only on an accelerator: on a CPU-only machine it drops the FSDP plugin and replicates
 the model (the DDP path), silently. The stand-in for a GPU here lifts that one check in the test's processes
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -116,7 +118,7 @@ def worker(spec_file: str) -> None:
 def run_two_processes(world, out: Path, strategy: str | None) -> list[dict]:
     """Both ranks with the environment the SLURM launcher exports (harness.launch.torch_env)."""
     root, dataset = world
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     spec = {"strategy": strategy, "model": str(root / "model"), "dataset": dataset, "data_dir": str(root / "data"),
             "out": str(out)}  # fmt: skip
     (out / "spec.pkl").write_bytes(pickle.dumps(spec))
@@ -198,6 +200,16 @@ def test_sharded_grpo_on_two_processes_trains_as_ddp_with_half_the_weights_each(
     assert moved > 1e-4  # the steps did train: the comparison below is not of two untouched copies
     for name in before:
         torch.testing.assert_close(sharded[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
+
+    # preempted after the step-2 checkpoint: the rerun resumes from the sharded checkpoint to the same weights
+    shutil.rmtree(out / "checkpoints" / f"checkpoint-{STEPS}")
+    shutil.rmtree(out / "model")
+    (out / "train.json").unlink()
+    run_two_processes(world, out, strategy)
+    assert json.loads((out / "train.json").read_text())["resumed_from"].endswith("checkpoint-2")
+    resumed = AutoModelForCausalLM.from_pretrained(str(out / "model")).state_dict()
+    for name in before:
+        torch.testing.assert_close(resumed[name], sharded[name], rtol=0, atol=1e-6, msg=name)
 
 
 # --------------------------------------------------------------------------- what a stage's TRL config receives
