@@ -153,6 +153,11 @@ def cmd_train(args) -> int:
     name = f"train.{run.paper}.{run.variant}.s{run.seed}.{args.stage}"
     server = plan.papers[args.paper].server_resources  # a stage with vllm_mode: server gets a vLLM server job
     model, cluster = plan.model_after(run, args.stage), load_cluster(args.cluster)
+    base = plan.papers[args.paper].models[plan.papers[args.paper].variants[args.variant].model]
+    if root is not None and base.source == "hub" and model == base.hub_id:  # the server node is offline too
+        from harness.hub import local_model
+
+        model = local_model(base.hub_id, base.revision, root)
     with serve.for_stage(stage, model, server, cluster, folder, name) as setup:
         if _remote(args, stage.resources, folder, name, setup, plan.stage_fingerprint(run, args.stage)):
             return 0
@@ -160,8 +165,7 @@ def cmd_train(args) -> int:
     if root is not None:
         from harness.hub import offline_stage
 
-        job = offline_stage(job, plan.papers[args.paper].models[plan.papers[args.paper].variants[args.variant].model],
-                            root)  # fmt: skip
+        job = offline_stage(job, base, root)
     run_stage(job)
     return 0
 
