@@ -12,7 +12,9 @@ A sharded run stopped after a checkpoint resumes from it to the same weights.
 accelerate 1.15 builds FSDP only on an accelerator: on a CPU-only machine it drops the FSDP plugin and replicates
 the model (the DDP path), silently. The stand-in for a GPU here lifts that one check in the test's processes
 (`keep_fsdp_on_cpu`); everything after it (transformers' FSDP plugin from the rendered `fsdp_config`, torch's
-`fully_shard` over gloo, TRL's generation and saving under FSDP) is the real code.
+`fully_shard` over gloo, TRL's generation, checkpoints and saving under FSDP) is the real code. With the
+deepspeed package installed the same runs for ZeRO-3 (DeepSpeed's communicator set up first, as accelerate does
+on a GPU).
 """
 
 from __future__ import annotations
@@ -77,12 +79,11 @@ def local_sizes(model) -> tuple[int, int]:
 
 
 def worker(spec_file: str) -> None:
-    """One process of the two: the harness's GRPO stage (build_trainer + fit, as grpo.run), shard sizes measured
-    after every optimizer step."""
+    """One process of the two: the harness's GRPO stage as `harness train` runs it, shard sizes measured after
+    every optimizer step (by a callback added to the trainer its kind builds)."""
     from transformers import TrainerCallback
 
-    from harness.stages import grpo
-    from harness.stages.plumbing import fit, split_rows
+    from harness.stages import grpo, run_stage
 
     spec = pickle.loads(Path(spec_file).read_bytes())
     if spec["strategy"] == "fsdp":
@@ -99,15 +100,17 @@ def worker(spec_file: str) -> None:
         def on_step_end(self, args, state, control, model=None, **kwargs):
             seen.setdefault("sizes", []).append(local_sizes(model))
 
+    build_trainer = grpo.build_trainer
+
     def build(job, rows, ckpt_dir):
-        trainer = grpo.build_trainer(job, rows, ckpt_dir)
+        trainer = build_trainer(job, rows, ckpt_dir)
         trainer.add_callback(Measure())
         state = trainer.accelerator.state
         seen.update(type=str(state.distributed_type), backend=state.backend, processes=state.num_processes)
         return trainer
 
-    job = stage_job(grpo_stage(spec["strategy"]), spec["model"], spec["dataset"], spec["data_dir"], 0, spec["out"])
-    fit(job, build, split_rows(job))
+    grpo.build_trainer = build  # grpo.run builds through it
+    run_stage(stage_job(grpo_stage(spec["strategy"]), spec["model"], spec["dataset"], spec["data_dir"], 0, spec["out"]))
     Path(spec["out"], f"rank{rank}.json").write_text(json.dumps(seen))
     import torch.distributed as dist
 

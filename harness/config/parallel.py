@@ -72,12 +72,12 @@ def trainer_args(p: ParallelConfig | None, on_gpu: bool) -> dict:
     """The keyword arguments of TRL's configs (and transformers' TrainingArguments) that realise `p`.
 
     None renders nothing: the trainer as configured before `parallel:` existed (bf16 on a GPU). Mixed precision
-    follows `dtype` (mixed_precision). `model_init_kwargs` is what
-    TRL's GRPO, SFT, DPO and Reward configs pass to `from_pretrained` (TrainingArguments has no such field:
-    a stage that loads its own model passes them itself). FSDP is FSDP2 (`fully_shard`; see fsdp_config),
-    and with gradient checkpointing it checkpoints activations itself (transformers refuses both switches at
-    once, and its own checkpointing would all-gather each layer twice). accelerate 1.15 builds FSDP only on an
-    accelerator: in a CPU-only multi-process job `fsdp` is ignored and the model is replicated as with DDP.
+    follows `dtype` (mixed_precision). `model_init_kwargs` is what TRL's GRPO, SFT, DPO and Reward configs pass
+    to `from_pretrained` (TrainingArguments has no such field: a stage that loads its own model passes them
+    itself). FSDP is FSDP2 (see fsdp_config); with gradient checkpointing it checkpoints activations itself
+    (transformers refuses both switches at once, and its own checkpointing would all-gather each layer twice).
+    accelerate 1.15 builds FSDP only on an accelerator: in a CPU-only multi-process job `fsdp` is dropped and
+    the model replicated as with DDP, without a warning.
 
     >>> trainer_args(None, on_gpu=True)
     {}
@@ -145,8 +145,8 @@ def deepspeed_config(p: ParallelConfig, on_gpu: bool) -> dict:
     {'zero_optimization': {'stage': 3, 'overlap_comm': True, 'contiguous_gradients': True,
       'stage3_gather_16bit_weights_on_model_save': True, 'offload_param': {'device': 'cpu', 'pin_memory': True},
       'offload_optimizer': {'device': 'cpu', 'pin_memory': True}},
-     'bf16': {'enabled': True}, 'fp16': {'enabled': False}, 'train_batch_size': 'auto', 'train_micro_batch_size_per_gpu': 'auto',
-     'gradient_accumulation_steps': 'auto', 'gradient_clipping': 'auto'}
+     'bf16': {'enabled': True}, 'fp16': {'enabled': False}, 'train_batch_size': 'auto',
+     'train_micro_batch_size_per_gpu': 'auto', 'gradient_accumulation_steps': 'auto', 'gradient_clipping': 'auto'}
     >>> deepspeed_config(ParallelConfig("zero2"), on_gpu=False)["zero_optimization"]
     {'stage': 2, 'overlap_comm': True, 'contiguous_gradients': True}
     """
