@@ -36,9 +36,7 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
 
 
 def cmd_validate(args) -> int:
-    from harness.config.load import load_paper_config, paper_file
-
-    from harness.config.load import load_cluster
+    from harness.config.load import load_cluster, load_paper_config, paper_file
     from harness.memory import check_paper
 
     names = args.papers or list_papers(args.papers_dir)

@@ -98,9 +98,10 @@ class Workload:
     vllm_share: float = 0.0
     """Fraction of the GPU vLLM reserves when colocated (0: no vLLM in this process)."""
     optimizer: bool = True
-    fused_logprobs: bool = True
-    """Per-token log-probabilities through TRL's chunked LM head (GRPO in TRL >= 1.16): the logits are never
-    materialised whole, only (TOKEN_TILE x VOCAB_TILE) tiles; False: full logits (SFT, DPO, reward models)."""
+    head: str = "fused"
+    """`fused`: per-token log-probabilities through TRL's chunked LM head (GRPO in TRL >= 1.16), only
+    (TOKEN_TILE x VOCAB_TILE) tiles of logits alive; `vocab`: full logits (SFT, DPO); `score`: a classification
+    head of a few outputs (reward models)."""
     vocab_mean: bool = False
     """The policy loss reads per-position means over the vocabulary (ROVER's value_regression): a no-grad pass
     over VOCAB_MEAN_ROWS sequences with all hidden states kept, and (rows x positions x vocabulary) logits."""
@@ -173,7 +174,9 @@ def estimate(shape: Shape, work: Workload, parallel: ParallelConfig | None, on_g
     if work.vocab_mean:
         rows, positions = VOCAB_MEAN_BLOCK
         length = work.prompt_tokens + work.completion_tokens
-        parts["vocab means"] = rows * (shape.layers + 1) * length * shape.hidden * c + rows * positions * shape.vocab * 8
+        parts["vocab means"] = (
+            rows * (shape.layers + 1) * length * shape.hidden * c + rows * positions * shape.vocab * 8
+        )
     if work.vllm_share:
         parts["vllm"] = work.vllm_share * gpu_mem_gb * GiB
     elif work.generation_batch:
@@ -191,7 +194,9 @@ def logits(shape: Shape, tokens: int, work: Workload, b: int, on_gpu: bool) -> f
     each tile make three float32 temporaries of the tile's used width; the backward accumulates the head's
     gradient in float32. Unfused: float32 logits, their log-softmax and its gradient.
     """
-    if not work.fused_logprobs:
+    if work.head == "score":
+        return 0.0
+    if work.head == "vocab":
         return 3 * tokens * shape.vocab * 4
     rows = min(tokens, TOKEN_TILE)
     out = rows * VOCAB_TILE * b + shape.vocab * shape.hidden * 4
@@ -259,41 +264,33 @@ class StagePlan:
 
 
 def workload(stage, dataset, processes: int, on_gpu: bool) -> Workload:
-    """What one process of `stage` holds at once, from its merged args (see Workload)."""
-    from harness.device import vllm_installed
-    from harness.stages.grpo import kl_coef
+    """What one process of `stage` holds at once: its kind's declared traits (StageKind.memory) applied to its
+    merged args, the batch laid out over `processes`, and the generation engine it will use (see Workload)."""
+    from harness.stages import STAGES
     from harness.stages.plumbing import batch_layout
 
-    args = stage.args
+    args, kind = stage.args, STAGES.get(stage.kind)
+    t = {"samples": None, "prompt": False, "sequences_per_example": 1, "reference": False, "vocab_mean": False,
+         "head": "vocab", "checkpointing_default": True, "generation_batch": 0,
+         "completion_tokens": args.get("max_length") or SEQUENCE_DEFAULTS["max_length"]}  # fmt: skip
+    t |= kind.memory(args, stage.objective) if kind.memory else {}
     layout = batch_layout(args, processes) if "per_device_train_batch_size" in args else {}
     micro = layout.get("per_device_train_batch_size", 1)
     prompt = dataset.prompt_tokens or DEFAULT_PROMPT_TOKENS["generated" if dataset.generated else "hub"]
-    if stage.kind == "grpo":
-        engine = args.get("generation_engine", "auto")
-        vllm = engine == "vllm" or (engine == "auto" and on_gpu and (vllm_installed() or on_gpu))
-        colocated = vllm and args.get("vllm_mode", "colocate") == "colocate"
-        per_generation = micro * args.get("steps_per_generation") if args.get("steps_per_generation") else (
-            micro * layout.get("gradient_accumulation_steps", 1))  # fmt: skip
-        return Workload(micro_batch=micro, prompt_tokens=prompt, completion_tokens=args["max_completion_length"],
-                        processes=processes, generation_batch=0 if vllm else per_generation,
-                        reference=kl_coef(stage.objective) > 0, vocab_mean=_needs_vocab_mean(stage),
-                        vllm_share=args.get("vllm_gpu_memory_utilization", 0.3) if colocated else 0.0)  # fmt: skip
-    if stage.kind == "generate":
-        vllm = args.get("generation_engine", "auto") != "hf" and on_gpu
-        return Workload(micro_batch=0, prompt_tokens=prompt, completion_tokens=args["max_new_tokens"],
-                        processes=processes, generation_batch=0 if vllm else args["batch_size"] * args["num_samples"],
-                        vllm_share=0.9 if vllm else 0.0, optimizer=False)  # fmt: skip
-    length = args.get("max_length") or SEQUENCE_DEFAULTS["max_length"]
-    pairs = 2 if stage.kind in ("dpo", "reward_model") else 1
-    return Workload(micro_batch=micro * pairs, prompt_tokens=0, completion_tokens=length, processes=processes,
-                    reference=stage.kind == "dpo", fused_logprobs=False,
-                    checkpointing_default=stage.kind != "process_reward_model")  # fmt: skip
-
-
-def _needs_vocab_mean(stage) -> bool:
-    from harness.algorithms import POLICY_LOSSES
-
-    return getattr(POLICY_LOSSES.get(stage.objective.loss.name), "needs_vocab_mean", False)
+    vllm = on_gpu and args.get("generation_engine", "auto") != "hf"  # on a GPU, auto means vLLM or a refusal
+    share, generation = 0.0, t["generation_batch"]
+    if t["samples"] == "rollouts":  # sampled during training: TRL's colocated vLLM, a vLLM server, or HF generate
+        if vllm and args.get("vllm_mode", "colocate") == "colocate":
+            share = args.get("vllm_gpu_memory_utilization", 0.3)
+        steps = args.get("steps_per_generation") or layout.get("gradient_accumulation_steps", 1)
+        generation = 0 if vllm else micro * steps
+    elif t["samples"] == "offline":  # a sampling stage: vLLM's engine takes the GPU (its default share)
+        share, generation = (0.9, 0) if vllm else (0.0, generation)
+    return Workload(micro_batch=micro * t["sequences_per_example"], prompt_tokens=prompt if t["prompt"] else 0,
+                    completion_tokens=t["completion_tokens"], processes=processes, generation_batch=generation,
+                    reference=t["reference"], vllm_share=share, optimizer=t["samples"] != "offline",
+                    head=t["head"], vocab_mean=t["vocab_mean"],
+                    checkpointing_default=t["checkpointing_default"])  # fmt: skip
 
 
 def plan_paper(rp, gpu_mem_gb: float) -> list[StagePlan]:

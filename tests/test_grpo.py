@@ -130,8 +130,12 @@ def test_rover_vocabulary_means_equal_the_full_log_softmax_without_keeping_it(wo
     trainer.VOCAB_MEAN_ROWS, trainer.VOCAB_MEAN_POSITIONS = 3, 2  # several blocks of rows and of positions
     torch.manual_seed(0)
     vocab = trainer.model.config.vocab_size
-    inputs = {"prompt_ids": torch.randint(0, vocab, (5, 4)), "prompt_mask": torch.ones(5, 4, dtype=torch.long),
-              "completion_ids": torch.randint(0, vocab, (5, 5)), "completion_mask": torch.ones(5, 5, dtype=torch.long)}
+    inputs = {
+        "prompt_ids": torch.randint(0, vocab, (5, 4)),
+        "prompt_mask": torch.ones(5, 4, dtype=torch.long),
+        "completion_ids": torch.randint(0, vocab, (5, 5)),
+        "completion_mask": torch.ones(5, 5, dtype=torch.long),
+    }
     means = trainer._vocab_mean_logps(trainer.model, inputs)
     with torch.no_grad():
         ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)

@@ -68,7 +68,9 @@ def test_a_bad_trl_field_in_the_scale_names_the_scale_key(tmp_path):
 
 def test_a_kind_without_a_trl_config_keeps_its_closed_schema(tmp_path):
     def mutate(b):
-        b["variants"]["gold"]["stages"] = [{"kind": "generate", "rewards": [{"name": "exact_match"}], "args": {"top_p": 0.9}}]
+        b["variants"]["gold"]["stages"] = [
+            {"kind": "generate", "rewards": [{"name": "exact_match"}], "args": {"top_p": 0.9}}
+        ]
 
     with pytest.raises(ConfigError) as info:
         load(tmp_path, mutate)
@@ -82,7 +84,9 @@ def test_field_lists_come_from_the_installed_classes():
     from trl import DPOConfig, GRPOConfig, SFTConfig
 
     for spec, cls in (("trl:GRPOConfig", GRPOConfig), ("trl:SFTConfig", SFTConfig), ("trl:DPOConfig", DPOConfig)):
-        assert set(fields_of(spec)) == {f.name for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
+        assert set(fields_of(spec)) == {
+            f.name for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")
+        }
 
 
 def test_trl_fields_reach_trls_config(world, tmp_path):
@@ -98,7 +102,11 @@ def test_trl_fields_reach_trls_config(world, tmp_path):
     stage = Stage(kind="grpo", data="train", rewards=[RewardSpec(name="exact_match")], args=args)
     rows = split_rows(stage_job(stage, str(root / "model"), dataset, root / "data"))
     trainer = build_trainer(stage, str(root / "model"), rows, 0, tmp_path / "ckpt")
-    assert (trainer.args.lr_scheduler_type.value, trainer.args.top_p, trainer.args.max_grad_norm) == ("cosine", 0.9, 0.25)
+    assert (trainer.args.lr_scheduler_type.value, trainer.args.top_p, trainer.args.max_grad_norm) == (
+        "cosine",
+        0.9,
+        0.25,
+    )
 
 
 # --------------------------------------------------------------------------- parallel

@@ -50,7 +50,7 @@ from harness.config.schema import (
 from harness.layout import CONFIGS, PAPERS
 from harness.memory import TOY_VOCAB, host_memory_gb, shape_of
 from harness.stages import STAGES
-from harness.stages.kind import StageKind
+from harness.stages.kind import DATA, StageKind
 from harness.stages.trl_fields import check_extra
 
 COMPONENTS: dict[str, tuple[type, Callable]] = {
@@ -162,7 +162,7 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
 def _derive_host_memory(variants: dict[str, Variant], models: dict, file: Path, key: str) -> None:
     """Stages whose resources leave `mem_gb` null get the host memory their model and parallelism need."""
     for v in variants.values():
-        for i, st in enumerate(v.stages):
+        for st in v.stages:
             if st.resources.mem_gb is not None:
                 continue
             shape = shape_of(models[v.model], TOY_VOCAB)
@@ -170,7 +170,7 @@ def _derive_host_memory(variants: dict[str, Variant], models: dict, file: Path, 
                 raise ConfigError(file, f"{key}.resources.train.mem_gb", f"cannot be derived for variant {v.name!r}: "
                                   f"model {v.model!r} has no `architecture:`; give a number")  # fmt: skip
             tasks = max(1, st.resources.gpus_per_node)
-            mem = host_memory_gb(shape, st.parallel, tasks, training=st.kind != "generate")
+            mem = host_memory_gb(shape, st.parallel, tasks, training=STAGES.get(st.kind).makes != DATA)
             st.resources = dataclasses.replace(st.resources, mem_gb=float(round(mem)))
 
 

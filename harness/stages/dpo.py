@@ -20,6 +20,11 @@ class DPOArgs(TrainerArgs):
     """TRL's own DPO losses (sigmoid, ipo, hinge, robust, ...); unused when the stage names a `preference_loss`."""
 
 
+def memory(args: dict, objective) -> dict:
+    """For the memory plan: a chosen and a rejected sequence per pair, and TRL's frozen reference model."""
+    return {"sequences_per_example": 2, "reference": True}
+
+
 KIND = StageKind(
     "dpo",
     DPOArgs,
@@ -28,6 +33,7 @@ KIND = StageKind(
     entry="harness.stages.dpo:run",
     preference_loss=True,
     trl_config="trl:DPOConfig",
+    memory=memory,
 )
 
 

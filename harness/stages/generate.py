@@ -43,6 +43,16 @@ class GenerateArgs:
     """hf | vllm | auto (as in GRPOArgs; vLLM runs in-process, recorded as vllm_mode `offline`)."""
 
 
+def memory(args: dict, objective) -> dict:
+    """For the memory plan: sampling only, batch_size prompts x num_samples at a time after the prompt."""
+    return {
+        "samples": "offline",
+        "prompt": True,
+        "completion_tokens": args["max_new_tokens"],
+        "generation_batch": args["batch_size"] * args["num_samples"],
+    }
+
+
 KIND = StageKind(
     "generate",
     GenerateArgs,
@@ -53,6 +63,7 @@ KIND = StageKind(
     rewards_role="reward (the judge that labels the samples)",
     check_args=check_engine,
     summary_numbers=("prompts", "pairs", "mean_score"),
+    memory=memory,
 )
 
 

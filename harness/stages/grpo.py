@@ -36,6 +36,22 @@ def check_args(args: dict) -> None:
     check_engine(args)
 
 
+def memory(args: dict, objective) -> dict:
+    """For the memory plan: rollouts of max_completion_length after the prompt, TRL's fused log-prob head, a
+    reference model with a KL term, vocabulary means for a loss that reads them (ROVER)."""
+    from harness.algorithms import POLICY_LOSSES
+
+    needs_mean = getattr(POLICY_LOSSES.get(objective.loss.name), "needs_vocab_mean", False)
+    return {
+        "samples": "rollouts",
+        "prompt": True,
+        "completion_tokens": args["max_completion_length"],
+        "head": "fused",
+        "reference": kl_coef(objective) > 0,
+        "vocab_mean": needs_mean,
+    }
+
+
 KIND = StageKind(
     "grpo",
     GRPOArgs,
@@ -46,6 +62,7 @@ KIND = StageKind(
     objective=True,
     check_args=check_args,
     trl_config="trl:GRPOConfig",
+    memory=memory,
 )
 
 

@@ -75,6 +75,12 @@ class StageKind:
     trl_config: str | None = None
     """`module:Class` of the TRL (or transformers) config its args go to: any field of it may be set in a stage's
     `args` beside the typed ones (harness/stages/trl_fields.py); None: the typed args only."""
+    memory: Callable[[dict, Any], dict] | None = None
+    """(merged args, objective) -> what one process holds per step, for the memory plan (harness/memory.py):
+    `samples` (None, `rollouts`: sampled while training, `offline`: a sampling stage), `prompt` (the dataset's
+    prompt adds to `completion_tokens`), `completion_tokens`, `sequences_per_example`, `reference`, `head`
+    (`vocab`, `fused` log-probs, `score`), `vocab_mean`, `checkpointing_default`, `generation_batch`.
+    None: a trainer on sequences of `max_length` tokens (TRL's default 1024) with a vocabulary head."""
     summary_numbers: tuple[str, ...] = ()
     """Numbers of its train.json logged once per stage (a stage without optimizer steps has no log history)."""
 

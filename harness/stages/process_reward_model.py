@@ -50,6 +50,12 @@ def check_source(args: dict, source) -> None:
         )
 
 
+def memory(args: dict, objective) -> dict:
+    """For the memory plan: a two-label token head; transformers' Trainer does not checkpoint activations
+    unless told to."""
+    return {"head": "score", "checkpointing_default": False}
+
+
 KIND = StageKind(
     "process_reward_model",
     ProcessRewardModelArgs,
@@ -60,6 +66,7 @@ KIND = StageKind(
     check_args=check_args,
     check_source=check_source,
     trl_config="transformers:TrainingArguments",
+    memory=memory,
 )
 
 

@@ -35,6 +35,11 @@ def mixture_groups(args: dict) -> int:
     return args.get("num_groups") or 1
 
 
+def memory(args: dict, objective) -> dict:
+    """For the memory plan: a chosen and a rejected sequence per pair through a scalar score head."""
+    return {"sequences_per_example": 2, "head": "score"}
+
+
 KIND = StageKind(
     "reward_model",
     RewardModelArgs,
@@ -45,6 +50,7 @@ KIND = StageKind(
     scorer_of=lambda args: "mixture" if mixture_groups(args) > 1 else "sequence",
     check_args=check_args,
     trl_config="trl:RewardConfig",
+    memory=memory,
 )
 
 
