@@ -94,6 +94,9 @@ def common_args(args_type: type, args: dict, seed: int, ckpt_dir: Path, parallel
         disable_tqdm=True,
         **trl_args(args_type, args) | batch_layout(args, world_size),
     )
+    if parallel is not None and parallel.strategy == "fsdp" and not on_gpu and world_size > 1:
+        print("note: accelerate builds FSDP on GPUs only: this CPU job replicates the model in every process "
+              "(as with strategy ddp)", flush=True)  # fmt: skip
     return base | trainer_args(parallel, on_gpu)
 
 
