@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -161,3 +162,44 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 30) -> list[int]:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     return left
+
+
+SLURM_SCRIPT = ROOT / ".ci" / "slurm-local.sh"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The local one-node SLURM cluster (.ci/slurm-local.sh), started if it is not up and stopped after if so."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("SLURM tests need root and apt-get to install and start the local cluster (.ci/slurm-local.sh)")
+    was_up = subprocess.run(["bash", str(SLURM_SCRIPT), "status"], capture_output=True).returncode == 0
+    proc = subprocess.run(["bash", str(SLURM_SCRIPT), "start"], capture_output=True, text=True, timeout=1200)
+    if proc.returncode == 3:
+        pytest.skip(f"local SLURM cluster unavailable: {proc.stdout.strip()} {proc.stderr.strip()}")
+    assert proc.returncode == 0, f"cluster did not start:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    yield
+    if not was_up:
+        subprocess.run(["bash", str(SLURM_SCRIPT), "stop"], capture_output=True, timeout=120)
+
+
+def run_ranks(code: str, world: int, timeout: float = 120, what: str = "") -> None:
+    """Run `python -c code` as `world` real torch-distributed processes on this machine (gloo, one thread each), with
+    the environment the SLURM launcher exports (harness.launch.torch_env); fail with a rank's log if one fails."""
+    port, procs = str(free_port()), []
+    for rank in range(world):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank),
+               "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world),
+               "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
+        procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))  # fmt: skip
+    logs = []
+    try:
+        for p in procs:
+            logs.append(p.communicate(timeout=timeout)[0])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for rank, (p, log) in enumerate(zip(procs, logs, strict=True)):
+        assert p.returncode == 0, f"{what} rank {rank} exited with {p.returncode}:\n{log[-6000:]}"

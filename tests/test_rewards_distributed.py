@@ -4,13 +4,10 @@ as TRL gives it when the per-device batch is smaller than num_generations."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from harness.rewards import REWARDS
-from tests.conftest import ROOT, free_port
+from tests.conftest import run_ranks
 
 WORLD = 2
 # 4 groups of 4 completions; rank 0 holds the first two of each group, rank 1 the last two
@@ -76,26 +73,7 @@ def worker(out_dir: str) -> None:
 
 
 def run_two_processes(tmp_path: Path) -> list[dict]:
-    port = str(free_port())
-    procs = []
-    for rank in range(WORLD):
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank),
-               "WORLD_SIZE": str(WORLD), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(WORLD),
-               "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
-        code = f"from tests.test_rewards_distributed import worker; worker({str(tmp_path)!r})"
-        procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))  # fmt: skip
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=120)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for rank, (p, log) in enumerate(zip(procs, logs, strict=True)):
-        assert p.returncode == 0, f"rank {rank} exited with {p.returncode}:\n{log[-4000:]}"
+    run_ranks(f"from tests.test_rewards_distributed import worker; worker({str(tmp_path)!r})", WORLD)
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
 
 

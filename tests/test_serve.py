@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +26,6 @@ from harness.config.schema import ClusterConfig, Resources
 from harness.device import VLLM_SERVER_ENV
 from tests.conftest import ROOT
 
-SCRIPT = ROOT / ".ci" / "slurm-local.sh"
 SLURM = ClusterConfig(launcher="slurm")
 SMALL = Resources(cpus_per_task=1, mem_gb=0.5, time_min=5)
 
@@ -88,20 +86,6 @@ def wait_state(job_id: str, wanted: str, timeout: float = 60) -> str:
 def server_job(folder: Path) -> str:
     (address,) = folder.glob("vllm_server_*.json")
     return json.loads(address.read_text())["job_id"]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("SLURM tests need root and apt-get to install and start the local cluster (.ci/slurm-local.sh)")
-    was_up = subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True).returncode == 0
-    proc = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=1200)
-    if proc.returncode == 3:
-        pytest.skip(f"local SLURM cluster unavailable: {proc.stdout.strip()} {proc.stderr.strip()}")
-    assert proc.returncode == 0, f"cluster did not start:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    yield
-    if not was_up:
-        subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, timeout=120)
 
 
 @pytest.mark.slow

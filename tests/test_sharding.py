@@ -23,8 +23,6 @@ import json
 import os
 import pickle
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -34,7 +32,7 @@ from transformers import AutoModelForCausalLM
 from harness.config.parallel import ParallelConfig
 from harness.config.schema import Stage
 from harness.config.stage import RewardSpec
-from tests.conftest import ROOT, free_port, stage_job
+from tests.conftest import run_ranks, stage_job
 
 WORLD = 2
 STEPS = 4
@@ -125,25 +123,12 @@ def run_two_processes(world, out: Path, strategy: str | None) -> list[dict]:
     spec = {"strategy": strategy, "model": str(root / "model"), "dataset": dataset, "data_dir": str(root / "data"),
             "out": str(out)}  # fmt: skip
     (out / "spec.pkl").write_bytes(pickle.dumps(spec))
-    port, procs = str(free_port()), []
-    for rank in range(WORLD):
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank),
-               "WORLD_SIZE": str(WORLD), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(WORLD),
-               "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
-        code = f"from tests.test_sharding import worker; worker({str(out / 'spec.pkl')!r})"
-        procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))  # fmt: skip
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=600)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for rank, (p, log) in enumerate(zip(procs, logs, strict=True)):
-        assert p.returncode == 0, f"{strategy} rank {rank} exited with {p.returncode}:\n{log[-6000:]}"
+    run_ranks(
+        f"from tests.test_sharding import worker; worker({str(out / 'spec.pkl')!r})",
+        WORLD,
+        timeout=600,
+        what=str(strategy),
+    )
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
 
 

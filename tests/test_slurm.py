@@ -9,8 +9,6 @@ elsewhere these tests are skipped with that reason.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 
@@ -19,7 +17,6 @@ import pytest
 from tests.conftest import ROOT, clean_env, snakemake_cmd, write_bundle
 
 pytestmark = pytest.mark.slow
-SCRIPT = ROOT / ".ci" / "slurm-local.sh"
 
 BUNDLE = """
 # A small paper for the SLURM tests: the base and one GRPO run long enough to be preempted mid-run.
@@ -44,20 +41,6 @@ scales:
 
 def sh(*cmd: str, check: bool = True) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120).stdout
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("SLURM tests need root and apt-get to install and start the local cluster (.ci/slurm-local.sh)")
-    was_up = subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True).returncode == 0
-    proc = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=1200)
-    if proc.returncode == 3:
-        pytest.skip(f"local SLURM cluster unavailable: {proc.stdout.strip()} {proc.stderr.strip()}")
-    assert proc.returncode == 0, f"cluster did not start:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    yield
-    if not was_up:
-        subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, timeout=120)
 
 
 def start_snakemake(workdir, log) -> subprocess.Popen:

@@ -2,7 +2,7 @@
 reattaches to its running training job instead of submitting a second one, and an evaluation preempted
 mid-way resumes from the answers it had committed, ending with the metrics of an uninterrupted one.
 
-Needs root and apt-get (the cluster fixture of tests/test_slurm.py); elsewhere skipped with that reason.
+Needs root and apt-get (the cluster fixture of tests/conftest.py); elsewhere skipped with that reason.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from harness.evaluation.resume import answered, cache_file
 from harness.launch import slurm_state
 from tests.conftest import ROOT, clean_env, snakemake_cmd, write_bundle
-from tests.test_slurm import cluster, release_until_done, sh, start_snakemake, wait_for  # noqa: F401 (a fixture)
+from tests.test_slurm import release_until_done, sh, start_snakemake, wait_for
 
 pytestmark = pytest.mark.slow
 
