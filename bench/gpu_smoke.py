@@ -87,18 +87,18 @@ def child_train(model: str, out: Path, result: Path, steps: int, completion_toke
         "peak_allocated_gib": torch.cuda.max_memory_allocated() / GiB,
         "device_used_at_end_gib": (total - free) / GiB, "device_total_gib": total / GiB,
         "generation": summary.get("generation"), "global_step": summary.get("global_step"),
-        "plan": memory_plan(job, vllm_share, total / GiB),
+        "plan": memory_plan(job, total / GiB),
     }, indent=1))  # fmt: skip
 
 
-def memory_plan(job, vllm_share: float, gpu_gib: float) -> str:
-    """The memory plan's estimate for this stage on this GPU, or why there is none."""
-    try:
-        from harness import memory
-    except ImportError:
-        return "memory plan unavailable"
+def memory_plan(job, gpu_gib: float) -> str:
+    """The memory plan's estimate for this stage on this GPU (harness.memory, as `harness validate` makes it),
+    the model's shape read from its config and the prompt length from the stage's rows."""
+    import dataclasses
+
     from transformers import AutoConfig, AutoTokenizer
 
+    from harness import memory
     from harness.stages.plumbing import split_rows
 
     c = AutoConfig.from_pretrained(job.model)
@@ -106,16 +106,12 @@ def memory_plan(job, vllm_share: float, gpu_gib: float) -> str:
     params = memory.llama_params(c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads,
                                  kv_heads, c.vocab_size, getattr(c, "tie_word_embeddings", True))  # fmt: skip
     shape = memory.Shape(params, c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads,
-                         kv_heads, c.vocab_size)  # fmt: skip
+                         kv_heads, c.vocab_size, getattr(c, "head_dim", 0) or 0)  # fmt: skip
     tok = AutoTokenizer.from_pretrained(job.model)
     prompt_tokens = max(len(tok(r["prompt"], add_special_tokens=False).input_ids) for r in split_rows(job))
-    a = job.stage.args
-    work = memory.Workload(micro_batch=a["per_device_train_batch_size"], prompt_tokens=prompt_tokens,
-                           completion_tokens=a["max_completion_length"], vllm_share=vllm_share)  # fmt: skip
-    try:
-        return memory.estimate(shape, work, job.stage.parallel, on_gpu=True, gpu_mem_gb=gpu_gib).line()
-    except (TypeError, AttributeError) as e:  # the plan's API moved on: the smoke result still counts
-        return f"memory plan unavailable ({type(e).__name__}: {e})"
+    dataset = dataclasses.replace(job.dataset, prompt_tokens=prompt_tokens)
+    work = memory.workload(job.stage, dataset, processes=1, on_gpu=True)
+    return memory.estimate(shape, work, job.stage.parallel, on_gpu=True, gpu_mem_gb=gpu_gib).line()
 
 
 def child_eval(model: str, out: Path, result: Path) -> None:
