@@ -17,6 +17,24 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture(autouse=True)
+def no_distributed_env_leaks():
+    """A test that leaves torch-distributed variables in this process fails (and they are removed): every later
+    trainer would wait forever for the other processes they describe."""
+    before = {k: os.environ.get(k) for k in DISTRIBUTED_ENV}
+    yield
+    leaked = {k: os.environ[k] for k in DISTRIBUTED_ENV if os.environ.get(k) != before[k] and k in os.environ}
+    for k, v in before.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    assert not leaked, f"the test left torch-distributed variables in the environment: {leaked}"
+
+
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
     """A minuscule toy world: data splits, tokenizer and a 1-layer model pre-trained for 5 steps."""

@@ -77,8 +77,9 @@ def test_each_task_of_a_two_node_job_exports_its_torch_distributed_environment(m
 
     from harness.launch import HarnessJob, torch_env
 
-    for key in TORCH_KEYS:
-        monkeypatch.delenv(key, raising=False)  # restored after the test: the job writes them into os.environ
+    for key in TORCH_KEYS:  # the job writes them into os.environ: set then deleted so that the test restores them
+        monkeypatch.setenv(key, "")  # (a bare delenv of an absent key records nothing to restore, and a leaked
+        monkeypatch.delenv(key)  # WORLD_SIZE makes every later trainer wait for 8 processes)
     slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "8", "SLURM_JOB_NUM_NODES": "2",
              "SLURM_JOB_NODELIST": "gpu[017-018]", "SLURM_CPUS_PER_TASK": "12"}  # fmt: skip
     for key, value in slurm.items():
