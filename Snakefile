@@ -11,17 +11,20 @@ from harness.config.errors import ConfigError
 from harness.config.load import load_cluster
 from harness.layout import CONFIGS
 from harness.memory import check_paper
-from harness.plan import Plan, per_job, select_papers
+from harness.plan import Plan, per_job, select_papers, workflow_config
 
 
-SCALE = config.get("scale", "toy")
-CLUSTER = config.get("cluster", "local")  # configs/cluster/<name>.yaml; the slurm profile sets `slurm`
-PY = sys.executable
-HARNESS = f"{PY} -m harness --papers-dir {config.get('papers_dir', 'papers')} --cluster {CLUSTER}"
 try:
+    CONFIG = workflow_config(config)  # --config keys (harness.plan.WORKFLOW_CONFIG); a misspelt one is refused
+    SCALE = CONFIG.get("scale", "toy")
+    CLUSTER = CONFIG.get("cluster", "local")  # configs/cluster/<name>.yaml; the slurm profile sets `slurm`
+    SEEDS = CONFIG.get("seeds")  # None: each scale's seeds
+    PY = sys.executable
+    HARNESS = (f"{PY} -m harness --papers-dir {CONFIG.get('papers_dir', 'papers')} --cluster {CLUSTER}"
+               + (f" --seeds {','.join(map(str, SEEDS))}" if SEEDS is not None else ""))
     SITE = load_cluster(CLUSTER)
-    PAPERS_DIR = config.get("papers_dir", "papers")
-    PLAN = Plan(select_papers(config.get("papers"), PAPERS_DIR, SCALE), SCALE, PAPERS_DIR)
+    PAPERS_DIR = CONFIG.get("papers_dir", "papers")
+    PLAN = Plan(select_papers(CONFIG.get("papers"), PAPERS_DIR, SCALE), SCALE, PAPERS_DIR, seeds=SEEDS)
     # The memory plan of every GPU stage, checked against the site's GPUs before anything is submitted.
     MEMORY = [(paper, s) for paper, rp in PLAN.papers.items()
               for s in check_paper(rp, SITE.gpu_mem_gb, f"configs/cluster/{CLUSTER}.yaml", SITE.node_mem_gb) if s.on_gpu]

@@ -20,10 +20,22 @@ from harness.config.load import list_papers, load_paper
 from harness.layout import CONFIGS, PAPERS
 
 
+def _seed_list(text: str) -> list[int]:
+    """`0,1,2` -> [0, 1, 2].
+
+    >>> _seed_list("0, 2")
+    [0, 2]
+    """
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def _plan(args):
     from harness.plan import Plan
 
-    return Plan([args.paper], args.scale, args.papers_dir)
+    return Plan([args.paper], args.scale, args.papers_dir, seeds=args.seeds)
 
 
 def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
@@ -343,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--papers-dir", type=Path, default=Path(os.environ.get("HARNESS_PAPERS", PAPERS)))
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--cluster", default="local", help="configs/cluster/<name>.yaml: where train/evaluate run")
+    ap.add_argument("--seeds", type=_seed_list, default=None,
+                    help="comma-separated seeds run instead of each scale's (Snakemake: --config seeds=[0,1])")  # fmt: skip
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("validate", help="check paper bundles without running anything")

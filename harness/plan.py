@@ -69,6 +69,45 @@ def evenly_spaced(max_steps: int, n: int) -> list[int]:
     return sorted({round(max_steps * j / (n + 1)) for j in range(1, n + 1)} - {0, max_steps})
 
 
+WORKFLOW_CONFIG = {
+    "scale": "configs/scales/<scale>.yaml (default toy)",
+    "papers": "a bundle, a comma list, @<set> of papers/sets.yaml, or all (default: the default set)",
+    "seeds": "seeds run instead of each scale's, e.g. [0] or [0,1,2]",
+    "cluster": "configs/cluster/<name>.yaml (the slurm profile sets slurm)",
+    "papers_dir": "where bundles live (default papers/)",
+}
+"""The keys `snakemake --config` takes, and what each is."""
+
+
+def workflow_config(config: dict) -> dict:
+    """Snakemake's `config` checked: only WORKFLOW_CONFIG's keys (a misspelt one would be ignored silently),
+    `seeds` as a list of integers (a number, a list, or "0,1").
+
+    >>> workflow_config({"scale": "toy", "seeds": 0})["seeds"], workflow_config({"seeds": "0,2"})["seeds"]
+    ([0], [0, 2])
+    >>> workflow_config({"seed": 0})
+    Traceback (most recent call last):
+    harness.config.errors.ConfigError: <snakemake --config>: seed: unknown key; did you mean 'seeds'? (known: scale, papers, seeds, cluster, papers_dir)
+    """
+    import difflib
+
+    where = "<snakemake --config>"
+    for key in config:
+        if key not in WORKFLOW_CONFIG:
+            close = difflib.get_close_matches(str(key), WORKFLOW_CONFIG, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(where, str(key), f"unknown key{hint} (known: {', '.join(WORKFLOW_CONFIG)})")
+    out = dict(config)
+    if "seeds" in out:
+        seeds = out["seeds"]
+        items = seeds if isinstance(seeds, list) else str(seeds).split(",")
+        try:
+            out["seeds"] = [int(s) for s in items]
+        except (TypeError, ValueError):
+            raise ConfigError(where, "seeds", f"expected integers, e.g. [0] or [0,1,2]; got {seeds!r}") from None
+    return out
+
+
 def select_papers(
     value: str | list[str] | None, papers_dir: Path | str = PAPERS, scale: str | None = None
 ) -> list[str]:
@@ -119,10 +158,15 @@ class Plan:
     once per (run, stage) and kept.
     """
 
-    def __init__(self, papers: list[str] | None, scale: str, papers_dir: Path | str = PAPERS) -> None:
+    def __init__(self, papers: list[str] | None, scale: str, papers_dir: Path | str = PAPERS,
+                 seeds: list[int] | None = None) -> None:  # fmt: skip
+        """`seeds`: run only these seeds instead of each scale's (`snakemake --config seeds=[0]`)."""
         self.scale, self.papers_dir = scale, Path(papers_dir)
         names = papers if papers is not None else select_papers(None, self.papers_dir)
-        self.papers: dict[str, ResolvedPaper] = {p: load_paper(p, scale, papers_dir=self.papers_dir) for p in names}
+        overrides = [f"seeds=[{','.join(map(str, seeds))}]"] if seeds is not None else None
+        self.papers: dict[str, ResolvedPaper] = {
+            p: load_paper(p, scale, overrides=overrides, papers_dir=self.papers_dir) for p in names
+        }
         self._memo: dict[tuple, Any] = {}
 
     def _once(self, key: tuple, compute) -> Any:

@@ -268,7 +268,7 @@ REFUSALS = [
     ("unknown-generation-engine", lambda b: stage0(b)["args"].update(generation_engine="sglang"),
      "variants.gold.stages.0.args.generation_engine", "sglang"),
     ("negative-eval-checkpoints", lambda b: b["scales"]["toy"].update(eval_checkpoints=-1),
-     "scales.toy.eval_checkpoints", ">= 0"),
+     "scales.toy.eval_checkpoints", "at least 0"),
 ]  # fmt: skip
 
 

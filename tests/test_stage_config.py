@@ -97,7 +97,7 @@ def test_a_stage_dataset_replaces_the_scales_for_that_stage_only(tmp_path):
          "variants.v.stages.1.preference_loss.args.gamma", "unknown argument"),
         ({"stages": [GRPO | {"objective": {"expert": {"name": "scheduled"}}}]}, "variants.v.stages.0.objective.expert.name",
          "unknown expert mix"),
-        ({"rounds": {"count": 0, "stages": [GEN, DPO]}}, "variants.v.rounds", "count >= 1"),
+        ({"rounds": {"count": 0, "stages": [GEN, DPO]}}, "variants.v.rounds.count", "must be at least 1"),
         ({"stages": [GEN | {"dataset": "nope"}]}, "variants.v.stages.0.dataset", "no datasets config 'nope'"),
         ({"stages": [GEN, DPO | {"data_args": {"limit": 3}}]}, "variants.v.stages.1.data_args", "no data_args"),
         ({"stages": [GEN, RM, GRPO | {"data": "pool", "rewards": [{"name": "worst_group_reward"}]}]},

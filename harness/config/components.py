@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config.stage import RewardSpec
-from harness.config.typed import MISSING
+from harness.config.typed import MISSING, limited
 from harness.world.arithmetic import ArithmeticSpec
 from harness.world.generators import GENERATORS
 from harness.world.toy_model import ToyModelSpec
@@ -115,12 +115,12 @@ class EvalConfig:
 
     tasks: list[str] = MISSING
     """lm-eval task names: the project's own (harness/evaluation/tasks/) or stock ones at paper scale."""
-    n_samples: int = 8
+    n_samples: int = limited(8, ge=1)
     """Samples per question, generated once; pass@k is reported for every k <= n_samples."""
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 8
-    batch_size: int = 64
+    temperature: float = limited(1.0, ge=0)
+    top_p: float = limited(1.0, gt=0, le=1)
+    max_new_tokens: int = limited(8, ge=1)
+    batch_size: int = limited(64, ge=1)
     num_fewshot: int | None = None
     """Worked examples before each question, for every task (None: each task's own default)."""
     apply_chat_template: bool = False

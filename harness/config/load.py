@@ -88,6 +88,8 @@ def _load(schema: type, file: Path, check: Callable | None = None) -> Any:
 def load_component(kind: str, name: str, referrer: Path, key: str) -> Any:
     """Load configs/<kind>/<name>.yaml onto its schema (kind: models, datasets, eval), checked."""
     schema, check = COMPONENTS[kind]
+    if problem := typed.check_slug(name, kind.rstrip("s") + " config"):
+        raise ConfigError(referrer, key, problem)  # a name is a file inside configs/<kind>/, never a path
     file = CONFIGS / kind / f"{name}.yaml"
     if not file.is_file():
         known = sorted(p.stem for p in (CONFIGS / kind).glob("*.yaml"))
@@ -114,6 +116,8 @@ def scales_known() -> list[str]:
 def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers_dir: Path = PAPERS) -> ResolvedPaper:
     """Resolve one paper at one scale, checking every name it uses."""
     file = paper_file(slug, papers_dir)
+    if problem := typed.check_slug(slug, "paper bundle"):
+        raise ConfigError(file, "", problem)
     paper = load_paper_config(file)
     if scale not in paper.scales:
         raise ConfigError(file, "scales", f"scale {scale!r} not defined (has: {', '.join(paper.scales)})")
@@ -127,6 +131,8 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
     variants: dict[str, Variant] = {}
     stage_keys: dict[str, list[str]] = {}
     for name in paper.variants:
+        if problem := typed.check_slug(name, "variant (it names a folder under results/runs/)"):
+            raise ConfigError(file, f"variants.{name}", problem)
         v, stage_keys[name] = _resolve_variant(paper, name, sc, file)
         if v is None or (paper.variants[name].scales is not None and scale not in paper.variants[name].scales):
             continue
@@ -148,8 +154,6 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
         eval_resources = dataclasses.replace(
             eval_resources, mem_gb=round(host_memory_gb(largest, None, 1, training=False)))  # fmt: skip
     check_claims(paper, file, set(paper.variants))
-    if sc.eval_checkpoints < 0:
-        raise ConfigError(file, f"{key}.eval_checkpoints", f"must be >= 0, got {sc.eval_checkpoints}")
     return ResolvedPaper(
         slug=slug, scale=scale, file=str(file), meta=paper.paper, seeds=list(sc.seeds),
         dataset_name=sc.dataset, dataset=dataset, eval_name=sc.eval, eval=evalc, eval_checkpoints=sc.eval_checkpoints,

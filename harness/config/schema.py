@@ -15,7 +15,7 @@ from typing import Any
 from harness.config.components import DatasetConfig, EvalConfig, ModelConfig
 from harness.config.parallel import ParallelConfig
 from harness.config.stage import DataArgs, ObjectiveConfig, PieceSpec, RewardSpec, StageConfig
-from harness.config.typed import MISSING
+from harness.config.typed import MISSING, limited
 
 # ----------------------------------------------------------------------------- resources
 
@@ -24,13 +24,13 @@ from harness.config.typed import MISSING
 class Resources:
     """What one job needs from a cluster. Site settings (partition, account, ...) live in configs/cluster/."""
 
-    nodes: int = 1
-    gpus_per_node: int = 0
+    nodes: int = limited(1, ge=1)
+    gpus_per_node: int = limited(0, ge=0)
     """One process per GPU (torch distributed set up from SLURM's environment); 0: one CPU process."""
-    cpus_per_task: int = 1
-    mem_gb: float | None = 4.0
+    cpus_per_task: int = limited(1, ge=1)
+    mem_gb: float | None = limited(4.0, gt=0)
     """Host memory per node; null: derived from the model and the parallelism (harness/memory.py host_memory_gb)."""
-    time_min: int = 30
+    time_min: int = limited(30, ge=1)
     """Time limit; a job that reaches it checkpoints, is requeued and resumes."""
 
 
@@ -74,6 +74,8 @@ class ClusterConfig:
 
 
 LAUNCHERS = ("local", "slurm")
+MAX_ROUNDS = 100
+"""Rounds a variant may repeat its stages: each is a training job per seed (a bound also keeps planning fast)."""
 
 
 # ----------------------------------------------------------------------------- variants and scales
@@ -83,7 +85,7 @@ LAUNCHERS = ("local", "slurm")
 class RoundsConfig:
     """Iterated stages (e.g. generate -> label -> train): `stages` repeated `count` times after the variant's own."""
 
-    count: int = 1
+    count: int = limited(1, ge=1, le=MAX_ROUNDS)
     stages: list[StageConfig] = MISSING
 
 
@@ -110,8 +112,8 @@ class ScaleConfig:
     model: str = MISSING
     dataset: str = MISSING
     eval: str = MISSING
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    eval_checkpoints: int = 0
+    seeds: list[int] = limited(default_factory=lambda: [0, 1, 2], ge=0, nonempty=True, unique=True)
+    eval_checkpoints: int = limited(0, ge=0)
     """Also evaluate this many evenly spaced checkpoints of every training stage (separate jobs),
     so a run's benchmark accuracy over training steps lands in MLflow; 0: the final model only."""
     trainers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -134,13 +136,13 @@ class ReportedResult:
     """As a fraction (0.164 for 16.4%)."""
     variant: str = MISSING
     model: str = MISSING
-    n_samples: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_new_tokens: int | None = None
-    spread: float | None = None
+    n_samples: int | None = limited(None, ge=1)
+    temperature: float | None = limited(None, ge=0)
+    top_p: float | None = limited(None, gt=0, le=1)
+    max_new_tokens: int | None = limited(None, ge=1)
+    spread: float | None = limited(None, ge=0)
     """The paper's own stated spread (std over its seeds), when it gives one."""
-    tolerance: float = 0.01
+    tolerance: float = limited(0.01, ge=0)
     """Smallest |reproduced - reported| still counted as reproduced (seed noise widens it)."""
     scale: str = "paper"
     """The scale whose runs reproduce this number."""

@@ -23,6 +23,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import math
 import re
 import types
 import typing
@@ -86,6 +87,68 @@ def read_yaml(file: Path, text: str | None = None) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(file, "", "expected a mapping at the top level")
     return data
+
+
+# ----------------------------------------------------------------------------- constraints
+
+SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+"""A name that becomes part of a path: letters, digits, `_`, `.`, `-`, starting with a letter or digit (so never
+`.`, `..`, `~user` or empty), no `/`, at most 100 characters."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What a field's value must satisfy beyond its type (checked by build/check; see `limited`)."""
+
+    gt: float | None = None
+    ge: float | None = None
+    le: float | None = None
+    nonempty: bool = False
+    unique: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` (a number, or a list of them) breaks these limits; None if it does not."""
+        if isinstance(value, list):
+            if self.nonempty and not value:
+                return "must not be empty"
+            if self.unique and len(set(map(str, value))) < len(value):
+                return f"must not repeat a value, got {value}"
+            return next((p for p in map(self._number, value) if p), None)
+        return self._number(value)
+
+    def _number(self, v: Any) -> str | None:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return None
+        for bound, bad, words in ((self.gt, lambda b: v <= b, "greater than"), (self.ge, lambda b: v < b, "at least"),
+                                  (self.le, lambda b: v > b, "at most")):  # fmt: skip
+            if bound is not None and bad(bound):
+                return f"must be {words} {bound:g}, got {v:g}"
+        return None
+
+
+def limited(default: Any = MISSING, *, default_factory: Any = dataclasses.MISSING, metadata: dict | None = None,
+            **limits: Any) -> Any:  # fmt: skip
+    """A dataclass field with Limits (gt, ge, le for numbers and list items; nonempty, unique for lists).
+
+    >>> @dataclasses.dataclass
+    ... class A:
+    ...     rate: float = limited(0.1, gt=0)
+    >>> build(A, {"rate": 0})
+    Traceback (most recent call last):
+    harness.config.errors.Invalid: rate: must be greater than 0, got 0
+    """
+    meta = dict(metadata or {}) | {"limits": Limits(**limits)}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check_slug(value: str, what: str) -> str | None:
+    """Why `value` cannot name a `what` that becomes a path (see SLUG); None if it can."""
+    if not isinstance(value, str) or not SLUG.fullmatch(value):
+        return (f"{value!r} cannot name a {what}: use letters, digits, '_', '.' and '-', starting with a letter or "
+                "digit, at most 100 characters")  # fmt: skip
+    return None
 
 
 # ----------------------------------------------------------------------------- merging and building
@@ -198,24 +261,32 @@ def _missing(value: Any) -> bool:
 
 
 def _field(tp: Any, f: dataclasses.Field, value: Any, key: str, partial: bool) -> Any:
-    """A field's value; a mapping given for a dataclass field merges onto the field's default."""
+    """A field's value; a mapping given for a dataclass field merges onto the field's default; its Limits hold."""
     if isinstance(value, dict) and not partial:
         default = _default(f)
         if dataclasses.is_dataclass(default) and not isinstance(default, type):
             value = merge(dataclasses.asdict(default), value)
-    return _convert(tp, value, key, partial)
+    out = _convert(tp, value, key, partial)
+    limits = f.metadata.get("limits")
+    if limits is not None and not _missing(out) and (problem := limits.problem(out)):
+        raise Invalid(key, problem)
+    return out
 
 
 def _scalar(tp: type, value: Any, key: str) -> Any:
     if isinstance(value, (dict, list)):
         raise Invalid(key, f"expected {_NAMES.get(tp, tp.__name__)}, got {_show(value)}")
+    if tp is float and type(value) in (int, float, str):
+        number = _float(value)
+        if number is not None and not math.isfinite(number):
+            raise Invalid(key, f"expected a finite number, got {value!r}")
+        if number is not None:
+            return number
     try:
         if tp is str:
             return str(value)
         if tp is int and type(value) in (int, str):
             return int(value)
-        if tp is float and type(value) in (int, float, str):
-            return float(value)
         if tp is bool:
             if isinstance(value, bool):
                 return value
@@ -226,6 +297,13 @@ def _scalar(tp: type, value: Any, key: str) -> Any:
     except ValueError:
         pass
     raise Invalid(key, f"expected {_NAMES.get(tp, getattr(tp, '__name__', str(tp)))}, got {_show(value)}")
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def _show(value: Any) -> str:

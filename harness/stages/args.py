@@ -7,11 +7,14 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from harness.config.errors import Invalid
+from harness.config.typed import limited
 from harness.device import ENGINES
 
 
-def ours(default: Any = MISSING, *, default_factory: Any = MISSING) -> Any:
-    """A field the harness interprets itself: never passed to TRL (see `trl_args`)."""
+def ours(default: Any = MISSING, *, default_factory: Any = MISSING, **limits: Any) -> Any:
+    """A field the harness interprets itself: never passed to TRL (see `trl_args`); `limits` as in typed.limited."""
+    if limits:
+        return limited(default, default_factory=default_factory, metadata={"ours": True}, **limits)
     return field(default=default, default_factory=default_factory, metadata={"ours": True})
 
 
@@ -35,20 +38,20 @@ class TrainerArgs:
     """Hyper-parameters every trainer-backed stage kind has, passed to TRL's config under the same names
     (except the fields marked `ours`)."""
 
-    learning_rate: float = 1e-5
-    max_steps: int = 500
-    global_batch_size: int | None = ours(None)
+    learning_rate: float = limited(1e-5, gt=0)
+    max_steps: int = limited(500, ge=1)
+    global_batch_size: int | None = ours(None, ge=1)
     """Completions (GRPO) or rows (SFT) per optimizer step over all GPUs; when set, per-device batch and
     gradient accumulation are derived from the GPUs granted (capped at max_per_device_batch_size)."""
-    max_per_device_batch_size: int | None = ours(None)
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    warmup_steps: int = 0
+    max_per_device_batch_size: int | None = ours(None, ge=1)
+    per_device_train_batch_size: int = limited(8, ge=1)
+    gradient_accumulation_steps: int = limited(1, ge=1)
+    warmup_steps: int = limited(0, ge=0)
     apply_chat_template: bool = ours(False)
     """Wrap each prompt in the model's chat template as a user turn, kept as text (chat models; evaluation
     suites have the same switch). SFT targets follow the turn, ended by the tokenizer's EOS."""
-    save_steps: int = 50
-    logging_steps: int = 10
+    save_steps: int = limited(50, ge=1)
+    logging_steps: int = limited(10, ge=1)
 
 
 def check_engine(args: dict) -> None:

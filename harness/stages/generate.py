@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.config.typed import limited
 from harness.layout import PAIRS_FILE, SAMPLES_FILE, STAGE_SUMMARY
 from harness.stages.args import check_engine
 from harness.stages.kind import DATA, SPLIT, UPSTREAM_SCORER, StageJob, StageKind
@@ -30,13 +31,13 @@ class GenerateArgs:
     """A generate stage: sample completions from the current policy and label them with the stage's rewards
     (the judge: weighted sum = score). Writes the samples and one (best, worst) pair per prompt."""
 
-    num_samples: int = 8
+    num_samples: int = limited(8, ge=1)
     """Completions per prompt."""
-    temperature: float = 1.0
-    max_new_tokens: int = 1024
-    max_prompts: int | None = None
+    temperature: float = limited(1.0, gt=0)
+    max_new_tokens: int = limited(1024, ge=1)
+    max_prompts: int | None = limited(None, ge=1)
     """Use only the first `max_prompts` rows (after data_args); None: all."""
-    batch_size: int = 64
+    batch_size: int = limited(64, ge=1)
     """Prompts per generate call."""
     apply_chat_template: bool = False
     generation_engine: str = "auto"

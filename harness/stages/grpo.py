@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.config.errors import Invalid
+from harness.config.typed import limited
 from harness.stages.args import TrainerArgs, check_engine, ours
 from harness.stages.kind import POLICY, SPLIT, UPSTREAM_SCORER, StageJob, StageKind
 
@@ -14,11 +15,12 @@ from harness.stages.kind import POLICY, SPLIT, UPSTREAM_SCORER, StageJob, StageK
 class GRPOArgs(TrainerArgs):
     """Hyper-parameters of a GRPO stage (TRL's GRPOConfig)."""
 
-    learning_rate: float = 1e-6
-    num_generations: int = 8
-    max_completion_length: int = 1024
-    temperature: float = 1.0
-    num_iterations: int = 1
+    learning_rate: float = limited(1e-6, gt=0)
+    num_generations: int = limited(8, ge=2)
+    """Completions per prompt (a group): at least 2, or every advantage is 0."""
+    max_completion_length: int = limited(1024, ge=1)
+    temperature: float = limited(1.0, gt=0)
+    num_iterations: int = limited(1, ge=1)
     """Optimizer passes over each generated batch (>1: the ratio to the sampling policy moves off 1)."""
     generation_engine: str = ours("auto")
     """How completions are sampled: `hf` (transformers generate), `vllm` (TRL's vLLM, `vllm_mode` colocate or

@@ -1,0 +1,131 @@
+"""Mistaken bundles, as mutations of a shipped one: each is refused with a ConfigError naming the bundle file
+and the key at fault (never a traceback, never accepted), or accepted because it is legal. Also the checked
+`snakemake --config` keys and the seeds override."""
+
+from __future__ import annotations
+
+import copy
+import math
+import subprocess
+from collections.abc import Callable
+
+import pytest
+import yaml
+
+from harness.config.errors import ConfigError
+from harness.config.load import load_paper
+from harness.layout import PAPERS
+from harness.plan import Plan
+from tests.conftest import ROOT, run_snakemake, write_bundle
+
+SOURCE = yaml.safe_load((PAPERS / "ttrl-majority-vote" / "paper.yaml").read_text())
+"""A shipped bundle with a base, GRPO variants and per-scale settings: what the mutations start from."""
+GOLD = "gold_grpo"
+
+
+def gold(b: dict) -> dict:
+    return b["variants"][GOLD]["stages"][0]
+
+
+def toy(b: dict) -> dict:
+    return b["scales"].setdefault("toy", {}) or b["scales"].__setitem__("toy", {}) or b["scales"]["toy"]
+
+
+def rename(b: dict, new: str) -> None:
+    b["variants"][new] = b["variants"].pop(GOLD)
+    b["claims"] = [c for c in b.get("claims", []) if GOLD not in (c.get("lhs"), c.get("rhs"))]
+    b["reported"] = [r for r in b.get("reported", []) if r.get("variant") != GOLD]
+
+
+REFUSED: list[tuple[str, Callable[[dict], object], str, str]] = [
+    ("lr-zero", lambda b: gold(b).setdefault("args", {}).update(learning_rate=0), "args.learning_rate", "greater than 0"),
+    ("lr-negative", lambda b: gold(b).setdefault("args", {}).update(learning_rate=-1e-6), "args.learning_rate", ""),
+    ("lr-nan", lambda b: gold(b).setdefault("args", {}).update(learning_rate=math.nan), "args.learning_rate", "finite"),
+    ("lr-inf", lambda b: gold(b).setdefault("args", {}).update(learning_rate=math.inf), "args.learning_rate", "finite"),
+    ("one-generation", lambda b: gold(b).setdefault("args", {}).update(num_generations=1), "args.num_generations",
+     "at least 2"),
+    ("zero-steps", lambda b: gold(b).setdefault("args", {}).update(max_steps=0), "args.max_steps", "at least 1"),
+    ("zero-batch", lambda b: gold(b).setdefault("args", {}).update(per_device_train_batch_size=0),
+     "args.per_device_train_batch_size", ""),
+    ("zero-temperature", lambda b: gold(b).setdefault("args", {}).update(temperature=0), "args.temperature", ""),
+    ("zero-save-steps", lambda b: gold(b).setdefault("args", {}).update(save_steps=0), "args.save_steps", ""),
+    ("no-seeds", lambda b: toy(b).update(seeds=[]), "scales.toy.seeds", "must not be empty"),
+    ("negative-seed", lambda b: toy(b).update(seeds=[-1]), "scales.toy.seeds", "at least 0"),
+    ("repeated-seed", lambda b: toy(b).update(seeds=[0, 0]), "scales.toy.seeds", "must not repeat"),
+    ("negative-time", lambda b: toy(b).update(resources={"train": {"time_min": -5}}),
+     "scales.toy.resources.train.time_min", ""),
+    ("zero-memory", lambda b: toy(b).update(resources={"evaluate": {"mem_gb": 0}}),
+     "scales.toy.resources.evaluate.mem_gb", ""),
+    ("variant-escapes", lambda b: rename(b, "../../etc"), "variants.../../etc", "cannot name a variant"),
+    ("variant-dotdot", lambda b: rename(b, ".."), "variants...", "cannot name a variant"),
+    ("variant-slash", lambda b: rename(b, "a/b"), "variants.a/b", "cannot name a variant"),
+    ("variant-home", lambda b: rename(b, "~root"), "variants.~root", "cannot name a variant"),
+    ("variant-empty", lambda b: rename(b, ""), "variants.", "cannot name a variant"),
+    ("model-escapes", lambda b: toy(b).update(model="../models/toy-arith"), "scales.toy.model", "cannot name a model"),
+    ("eval-escapes", lambda b: toy(b).update(eval="../eval/toy-arith"), "scales.toy.eval", "cannot name a eval"),
+    ("million-rounds", lambda b: b["variants"][GOLD].update(rounds={"count": 1_000_000, "stages": [gold(b)]}),
+     f"variants.{GOLD}.rounds.count", "at most 100"),
+    ("negative-tolerance", lambda b: b["reported"][0].update(tolerance=-0.1), "reported.0.tolerance", ""),
+    ("top-p-above-one", lambda b: b["reported"][0].update(top_p=1.5), "reported.0.top_p", "at most 1"),
+    ("variants-as-list", lambda b: b.update(variants=[]), "variants", "expected a mapping"),
+    ("stages-as-mapping", lambda b: b["variants"][GOLD].update(stages={"kind": "grpo"}), f"variants.{GOLD}.stages",
+     "expected a list"),
+    ("args-as-list", lambda b: gold(b).update(args=[1]), f"variants.{GOLD}.stages.0.args", "expected a mapping"),
+    ("variant-null", lambda b: b["variants"].update({GOLD: None}), f"variants.{GOLD}", "must not be null"),
+]  # fmt: skip
+
+
+def load_all_scales(tmp_path, bundle: dict) -> None:
+    write_bundle(tmp_path / "papers", "p", yaml.safe_dump(bundle, sort_keys=False, allow_unicode=True))
+    for scale in bundle["scales"]:
+        load_paper("p", scale, papers_dir=tmp_path / "papers")
+
+
+@pytest.mark.parametrize(("mutate", "key", "fragment"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_a_mistaken_bundle_is_refused_naming_the_file_and_the_key(tmp_path, mutate, key, fragment):
+    bundle = copy.deepcopy(SOURCE)
+    mutate(bundle)
+    with pytest.raises(ConfigError) as info:
+        load_all_scales(tmp_path, bundle)
+    assert info.value.file == str(tmp_path / "papers" / "p" / "paper.yaml"), str(info.value)
+    assert info.value.key.endswith(key), str(info.value)
+    assert fragment in str(info.value)
+
+
+ACCEPTED: list[tuple[str, Callable[[dict], object]]] = [
+    ("unchanged", lambda b: None),
+    ("interpolation-syntax-in-prose", lambda b: b["variants"][GOLD].update(description="costs ${price}, see $HOME")),
+    ("dotted-variant-name", lambda b: rename(b, "gold.v2-b_1")),
+    ("tiny-learning-rate", lambda b: gold(b).setdefault("args", {}).update(learning_rate=1e-9)),
+    ("two-generations", lambda b: gold(b).setdefault("args", {}).update(num_generations=2)),
+    ("hundred-rounds", lambda b: b["variants"][GOLD].update(rounds={"count": 100, "stages": [gold(b)]})),
+]
+
+
+@pytest.mark.parametrize("mutate", [c[1] for c in ACCEPTED], ids=[c[0] for c in ACCEPTED])
+def test_a_legal_variation_is_accepted(tmp_path, mutate):
+    bundle = copy.deepcopy(SOURCE)
+    mutate(bundle)
+    load_all_scales(tmp_path, bundle)
+
+
+def test_the_seeds_override_selects_the_runs_and_is_checked():
+    plan = Plan(["ttrl-majority-vote"], "toy", seeds=[1])
+    assert {run.seed for run in plan.runs("ttrl-majority-vote")} == {1}
+    with pytest.raises(ConfigError) as info:
+        Plan(["ttrl-majority-vote"], "toy", seeds=[])
+    assert info.value.key == "seeds" and "must not be empty" in str(info.value)
+
+
+def test_snakemake_refuses_an_unknown_config_key_and_takes_seeds(tmp_path):
+    (tmp_path / "papers").mkdir()
+    write_bundle(tmp_path / "papers", "p", yaml.safe_dump(SOURCE, sort_keys=False))
+    bad = subprocess.run(
+        ["snakemake", "-n", "--cores", "1", "-s", str(ROOT / "Snakefile"), "--directory", str(ROOT),
+         "--config", f"papers_dir={tmp_path / 'papers'}", "papers=p", "seed=0"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert bad.returncode != 0
+    assert "seed: unknown key; did you mean 'seeds'?" in bad.stdout + bad.stderr
+    out = run_snakemake(tmp_path, "-n", "-p", config=("papers=p", "seeds=[2]")).stdout
+    assert "seed2" in out and "seed0" not in out and "--seeds 2 " in out
