@@ -72,6 +72,12 @@ REFUSED: list[tuple[str, Callable[[dict], object], str, str]] = [
      "expected a list"),
     ("args-as-list", lambda b: gold(b).update(args=[1]), f"variants.{GOLD}.stages.0.args", "expected a mapping"),
     ("variant-null", lambda b: b["variants"].update({GOLD: None}), f"variants.{GOLD}", "must not be null"),
+    ("claim-metric-typo", lambda b: b["claims"][0].update(metric="acuracy"), "claims.0.metric", "unknown metric"),
+    ("claim-pass-at-0", lambda b: b["claims"][0].update(metric="pass@0"), "claims.0.metric", "unknown metric"),
+    ("claim-unknown-scale", lambda b: b["claims"][0].update(scale="huge"), "claims.0.scale", "no scale 'huge'"),
+    ("reported-rate-above-one", lambda b: b["reported"][0].update(value=16.4), "reported.0.value", "fraction"),
+    ("no-variants", lambda b: b.update(variants={}, claims=[], reported=[]), "variants", "at least one variant"),
+    ("model-name-5000-chars", lambda b: toy(b).update(model="m" * 5000), "scales.toy.model", "5000 characters"),
 ]  # fmt: skip
 
 
@@ -90,6 +96,30 @@ def test_a_mistaken_bundle_is_refused_naming_the_file_and_the_key(tmp_path, muta
     assert info.value.file == str(tmp_path / "papers" / "p" / "paper.yaml"), str(info.value)
     assert info.value.key.endswith(key), str(info.value)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [(b"paper: {title: \xff\xfe}\n", "not UTF-8"), (b"paper: {title: [\n", "not valid YAML")],
+    ids=["not-utf8", "bad-yaml"],
+)
+def test_an_unreadable_bundle_is_refused_naming_the_file(tmp_path, raw, fragment):
+    file = tmp_path / "papers" / "p" / "paper.yaml"
+    file.parent.mkdir(parents=True)
+    file.write_bytes(raw)
+    with pytest.raises(ConfigError) as info:
+        load_paper("p", "toy", papers_dir=tmp_path / "papers")
+    assert info.value.file == str(file) and fragment in str(info.value)
+
+
+def test_every_metric_an_evaluation_writes_can_be_claimed():
+    from harness.config.checks import CLAIM_METRICS
+    from harness.evaluation.metrics import COUNTS, summarize
+
+    written = summarize([["1", "2", None, "1"], ["3", "3", "3", "4"]], ["1", "3"], [["a b"] * 4, ["c"] * 4])
+    assert len(written) > 10
+    assert [m for m in written if m not in COUNTS and not CLAIM_METRICS.fullmatch(m)] == []
+    assert CLAIM_METRICS.fullmatch("judge/terse") and not CLAIM_METRICS.fullmatch("pass@0")
 
 
 ACCEPTED: list[tuple[str, Callable[[dict], object]]] = [

@@ -6,6 +6,7 @@ naming the file and the full key. harness/config/load.py calls them while loadin
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 from harness import algorithms as alg
@@ -252,10 +253,25 @@ def _check_piece(registry, name: str, given: dict, file: Path, key: str) -> None
             raise ConfigError(file, f"{key}.args.{arg}", "required argument missing")
 
 
+CLAIM_METRICS = re.compile(r"(pass|maj)@[1-9][0-9]*|avg@n|distinct_(answers|correct|[1-9])|judge/[A-Za-z0-9_.-]+")
+"""The metrics an evaluation writes (harness/evaluation/metrics.py, judges in evaluate.py): what a claim can
+test (tests/test_mutations.py checks every metric the evaluation writes matches)."""
+RATES = re.compile(r"(pass|maj|avg)@\w+|accuracy|win_rate")
+"""Reported metrics that are fractions in [0, 1]."""
+
+
 def check_claims(paper: PaperConfig, file: Path, variants: set[str]) -> None:
+    if not paper.variants:
+        raise ConfigError(file, "variants", "a bundle needs at least one variant (a base with no stages counts)")
     for i, c in enumerate(paper.claims):
         if c.op not in (">", ">=", "<", "<="):
             raise ConfigError(file, f"claims.{i}.op", f"unknown operator {c.op!r} (known: > >= < <=)")
+        if not CLAIM_METRICS.fullmatch(c.metric):
+            raise ConfigError(file, f"claims.{i}.metric", f"unknown metric {c.metric!r} (known: pass@k and maj@k "
+                              "for k >= 1, avg@n, distinct_answers, distinct_correct, distinct_<n>, judge/<name>)")  # fmt: skip
+        if c.scale not in paper.scales:
+            raise ConfigError(file, f"claims.{i}.scale", f"no scale {c.scale!r} in this bundle "
+                              f"(has: {', '.join(paper.scales)})")  # fmt: skip
         for side in ("lhs", "rhs"):
             ref = getattr(c, side)
             if ref not in variants and not _is_number(ref):
@@ -263,6 +279,9 @@ def check_claims(paper: PaperConfig, file: Path, variants: set[str]) -> None:
     for i, r in enumerate(paper.reported):
         if r.variant not in variants:
             raise ConfigError(file, f"reported.{i}.variant", f"no variant {r.variant!r}")
+        if RATES.fullmatch(r.metric) and not 0.0 <= r.value <= 1.0:
+            raise ConfigError(file, f"reported.{i}.value", f"{r.metric} is a fraction in [0, 1] (16.4% is 0.164), "
+                              f"got {r.value:g}")  # fmt: skip
 
 
 def _is_number(s: str) -> bool:

@@ -67,7 +67,10 @@ def _read(file: Path) -> dict:
     """`file` as plain data, parsed once per content (Snakemake's start reads a scale or a model many times)."""
     if not file.is_file():
         raise ConfigError(file, "", "file not found")
-    text = file.read_text()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(file, "", f"not UTF-8 text: {e}") from None
     key = (str(file), text)
     if key not in _PARSED:
         _PARSED[key] = typed.read_yaml(file, text)

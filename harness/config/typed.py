@@ -79,7 +79,9 @@ def read_yaml(file: Path, text: str | None = None) -> dict:
     if text is None and not file.is_file():
         raise ConfigError(file, "", "file not found")
     try:
-        data = yaml.load(file.read_text() if text is None else text, Loader=_Loader)  # noqa: S506 (a safe loader)
+        data = yaml.load(file.read_text(encoding="utf-8") if text is None else text, Loader=_Loader)  # noqa: S506
+    except UnicodeDecodeError as e:
+        raise ConfigError(file, "", f"not UTF-8 text: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(file, "", f"not valid YAML: {e}") from None
     if data is None:
@@ -146,7 +148,8 @@ def limited(default: Any = MISSING, *, default_factory: Any = dataclasses.MISSIN
 def check_slug(value: str, what: str) -> str | None:
     """Why `value` cannot name a `what` that becomes a path (see SLUG); None if it can."""
     if not isinstance(value, str) or not SLUG.fullmatch(value):
-        return (f"{value!r} cannot name a {what}: use letters, digits, '_', '.' and '-', starting with a letter or "
+        shown = repr(value) if len(str(value)) <= 60 else f"{str(value)[:40]!r}... ({len(str(value))} characters)"
+        return (f"{shown} cannot name a {what}: use letters, digits, '_', '.' and '-', starting with a letter or "
                 "digit, at most 100 characters")  # fmt: skip
     return None
 
