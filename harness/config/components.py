@@ -121,11 +121,11 @@ class EvalConfig:
     top_p: float = limited(1.0, gt=0, le=1)
     max_new_tokens: int = limited(8, ge=1)
     batch_size: int = limited(64, ge=1)
-    num_fewshot: int | None = None
+    num_fewshot: int | None = limited(None, ge=0)
     """Worked examples before each question, for every task (None: each task's own default)."""
     apply_chat_template: bool = False
     """Wrap prompts in the model's chat template (its hash is recorded in the fingerprint)."""
-    limit: int | None = None
+    limit: int | None = limited(None, ge=1)
     """Evaluate only the first `limit` questions of each task (None: all)."""
     seed: int | None = None
     """Sampling seed; None: the run's seed (so seeds of a variant sample differently)."""
@@ -136,7 +136,7 @@ class EvalConfig:
     engine: str = "auto"
     """Generation engine: `hf` (transformers; CPU or GPU), `vllm` (GPU; the `vllm` extra) or `auto`
     (vLLM on a GPU, refusing there without the vllm package; hf on the CPU). The engine used is recorded."""
-    tensor_parallel_size: int = 1
+    tensor_parallel_size: int = limited(1, ge=1)
     """vLLM only: GPUs one model is split over."""
     judges: list[JudgeSpec] | None = None
     """Judges scoring every sample (`judge/<name>`: mean score per task; with two or more, `judge/min`: the

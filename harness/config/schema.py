@@ -58,14 +58,14 @@ class ClusterConfig:
     """Asked for as `--gres=gpu:<type>:<n>`; None: `--gres=gpu:<n>`."""
     sbatch_extra: dict[str, Any] = field(default_factory=dict)
     """Further sbatch options, e.g. {exclusive: true, reservation: my-res}."""
-    signal_delay_s: int = 90
+    signal_delay_s: int = limited(90, ge=0)
     """USR2 this long before the time limit: the job checkpoints and is requeued."""
-    max_requeues: int = 5
-    gpu_mem_gb: float = 80.0
+    max_requeues: int = limited(5, ge=0)
+    gpu_mem_gb: float = limited(80.0, gt=0)
     """Memory of one GPU of the nodes jobs land on: the budget of the memory plan (harness/memory.py)."""
-    gpus_per_node: int = 8
+    gpus_per_node: int = limited(8, ge=1)
     """GPUs of one node: a stage asking for more spans several nodes."""
-    node_mem_gb: float = 1000.0
+    node_mem_gb: float = limited(1000.0, gt=0)
     """Host memory of one node: jobs never ask for more than this."""
     hub_cache: str | None = None
     """Where `harness fetch` puts hub models, tokenizers and datasets for compute nodes that are offline

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config.typed import MISSING
+from harness.config.typed import MISSING, limited
 
 
 @dataclass
@@ -51,7 +51,7 @@ class ObjectiveConfig:
     expert: PieceSpec | None = None
     """An SFT loss on each prompt's gold solution (the expert demonstration) mixed into the RL loss per
     sample by a registered expert mix (harness/algorithms/expert.py), e.g. scheduled_sft, accuracy_switch."""
-    top_entropy_quantile: float = 1.0
+    top_entropy_quantile: float = limited(1.0, gt=0, le=1)
     """Train only on the completion tokens in this top fraction of entropy (1.0: every token)."""
 
 
@@ -59,7 +59,7 @@ class ObjectiveConfig:
 class DataArgs:
     """How a stage's rows are drawn from the dataset's splits (applied in this order)."""
 
-    limit: int | None = None
+    limit: int | None = limited(None, ge=1)
     """Keep only the first `limit` rows (1-shot training: 1)."""
     unlabeled: int | None = None
     """`mixture` only: pool rows (labels hidden) joining the labeled rows; None: the whole pool."""

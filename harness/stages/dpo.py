@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.config.typed import limited
 from harness.stages.args import TrainerArgs
 from harness.stages.kind import PAIRS, POLICY, UPSTREAM_SAMPLES, StageJob, StageKind
 
@@ -14,7 +15,7 @@ class DPOArgs(TrainerArgs):
     """Hyper-parameters of a dpo stage (TRL's DPOConfig); pairs come from the latest generate stage."""
 
     learning_rate: float = 1e-6
-    beta: float = 0.1
+    beta: float = limited(0.1, gt=0)
     """Strength of the pull towards the reference model (the stage's starting policy)."""
     loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
     """TRL's own DPO losses (sigmoid, ipo, hinge, robust, ...); unused when the stage names a `preference_loss`."""
