@@ -115,10 +115,16 @@ def clean_env() -> dict[str, str]:
 
 
 def run_snakemake(
-    workdir: Path, *args: str, check: bool = True, profile: str | None = None, config: tuple[str, ...] = ()
+    workdir: Path,
+    *args: str,
+    check: bool = True,
+    profile: str | None = None,
+    config: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
+    """The project's Snakefile on `workdir`; `env`: variables added to the environment it runs in."""
     cmd = snakemake_cmd(workdir, *args, profile=profile, config=config)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=900, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_env() | (env or {}), timeout=900, cwd=ROOT)
     if check and proc.returncode != 0:
         pytest.fail(
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"

@@ -44,12 +44,36 @@ def jobs_in_dry_run(out: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
 
 
+SECRETS = {
+    "HF_TOKEN": "hf_e2eSecretToken0123456789",
+    "HUGGING_FACE_HUB_TOKEN": "hf_e2eOtherSecret9876543210",
+    "MLFLOW_TRACKING_TOKEN": "mlflow-e2e-secret-token-42",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow-e2e-secret-password-42",
+    "PGPASSWORD": "pg-e2e-secret-password-42",
+    "DATABASE_URL": "postgresql://harness:db-e2e-secret-42@localhost/mlflow",
+}
+"""Credentials a user may have in the environment: the run below has them, and none may land in what it writes."""
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     wd = tmp_path_factory.mktemp("e2e")
     write_bundle(wd / "papers", "smoke", BUNDLE)
-    run_snakemake(wd)
+    run_snakemake(wd, env=SECRETS)
     return wd
+
+
+def test_no_credential_from_the_environment_lands_in_results_logs_or_mlflow(workdir):
+    needles = [v.encode() for v in SECRETS.values()] + [b"db-e2e-secret-42"]
+    files = [f for f in workdir.rglob("*") if f.is_file() and "papers" not in f.relative_to(workdir).parts]
+    assert any(f.name == "mlflow.db" for f in files) and any(f.suffix == ".log" for f in files)
+    leaks = [(str(f.relative_to(workdir)), n.decode()) for f in files for n in needles if n in f.read_bytes()]
+    assert leaks == []
+    runs = mlflow_runs(workdir, "run")
+    assert runs
+    for run in runs:
+        recorded = " ".join(f"{k}={v}" for d in (run.data.params, run.data.tags) for k, v in d.items())
+        assert [n.decode() for n in needles if n.decode() in recorded] == []
 
 
 def mlflow_runs(wd, kind: str) -> list:
