@@ -279,3 +279,80 @@ def test_tracking_logs_hold_no_credentialed_uri(records, postgres):
     known = f"{postgres.user}:{postgres.password}@".encode()
     leaks = [place for place, data in records.items() if is_tracking_log(place) and known in data]
     assert not leaks, f"the tracking URI with its credentials is in: {leaks}"
+
+
+# --------------------------------------------------------------------------- many trackings at once
+
+CONCURRENT = 32
+
+
+def fake_evaluations(workdir: Path) -> list[int]:
+    """A bundle of one base variant with CONCURRENT seeds, each with an evaluation result on disk (pass@1 = seed/100)."""
+    from harness.layout import eval_file
+    from harness.plan import Plan
+
+    seeds = list(range(CONCURRENT))
+    write_bundle(workdir / "papers", "many", f"paper: {{title: many trackings}}\nvariants: {{base: {{}}}}\n"
+                 f"scales: {{toy: {{model: toy-tiny, eval: toy-smoke, seeds: {seeds}}}}}\n")  # fmt: skip
+    for run in Plan(["many"], "toy", workdir / "papers").runs("many"):
+        f = workdir / eval_file(run)
+        f.parent.mkdir(parents=True)
+        metrics = {"toy_smoke": {"pass@1": run.seed / 100, "samples_per_question": 1, "questions": 4}}
+        f.write_text(json.dumps({"model": "m", "metrics": metrics, "protocol": {"seed": run.seed}, "seconds": 1.0}))
+    return seeds
+
+
+def track_all_at_once(workdir: Path, seeds: list[int], env: dict[str, str]) -> None:
+    procs = [subprocess.Popen([sys.executable, "-m", "harness", "--papers-dir", str(workdir / "papers"), "track",
+                               "--paper", "many", "--variant", "base", "--seed", str(s)],
+                              cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for s in seeds]  # fmt: skip
+    logs = [p.communicate(timeout=900)[0] for p in procs]
+    failed = [(s, log[-2000:]) for s, p, log in zip(seeds, procs, logs, strict=True) if p.returncode]
+    assert failed == []
+
+
+@pytest.mark.parametrize("store", ["embedded", "server"])
+def test_trackings_started_all_at_once_lose_nothing(store, server, postgres, tmp_path):
+    """CONCURRENT `harness track` processes at once, into the embedded sqlite store or the PostgreSQL-backed
+    server: every run is there once, with its metric, and each run's tracked.json names its MLflow run."""
+    base = {k: v for k, v in clean_env().items() if not k.startswith("MLFLOW_TRACKING_")}
+    env, uri = base, sqlite_uri(tmp_path)
+    if store == "server":
+        env = base | {"MLFLOW_TRACKING_URI": server.url, "MLFLOW_TRACKING_USERNAME": postgres.user,
+                      "MLFLOW_TRACKING_PASSWORD": postgres.password}  # fmt: skip
+        uri = server.url.replace("http://", f"http://{postgres.user}:{postgres.password}@")
+    seeds = fake_evaluations(tmp_path)
+    track_all_at_once(tmp_path, seeds, env)
+    c = client(uri)
+    exp = c.get_experiment_by_name("many")
+    runs = c.search_runs([exp.experiment_id], filter_string="tags.`harness.kind` = 'run'", max_results=1000)
+    by_seed = {int(r.data.tags["seed"]): r for r in runs}
+    assert len(runs) == len(by_seed) == CONCURRENT
+    assert {s: r.data.metrics.get("toy_smoke/pass_at_1") for s, r in by_seed.items()} == {s: s / 100 for s in seeds}
+    tracked = {json.loads(f.read_text())["run_id"] for f in tmp_path.glob("results/runs/many/toy/base/*/tracked.json")}
+    assert tracked == {r.info.run_id for r in runs}
+
+
+def test_a_failed_tracking_loses_no_result_and_tracking_again_fills_mlflow_in(tmp_path):
+    from harness.layout import eval_file
+    from harness.plan import Plan
+
+    fake_evaluations(tmp_path)
+    run = Plan(["many"], "toy", tmp_path / "papers").run("many", "base", 0)
+    result = (tmp_path / eval_file(run)).read_bytes()
+    base = {k: v for k, v in clean_env().items() if not k.startswith("MLFLOW_TRACKING_")}
+    down = base | {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}  # fmt: skip
+    cmd = [sys.executable, "-m", "harness", "--papers-dir", str(tmp_path / "papers"), "track", "--paper", "many",
+           "--variant", "base", "--seed", "0"]  # fmt: skip
+    failed = subprocess.run(cmd, cwd=tmp_path, env=down, capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0
+    assert (tmp_path / eval_file(run)).read_bytes() == result  # the evaluation is untouched
+    assert not list(tmp_path.glob("results/runs/many/toy/base/seed0/tracked.json"))  # not marked as tracked
+    again = subprocess.run(cmd, cwd=tmp_path, env=base, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    (r,) = client(sqlite_uri(tmp_path)).search_runs(
+        [client(sqlite_uri(tmp_path)).get_experiment_by_name("many").experiment_id]
+    )
+    assert r.data.metrics["toy_smoke/pass_at_1"] == 0.0 and r.data.tags["seed"] == "0"
