@@ -38,7 +38,7 @@ from harness.config.components import DatasetConfig, EvalConfig, ModelConfig
 from harness.config.errors import ConfigError
 from harness.config.plain import fingerprint
 from harness.config.stage import GENERATED
-from harness.layout import RESULTS
+from harness.layout import RESULTS, write_atomic
 
 if TYPE_CHECKING:
     from harness.config.schema import ClusterConfig, ResolvedPaper
@@ -354,7 +354,7 @@ def write_marker(marker: str | Path, fetched: dict[HubItem, Path]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"repo_id": i.repo_id, "repo_type": i.repo_type, "revision": i.revision, "snapshot": str(p),
              "config": f"{i.file}: {i.key}", "tasks": list(i.tasks)} for i, p in fetched.items()]  # fmt: skip
-    path.write_text(json.dumps({"items": rows, "fetched": time.time()}, indent=1))
+    write_atomic(path, json.dumps({"items": rows, "fetched": time.time()}, indent=1))
 
 
 def markers_of(items: list[HubItem], rps: list[ResolvedPaper]) -> dict[str, list[HubItem]]:

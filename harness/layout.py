@@ -8,6 +8,7 @@ results/ are relative to the working directory (Snakemake's `--directory`, the c
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,3 +143,18 @@ def report_page(paper: str, scale: str) -> str:
 
 def report_plots(paper: str, scale: str) -> dict[str, str]:
     return {name: f"{REPORTS}/{paper}-{scale}/{name}.png" for name in ("passk", "training")}
+
+
+def write_atomic(path: Path | str, text: str) -> None:
+    """Write `text` to `path` so that a reader sees the old file or the whole new one, never a part: a job
+    killed mid-write (preemption, time limit) leaves no half-written file for a later job to take as complete.
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "a.json"
+    >>> write_atomic(f, "{}"); f.read_text(), sorted(p.name for p in f.parent.iterdir())
+    ('{}', ['a.json'])
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -110,7 +110,7 @@ EVAL_REFUSALS = [
     ("extractor-for-absent-task", "tasks: [toy_arith]\nextractors: {gpqa: choice_letter}\n", "extractors.gpqa",
      "not one of this suite's tasks"),
     ("greedy-repeats", "tasks: [toy_arith]\nn_samples: 4\ntemperature: 0\n", "temperature", "identical"),
-    ("zero-samples", "tasks: [toy_arith]\nn_samples: 0\n", "n_samples", ">= 1"),
+    ("zero-samples", "tasks: [toy_arith]\nn_samples: 0\n", "n_samples", "at least 1"),
     ("judge-reward", "tasks: [toy_arith]\njudges: [{name: a, rewards: [{name: exact_matc}]}]\n", "judges.0.rewards.0.name",
      "did you mean 'exact_match'"),
     ("judge-group-aware", "tasks: [toy_arith]\njudges: [{name: a, rewards: [{name: majority_vote}]}]\n",

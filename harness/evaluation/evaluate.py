@@ -21,7 +21,7 @@ from typing import Any
 from harness import device, grader
 from harness.config.components import EvalConfig
 from harness.evaluation.metrics import summarize
-from harness.layout import EVAL_SAMPLES_FILE, METRICS_FILE
+from harness.layout import EVAL_SAMPLES_FILE, METRICS_FILE, write_atomic
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 
@@ -127,8 +127,8 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
     with open(out_dir / EVAL_SAMPLES_FILE, "w") as f:
         f.writelines(json.dumps(s) + "\n" for s in samples_out)
     raw = {k: out.get(k) for k in ("results", "groups", "group_subtasks", "configs", "versions", "n-samples", "config")}
-    (out_dir / "lm_eval_results.json").write_text(json.dumps(raw, indent=1, default=str))
-    (out_dir / METRICS_FILE).write_text(json.dumps(result, indent=1))
+    write_atomic(out_dir / "lm_eval_results.json", json.dumps(raw, indent=1, default=str))
+    write_atomic(out_dir / METRICS_FILE, json.dumps(result, indent=1))
     answers.remove()  # complete: every answer is in EVAL_SAMPLES_FILE
     from harness.evaluation.plots import plot_run_passk
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.evaluation.metrics import COUNTS
 from harness.evaluation.protocol import common
 from harness.evaluation.results import read_result
-from harness.layout import eval_file, leaderboard_file, leaderboard_files
+from harness.layout import eval_file, leaderboard_file, leaderboard_files, write_atomic
 from harness.reporting.verdicts import check_claim, check_reported, one_line
 
 SHOWN = ("pass@1", "maj@{n}", "pass@{n}")
@@ -83,9 +83,9 @@ def summarize_paper(plan, paper: str) -> dict:
     board = {"paper": paper, "title": rp.meta.title, "scale": plan.scale, "rows": rows, "claims": claims,
              "reported": reported, "summary": one_line(claims, reported)}  # fmt: skip
     out = Path(leaderboard_file(paper, plan.scale))
-    out.write_text(json.dumps(board, indent=1))
+    write_atomic(out, json.dumps(board, indent=1))
     md = out.with_suffix(".md")
-    md.write_text(format_board(board))
+    write_atomic(md, format_board(board))
     log_summary(paper, plan.scale, board, [out, md])
     print(format_board(board))
     return board

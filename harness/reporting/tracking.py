@@ -27,7 +27,7 @@ from harness.evaluation.results import read_result
 from harness.hub import run_revisions
 from harness.launch import job_ids
 from harness.layout import RESULTS as RESULTS_DIR
-from harness.layout import ROOT, Run, checkpoint_eval_file, eval_file, stage_summary, tracked_file
+from harness.layout import ROOT, Run, checkpoint_eval_file, eval_file, stage_summary, tracked_file, write_atomic
 from harness.stages import STAGES
 
 RESULTS = Path(RESULTS_DIR)
@@ -257,7 +257,7 @@ def track_run(plan, run: Run) -> dict:
         "tracking_uri": public_uri(tracking_uri()),
         "config_hash": config_hash,
     }
-    Path(tracked_file(run)).write_text(json.dumps(info, indent=1))
+    write_atomic(tracked_file(run), json.dumps(info, indent=1))
     print(f"tracked {run.key} as MLflow run {run_id}")
     return info
 

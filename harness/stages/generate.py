@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config.typed import limited
-from harness.layout import PAIRS_FILE, SAMPLES_FILE, STAGE_SUMMARY
+from harness.layout import PAIRS_FILE, SAMPLES_FILE, STAGE_SUMMARY, write_atomic
 from harness.stages.args import check_engine
 from harness.stages.kind import DATA, SPLIT, UPSTREAM_SCORER, StageJob, StageKind
 
@@ -131,7 +131,7 @@ def run(job: StageJob) -> dict:
                "samples": len(scores), "pairs": len(pairs), "mean_score": sum(scores) / max(len(scores), 1),
                "generation": generation}  # fmt: skip
     print(f"{len(pairs)} pairs from {len(rows)} prompts; mean score {summary['mean_score']:.3f}", flush=True)
-    (stage_dir / STAGE_SUMMARY).write_text(json.dumps(summary, indent=1))
+    write_atomic(stage_dir / STAGE_SUMMARY, json.dumps(summary, indent=1))
     return summary
 
 

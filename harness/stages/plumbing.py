@@ -19,7 +19,7 @@ from pathlib import Path
 
 from harness.config.parallel import ParallelConfig, trainer_args
 from harness.device import cuda
-from harness.layout import CHECKPOINT_TAG, CHECKPOINTS, MODEL, SNAPSHOTS, STAGE_SUMMARY
+from harness.layout import CHECKPOINT_TAG, CHECKPOINTS, MODEL, SNAPSHOTS, STAGE_SUMMARY, write_atomic
 from harness.rewards import REWARDS, across_processes
 from harness.stages.args import trl_args
 from harness.stages.kind import StageJob
@@ -41,7 +41,7 @@ def prepare_checkpoints(ckpt_dir: Path, fingerprint: str, wait_s: float = 600.0)
         if ckpt_dir.exists() and (not tag.exists() or tag.read_text() != fingerprint):
             shutil.rmtree(ckpt_dir)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        tag.write_text(fingerprint)
+        write_atomic(tag, fingerprint)
     if distributed:
         dist.barrier()
     elif rank != 0:
@@ -175,7 +175,7 @@ def fit(job: StageJob, build: Builder, rows=None, on_resume=None, after_save=Non
         **(record or {}),
         "log_history": trainer.state.log_history,
     }
-    (job.dir / STAGE_SUMMARY).write_text(json.dumps(summary, indent=1))
+    write_atomic(job.dir / STAGE_SUMMARY, json.dumps(summary, indent=1))
     return summary
 
 

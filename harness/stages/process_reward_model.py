@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config.errors import Invalid
-from harness.layout import STEP_SCORER_FILE
+from harness.layout import STEP_SCORER_FILE, write_atomic
 from harness.rewards.steps import STEP_LABELERS, encode, split_steps
 from harness.stages.args import TrainerArgs, ours
 from harness.stages.kind import SAMPLES, SCORER, UPSTREAM_SAMPLES, StageJob, StageKind
@@ -137,6 +137,6 @@ def run(job: StageJob) -> dict:
 
     def write_step_format(model_dir: Path) -> None:  # how the process_reward reward must cut completions
         prm = {k: job.stage.args[k] for k in ("step_separator", "step_labels")}
-        (model_dir / STEP_SCORER_FILE).write_text(json.dumps(prm))
+        write_atomic(model_dir / STEP_SCORER_FILE, json.dumps(prm))
 
     return fit(job, build_trainer, after_save=write_step_format)

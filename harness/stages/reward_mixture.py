@@ -25,7 +25,7 @@ import shutil
 import time
 from pathlib import Path
 
-from harness.layout import CHECKPOINTS, MIXTURE_FILE, MODEL, STAGE_SUMMARY, SUBFIT_DONE
+from harness.layout import CHECKPOINTS, MIXTURE_FILE, MODEL, STAGE_SUMMARY, SUBFIT_DONE, write_atomic
 from harness.stages.kind import UPSTREAM_SAMPLES, StageJob
 
 
@@ -127,10 +127,10 @@ def train_mixture(job: StageJob, args_type: type) -> dict:
         stats.append({"mean": mean, "std": std or 1.0, "labelers": [u for u in users if final[u] == g],
                       "pairs": len(mine)})  # fmt: skip
         shutil.copytree(m.path, out / f"group{g}")
-    (out / MIXTURE_FILE).write_text(json.dumps({"groups": stats, "history": history}, indent=1))
+    write_atomic(out / MIXTURE_FILE, json.dumps({"groups": stats, "history": history}, indent=1))
     summary = {"kind": stage.kind, "init_model": model_path, "seconds": time.time() - start,
                "num_groups": k, "groups": stats, "global_step": 0, "log_history": history}  # fmt: skip
-    (stage_dir / STAGE_SUMMARY).write_text(json.dumps(summary, indent=1))
+    write_atomic(stage_dir / STAGE_SUMMARY, json.dumps(summary, indent=1))
     return summary
 
 

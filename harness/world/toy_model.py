@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.layout import PRETRAIN_SUMMARY
+from harness.layout import PRETRAIN_SUMMARY, write_atomic
 from harness.world.splits import read_split
 
 
@@ -118,7 +118,7 @@ def pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: P
         "greedy_test_accuracy": acc,
         "history": history,
     }
-    (Path(out_dir) / PRETRAIN_SUMMARY).write_text(json.dumps(summary, indent=1))
+    write_atomic(Path(out_dir) / PRETRAIN_SUMMARY, json.dumps(summary, indent=1))
     return summary
 
 

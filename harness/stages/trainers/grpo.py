@@ -20,7 +20,7 @@ from trl import GRPOTrainer
 from harness.algorithms import ADVANTAGES, AGGREGATIONS, AUX_TERMS, EXPERT_MIXES, POLICY_LOSSES, Window
 from harness.algorithms.aux import AuxInputs
 from harness.config.stage import ObjectiveConfig
-from harness.layout import REWARD_STATE_FILE
+from harness.layout import REWARD_STATE_FILE, write_atomic
 
 
 class HarnessGRPOTrainer(GRPOTrainer):
@@ -224,7 +224,7 @@ class HarnessGRPOTrainer(GRPOTrainer):
         if self.stateful_rewards and self.is_world_process_zero():
             folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
             state = {name: fn.state_dict() for name, fn in self.stateful_rewards.items()}
-            (folder / REWARD_STATE_FILE).write_text(json.dumps(state))
+            write_atomic(folder / REWARD_STATE_FILE, json.dumps(state))
 
     def load_reward_state(self, checkpoint: str | Path) -> None:
         """Restore stateful rewards from a checkpoint folder written by `_save_checkpoint`."""
