@@ -169,9 +169,7 @@ def _sample_vllm(model_path: str, prompts: list[str], a: dict, seed: int) -> lis
 
 
 def _write_jsonl(file: Path, rows: list[dict]) -> None:
-    tmp = file.with_suffix(".partial")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.rename(file)
+    write_atomic(file, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def read_pairs(folder: str | Path):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.errors import Invalid
+from harness.layout import write_atomic
 
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "harness" / "trl-fields"
 
@@ -72,9 +73,7 @@ def fields_of(spec: str) -> dict[str, dict]:
             pass  # a torn write: read the class again
     out = _describe(getattr(importlib.import_module(module), name))
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{id(out)}.tmp")
-    tmp.write_text(json.dumps(out, sort_keys=True))
-    tmp.replace(cached)
+    write_atomic(cached, json.dumps(out, sort_keys=True))
     return out
 
 
