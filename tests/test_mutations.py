@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import math
-import subprocess
 from collections.abc import Callable
 
 import pytest
@@ -16,7 +15,7 @@ from harness.config.errors import ConfigError
 from harness.config.load import load_paper
 from harness.layout import PAPERS
 from harness.plan import Plan
-from tests.conftest import ROOT, run_snakemake, write_bundle
+from tests.conftest import run_snakemake, write_bundle
 
 SOURCE = yaml.safe_load((PAPERS / "ttrl-majority-vote" / "paper.yaml").read_text())
 """A shipped bundle with a base, GRPO variants and per-scale settings: what the mutations start from."""
@@ -150,11 +149,7 @@ def test_the_seeds_override_selects_the_runs_and_is_checked():
 def test_snakemake_refuses_an_unknown_config_key_and_takes_seeds(tmp_path):
     (tmp_path / "papers").mkdir()
     write_bundle(tmp_path / "papers", "p", yaml.safe_dump(SOURCE, sort_keys=False))
-    bad = subprocess.run(
-        ["snakemake", "-n", "--cores", "1", "-s", str(ROOT / "Snakefile"), "--directory", str(ROOT),
-         "--config", f"papers_dir={tmp_path / 'papers'}", "papers=p", "seed=0"],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+    bad = run_snakemake(tmp_path, "-n", check=False, config=("papers=p", "seed=0"))
     assert bad.returncode != 0
     assert "seed: unknown key; did you mean 'seeds'?" in bad.stdout + bad.stderr
     out = run_snakemake(tmp_path, "-n", "-p", config=("papers=p", "seeds=[2]")).stdout

@@ -190,6 +190,16 @@ def pause_after_first_chunk(job_id: str, cache: Path, window_s: float = 0.03) ->
     return procs, done
 
 
+def usr2_pending(pid: int) -> bool:
+    """USR2 is pending for the (stopped) process: its bit in /proc/<pid>/status SigPnd or ShdPnd."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    masks = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(m & (1 << (signal.SIGUSR2 - 1)) for m in masks)
+
+
 def test_preempted_evaluation_resumes_from_its_answers(cluster, tmp_path):  # noqa: F811
     write_bundle(tmp_path / "papers", "evalresume", EVAL_BUNDLE)
     runs = tmp_path / "results/runs/evalresume/toy"
@@ -199,8 +209,11 @@ def test_preempted_evaluation_resumes_from_its_answers(cluster, tmp_path):  # no
         try:
             job_id = wait_for(lambda: running_job(out / "slurm" / "jobs.jsonl"), 600, "the evaluation job", proc)
             procs, before = pause_after_first_chunk(job_id, cache_file(out))
-            # Preemption as SLURM signals it (USR2): submitit checkpoints and requeues the job itself.
+            # Preemption as SLURM signals it (USR2): submitit checkpoints and requeues the job itself. slurmd
+            # delivers it asynchronously: the stopped job resumes only once it is pending there, or a loaded
+            # machine lets the job finish every chunk before the signal arrives.
             sh("scancel", "--signal=USR2", job_id)
+            wait_for(lambda: any(usr2_pending(p.pid) for p in procs), 120, "USR2 to reach the stopped job")
             for p in procs:
                 p.resume()
             release_until_done(proc, timeout=900)
