@@ -227,7 +227,10 @@ def test_preempted_evaluation_resumes_from_its_answers(cluster, tmp_path):  # no
     log = (out / "slurm" / f"{job_id}_0_log.out").read_text()
     counts = [line for line in log.splitlines() if line.startswith("generate_until: 1600 requests")]
     reused = int(counts[-1].split(", ")[1].split()[0])  # "generate_until: 1600 requests, K answered by ..."
-    assert before <= reused < 1600 and reused % 200 == 0, counts  # the second attempt generated only the rest
+    # The second attempt reads what the first committed: the rest when the preemption landed mid-way, everything
+    # when the first attempt ran on to the end before SLURM killed it (it keeps computing until KillWait; a
+    # resume from mid-way under a real SIGKILL is checked exactly in tests/test_resume.py).
+    assert before <= reused <= 1600 and reused % 200 == 0, counts
     assert f"{1600 - reused} generated now" in counts[-1]
     assert not cache_file(out).exists()
 
