@@ -54,6 +54,38 @@ def test_killed_stage_resumes_from_last_checkpoint(world, tmp_path, monkeypatch)
         torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6, msg=name)
 
 
+def test_a_checkpoint_interrupted_while_saving_is_never_resumed_from(world, tmp_path, monkeypatch):
+    """Killed after the weights of checkpoint-4 were written but before the rest: the resumed run discards it
+    and redoes steps 3-4 from checkpoint-2 (transformers writes checkpoints in place, so without the harness's
+    completion mark checkpoint-4 would be taken as the newest)."""
+    from transformers import Trainer
+
+    root, dataset = world
+    original = Trainer._save_rng_state
+
+    def crash_at_4(self, output_dir):
+        if self.state.global_step == 4:
+            raise Crash("simulated kill while saving checkpoint-4")
+        return original(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_rng_state", crash_at_4)
+    with pytest.raises(Crash):
+        run_stage(grpo_stage(6), str(root / "model"), dataset, root / "data", 0, tmp_path, "fp")
+    half = tmp_path / "checkpoints/checkpoint-4"
+    assert (half / "model.safetensors").is_file() and not (half / "trainer_state.json").exists()
+
+    monkeypatch.undo()
+    summary = run_stage(grpo_stage(6), str(root / "model"), dataset, root / "data", 0, tmp_path, "fp")
+    assert summary["resumed_from"].endswith("checkpoint-2") and summary["global_step"] == 6
+    steps = [e["step"] for e in summary["log_history"] if "reward" in e]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    straight = tmp_path.parent / (tmp_path.name + "-straight")
+    run_stage(grpo_stage(6), str(root / "model"), dataset, root / "data", 0, straight, "fp")
+    resumed, uninterrupted = (load_file(str(d / "model" / "model.safetensors")) for d in (tmp_path, straight))
+    for name in resumed:
+        torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6, msg=name)
+
+
 def test_changed_config_discards_old_checkpoints(world, tmp_path):
     root, dataset = world
     run_stage(grpo_stage(2), str(root / "model"), dataset, root / "data", 0, tmp_path, "fp-old")

@@ -3,7 +3,8 @@ checkpoints, reward building, progress and snapshot callbacks, and the train-sav
 
 A stage writes checkpoints to `<stage dir>/checkpoints/` every `save_steps` and resumes from the
 last one when restarted, so a killed or preempted run loses at most `save_steps` steps. The
-checkpoints are tagged with the job's fingerprint: a changed config starts afresh. When training
+checkpoints are tagged with the job's fingerprint: a changed config starts afresh; a checkpoint is
+resumed from only once marked complete (a kill while saving leaves one that is discarded). When training
 ends, the model goes to `<stage dir>/model/` and the summary to `<stage dir>/train.json` (written
 last: its presence means the stage is complete).
 """
@@ -19,14 +20,15 @@ from pathlib import Path
 
 from harness.config.parallel import ParallelConfig, trainer_args
 from harness.device import cuda
-from harness.layout import CHECKPOINT_TAG, CHECKPOINTS, MODEL, SNAPSHOTS, STAGE_SUMMARY, write_atomic
+from harness.layout import CHECKPOINT_DONE, CHECKPOINT_TAG, CHECKPOINTS, MODEL, SNAPSHOTS, STAGE_SUMMARY, write_atomic
 from harness.rewards import REWARDS, across_processes
 from harness.stages.args import trl_args
 from harness.stages.kind import StageJob
 
 
 def prepare_checkpoints(ckpt_dir: Path, fingerprint: str, wait_s: float = 600.0) -> str | None:
-    """The checkpoint to resume from, or None; stale checkpoints of another config are removed.
+    """The checkpoint to resume from, or None; stale checkpoints of another config, and those interrupted while
+    being written (no CHECKPOINT_DONE inside), are removed.
 
     One process of a multi-GPU job (rank 0) tidies up; the others look for the last checkpoint only once
     it is done (a barrier when torch.distributed is up, else until the tag holds this fingerprint, for at
@@ -41,6 +43,10 @@ def prepare_checkpoints(ckpt_dir: Path, fingerprint: str, wait_s: float = 600.0)
         if ckpt_dir.exists() and (not tag.exists() or tag.read_text() != fingerprint):
             shutil.rmtree(ckpt_dir)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for partial in sorted(ckpt_dir.glob("checkpoint-*")):
+            if partial.is_dir() and not (partial / CHECKPOINT_DONE).is_file():
+                print(f"removing {partial.name}: interrupted while being saved", flush=True)
+                shutil.rmtree(partial)
         write_atomic(tag, fingerprint)
     if distributed:
         dist.barrier()
@@ -156,6 +162,7 @@ def fit(job: StageJob, build: Builder, rows=None, on_resume=None, after_save=Non
 
     trainer.remove_callback(PrinterCallback)  # one line per log instead of the whole dict
     trainer.add_callback(_progress_callback())
+    trainer.add_callback(complete_checkpoints())
     if job.snapshot_steps:
         trainer.add_callback(_snapshot_callback(set(job.snapshot_steps), job.dir / SNAPSHOTS))
     trainer.train(resume_from_checkpoint=resume)
@@ -200,6 +207,25 @@ def _progress_callback():
             print(f"step {state.global_step}/{state.max_steps} {shown}", flush=True)
 
     return Progress()
+
+
+def complete_checkpoints():
+    from transformers import TrainerCallback
+
+    class CompleteCheckpoint(TrainerCallback):
+        """Marks a checkpoint complete once every process has saved its part (and the trainer its extras:
+        harness.stages.trainers.grpo writes the reward state inside `_save_checkpoint`)."""
+
+        def on_save(self, args, state, control, **kwargs):
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()
+            if state.is_world_process_zero:
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                write_atomic(folder / CHECKPOINT_DONE, json.dumps({"global_step": state.global_step}))
+
+    return CompleteCheckpoint()
 
 
 def _snapshot_callback(steps: set[int], root: Path):

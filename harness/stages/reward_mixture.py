@@ -140,7 +140,7 @@ def _fit(stage, args_type: type, model_path: str, rows: list[dict], seed: int, f
     from transformers import AutoTokenizer
 
     from harness.rewards.learned import LearnedReward
-    from harness.stages.plumbing import common_args, prepare_checkpoints
+    from harness.stages.plumbing import common_args, complete_checkpoints, prepare_checkpoints
     from harness.stages.trainers.reward import reward_trainer
 
     model, done = folder / MODEL, folder / SUBFIT_DONE
@@ -149,12 +149,13 @@ def _fit(stage, args_type: type, model_path: str, rows: list[dict], seed: int, f
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         common = common_args(args_type, stage.args, seed, folder / CHECKPOINTS, stage.parallel)
         trainer = reward_trainer(model_path, datasets.Dataset.from_list(rows), common, tokenizer)
+        trainer.add_callback(complete_checkpoints())
         trainer.train(resume_from_checkpoint=resume)
         trainer.save_model(str(model))
         tokenizer.save_pretrained(str(model))
         loss = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-        done.write_text(
-            json.dumps({"fingerprint": fingerprint, "pairs": len(rows), "final_loss": loss[-1] if loss else None})
+        write_atomic(
+            done, json.dumps({"fingerprint": fingerprint, "pairs": len(rows), "final_loss": loss[-1] if loss else None})
         )
     return LearnedReward(str(model))
 
