@@ -11,7 +11,9 @@ harness train|evaluate|track|summarize ...   one job of the DAG (called by Snake
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -47,27 +49,41 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
         p.add_argument("--stage", type=int, required=True)
 
 
-def cmd_validate(args) -> int:
-    from harness.config.load import load_cluster, load_paper_config, paper_file
+def validate_paper(name: str, papers_dir: Path, scale: str | None, cluster, site: str) -> list[str]:
+    """What `harness validate` checks of one bundle at `scale` (None: each scale it defines): it loads and
+    resolves, and each GPU stage fits `cluster`'s GPUs. Raises ConfigError; returns the lines to print."""
+    from harness.config.load import check_has_scales, load_paper_config, paper_file
     from harness.memory import check_paper
 
+    lines, file = [], paper_file(name, papers_dir)
+    paper = load_paper_config(file)
+    check_has_scales(paper, file)
+    for s in [scale] if scale else list(paper.scales):
+        rp = load_paper(name, s, papers_dir=papers_dir)
+        plans = [p for p in check_paper(rp, cluster.gpu_mem_gb, site, cluster.node_mem_gb) if p.on_gpu]
+        lines.append(f"ok  {name} [{s}]: {len(rp.variants)} variants x {len(rp.seeds)} seeds")
+        lines += [f"      memory {line}" for line in dict.fromkeys(p.line() for p in plans)]  # a round's stages: once
+    return lines
+
+
+def validation_site(cluster_name: str, scale: str | None):
+    """(cluster config, its file) whose GPUs a validation plans memory for: the GPU site for a CPU-only plan."""
+    from harness.config.load import load_cluster
+
+    site_name = "slurm" if cluster_name == "local" and scale == "paper" else cluster_name
+    return load_cluster(site_name), f"configs/cluster/{site_name}.yaml"
+
+
+def cmd_validate(args) -> int:
     names = args.papers or list_papers(args.papers_dir)
     if not names:
         print(f"no paper bundles in {args.papers_dir}", file=sys.stderr)
         return 1
-    # the memory plan's budget: the GPUs of the site GPU jobs go to (the local site's for a CPU-only plan)
-    site_name = "slurm" if args.cluster == "local" and args.scale == "paper" else args.cluster
-    cluster, site = load_cluster(site_name), f"configs/cluster/{site_name}.yaml"
+    cluster, site = validation_site(args.cluster, args.scale)
     failed = 0
     for name in names:
         try:
-            scales = [args.scale] if args.scale else list(load_paper_config(paper_file(name, args.papers_dir)).scales)
-            for scale in scales:
-                rp = load_paper(name, scale, papers_dir=args.papers_dir)
-                plans = [p for p in check_paper(rp, cluster.gpu_mem_gb, site, cluster.node_mem_gb) if p.on_gpu]
-                print(f"ok  {name} [{scale}]: {len(rp.variants)} variants x {len(rp.seeds)} seeds")
-                for line in dict.fromkeys(p.line() for p in plans):  # a round's stages plan alike: shown once
-                    print(f"      memory {line}")
+            print("\n".join(validate_paper(name, args.papers_dir, args.scale, cluster, site)))
         except ConfigError as e:
             failed += 1
             print(f"ERR {e}", file=sys.stderr)
@@ -414,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` (`scancel --signal=USR1 <job>`): the stack, to stderr
+        faulthandler.register(signal.SIGUSR1, all_threads=False)  # all threads' can crash a process mid-backward
     args.argv = argv  # a job submitted to a cluster runs this same command there
     if args.threads:
         import torch

@@ -1,10 +1,12 @@
-"""One small generic registry: components are registered by name and chosen by name in configs."""
+"""One small generic registry: components are registered by name and chosen by name in configs, and the check of
+a config's argument against the type a component's parameter declares."""
 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -54,3 +56,69 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+
+# ----------------------------------------------------------------------------- arguments of components
+
+
+def annotation_problem(value: Any, annotation: Any) -> str | None:
+    """Why `value` (as YAML gave it) does not fit a component's parameter annotated `annotation` (a string under
+    `from __future__ import annotations`); None if it does, or if the annotation is not a plain data type.
+
+    Numbers must be finite; an int is a number; a bool is neither a number nor an integer.
+
+    >>> annotation_problem(0.5, "float"), annotation_problem(True, "float"), annotation_problem("x", "int | None")
+    (None, 'expected a number, got True (bool)', "expected an integer or null, got 'x' (str)")
+    >>> annotation_problem(float("nan"), "float"), annotation_problem("max", 'Literal["mean", "min"]')
+    ('expected a finite number, got nan', "expected one of 'mean', 'min', got 'max' (str)")
+    """
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    options = [t.strip() for t in text.split("|")]
+    nullable = "None" in options
+    options = [t for t in options if t != "None"]
+    if value is None:
+        return None if nullable or not options else f"expected {_describe(options)}, got null"
+    problems = [_one_annotation(value, t) for t in options]
+    if not options or any(p is None for p in problems):
+        return None
+    finite = next((p for p in problems if p and "finite" in p), None)
+    return finite or f"expected {_describe(options)}{' or null' if nullable else ''}, got {_shown(value)}"
+
+
+def _one_annotation(value: Any, t: str) -> str | None:
+    base = t.split("[", 1)[0]
+    if base == "Literal":
+        import ast
+
+        choices = ast.literal_eval("(" + t[len("Literal[") : -1] + ",)")
+        return None if value in choices else "not a choice"
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "not a number"
+        return None if math.isfinite(value) else f"expected a finite number, got {value!r}"
+    checks = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool), "bool": lambda v: isinstance(v, bool),
+              "str": lambda v: isinstance(v, str), "list": lambda v: isinstance(v, list),
+              "dict": lambda v: isinstance(v, dict)}  # fmt: skip
+    return None if base not in checks or checks[base](value) else f"not {base}"
+
+
+def _describe(options: list[str]) -> str:
+    words = {"float": "a number", "int": "an integer", "bool": "a boolean", "str": "a string", "list": "a list",
+             "dict": "a mapping"}  # fmt: skip
+    out = []
+    for t in options:
+        if t.startswith("Literal["):
+            import ast
+
+            out.append("one of " + ", ".join(map(repr, ast.literal_eval("(" + t[len("Literal[") : -1] + ",)"))))
+        else:
+            out.append(words.get(t.split("[", 1)[0], t))
+    return " or ".join(out)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r:.80} ({type(value).__name__})"

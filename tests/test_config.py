@@ -163,7 +163,7 @@ REFUSALS = [
     ("unknown-dataset", lambda b: b["scales"]["toy"].update(dataset="nope"), "scales.toy.dataset", "'nope'"),
     ("unknown-eval", lambda b: b["scales"]["toy"].update(eval="nope"), "scales.toy.eval", "'nope'"),
     ("unknown-variant-model", lambda b: b["variants"]["base"].update(model="gpt-9"), "variants.base.model", "gpt-9"),
-    ("scale-not-defined", lambda b: b["scales"].pop("toy"), "scales", "'toy'"),
+    ("no-scale", lambda b: b["scales"].pop("toy"), "scales", "needs at least one scale"),
     ("extends-missing", lambda b: b["variants"]["vote"].update(extends="ghost"), "variants.vote.extends", "'ghost'"),
     (
         "extends-cycle",
@@ -240,7 +240,7 @@ REFUSALS = [
         "label-noise-out-of-range",
         lambda b: stage0(b).update(data_args={"label_noise": 1.5}),
         "variants.gold.stages.0.data_args.label_noise",
-        "[0, 1]",
+        "at most 1, got 1.5",
     ),
     (
         "objective-on-sft",
@@ -260,7 +260,7 @@ REFUSALS = [
         "mixture",
     ),
     ("curation-fraction", lambda b: stage0(b).update(data_args={"lowest_likelihood": 1.5}),
-     "variants.gold.stages.0.data_args.lowest_likelihood", "(0, 1]"),
+     "variants.gold.stages.0.data_args.lowest_likelihood", "at most 1, got 1.5"),
     ("curation-without-labels", lambda b: stage0(b, "vote").update(data_args={"lowest_likelihood": 0.5}),
      "variants.vote.stages.0.data_args.lowest_likelihood", "data: train"),
     ("curation-with-repeat", lambda b: stage0(b).update(data_args={"lowest_likelihood": 0.5, "repeat": 2}),

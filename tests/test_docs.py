@@ -16,3 +16,14 @@ def test_readme_example_bundle_validates(tmp_path):
         rp = load_paper("my-paper", scale, papers_dir=tmp_path / "papers")
         assert set(rp.variants) == {"base", "mine"}
         assert rp.variants["mine"].stages[0].rewards[0].name == "majority_vote"
+
+
+def test_readme_constraints_table_is_the_generated_one():
+    from harness.config.constraints import BEGIN, END, table
+
+    readme = (ROOT / "README.md").read_text()
+    shown = readme[readme.index(BEGIN) + len(BEGIN) : readme.index(END)].strip()
+    assert shown == table(), (
+        "README's constraints table is stale: python -m harness.config.constraints --write README.md"
+    )
+    assert "| `scales.<name>.seeds` | non-empty, distinct, each ≥ 0 |" in shown

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 import yaml
 
+from harness.cli import validate_paper, validation_site
 from harness.config.errors import ConfigError
 from harness.config.load import load_paper
 from harness.layout import PAPERS
@@ -77,13 +78,33 @@ REFUSED: list[tuple[str, Callable[[dict], object], str, str]] = [
     ("reported-rate-above-one", lambda b: b["reported"][0].update(value=16.4), "reported.0.value", "fraction"),
     ("no-variants", lambda b: b.update(variants={}, claims=[], reported=[]), "variants", "at least one variant"),
     ("model-name-5000-chars", lambda b: toy(b).update(model="m" * 5000), "scales.toy.model", "5000 characters"),
+    ("lr-above-one", lambda b: gold(b).setdefault("args", {}).update(learning_rate=1e12), "args.learning_rate",
+     "at most 1"),
+    ("piece-arg-as-text", lambda b: gold(b).update(objective={"aux": [{"name": "entropy_bonus", "args": {"coef": "${x}"}}]}),
+     f"variants.{GOLD}.stages.0.objective.aux.0.args.coef", "expected a number"),
+    ("piece-arg-nan", lambda b: gold(b).update(objective={"aux": [{"name": "entropy_bonus", "args": {"coef": math.nan}}]}),
+     f"variants.{GOLD}.stages.0.objective.aux.0.args.coef", "finite"),
+    ("reward-arg-wrong-type", lambda b: gold(b).update(rewards=[{"name": "length", "args": {"max_chars": "ten"}}]),
+     f"variants.{GOLD}.stages.0.rewards.0.args.max_chars", "expected an integer"),
+    ("labelers-beyond-memory", lambda b: gold(b).update(rewards=[{"name": "user_mixture", "args": {"groups": [
+        {"name": "a", "users": 10**12, "rewards": [{"name": "format"}]}]}}]),
+     f"variants.{GOLD}.stages.0.rewards.0.args", "groups.0.users: expected a whole number from 1 to 100000"),
+    ("claim-threshold-nan", lambda b: b["claims"][0].update(rhs="nan"), "claims.0.rhs", "finite number"),
+    ("claim-threshold-not-a-rate", lambda b: b["claims"][0].update(rhs="16.4"), "claims.0.rhs", "fraction in [0, 1]"),
+    ("variant-at-unknown-scale", lambda b: b["variants"][GOLD].update(scales=["toy", "huge"]),
+     f"variants.{GOLD}.scales.1", "no scale 'huge'"),
+    ("reported-metric-typo", lambda b: b["reported"][0].update(metric="pass1"), "reported.0.metric", "unknown metric"),
+    ("no-scales", lambda b: b.update(scales={}), "scales", "at least one scale"),
+    ("no-paper-block", lambda b: b.pop("paper"), "paper", "required"),
+    ("empty-dataset-name", lambda b: gold(b).update(dataset=""), f"variants.{GOLD}.stages.0.dataset", "cannot name"),
+    ("repeat-a-billion", lambda b: gold(b).update(data_args={"repeat": 10**9}), "data_args.repeat", "at most 10000"),
 ]  # fmt: skip
 
 
 def load_all_scales(tmp_path, bundle: dict) -> None:
+    """What `harness validate p` runs."""
     write_bundle(tmp_path / "papers", "p", yaml.safe_dump(bundle, sort_keys=False, allow_unicode=True))
-    for scale in bundle["scales"]:
-        load_paper("p", scale, papers_dir=tmp_path / "papers")
+    validate_paper("p", tmp_path / "papers", None, *validation_site("local", None))
 
 
 @pytest.mark.parametrize(("mutate", "key", "fragment"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])

@@ -126,7 +126,7 @@ def test_a_stage_dataset_replaces_the_scales_for_that_stage_only(tmp_path):
                      GRPO | {"data": "pool", "rewards": [{"name": "process_reward", "args": {"aggregate": "max"}}]}]},
          "variants.v.stages.2.rewards.0.args", "aggregate 'max'"),
         ({"stages": [{"kind": "generate", "rewards": [{"name": "user_mixture", "args": {"groups": [{"name": "a", "users": 0,
-          "rewards": [{"name": "exact_match"}]}]}}]}]}, "variants.v.stages.0.rewards.0.args", "groups.0: needs users >= 1"),
+          "rewards": [{"name": "exact_match"}]}]}}]}]}, "variants.v.stages.0.rewards.0.args", "groups.0.users: expected a whole number from 1"),
         ({"stages": [{"kind": "generate", "rewards": [{"name": "user_mixture", "args": {"groups": [{"name": "a", "users": 1,
           "rewards": [{"name": "majority_vote"}]}]}}]}]}, "variants.v.stages.0.rewards.0.args", "not a per-sample reward"),
     ],

@@ -6,6 +6,7 @@ naming the file and the full key. harness/config/load.py calls them while loadin
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from harness.config.stage import GENERATED, SPLITS, DataArgs, ObjectiveConfig, S
 from harness.device import ENGINES
 from harness.grader import EXTRACTORS
 from harness.layout import SCORERS
+from harness.registry import annotation_problem
 from harness.rewards import REWARDS
 from harness.stages import STAGES, kinds, making_scorer
 from harness.stages.kind import DATA
@@ -121,23 +123,11 @@ def check_stage_args(kind: str, args: dict, file: Path, key: str) -> None:
 
 
 def check_reward_args(factory, given: dict, file: Path, key: str) -> None:
-    """A reward's `args` are its factory's parameters (`model` is the harness's), required ones present."""
-    if factory.signature is None:
-        return
-    params = {
-        n: p for n, p in factory.signature.parameters.items() if not (n == "model" and factory.needs_trained_model)
-    }
-    for name in given:
-        if name not in params:
-            raise ConfigError(file, f"{key}.{name}", f"unknown argument (known: {', '.join(params) or 'none'})")
-    for name, p in params.items():
-        if p.default is p.empty and name not in given:
-            raise ConfigError(file, f"{key}.{name}", "required argument missing")
-    if factory.validate is not None:
-        try:
-            factory.validate(**given)
-        except (ValueError, KeyError, TypeError) as e:
-            raise ConfigError(file, key, str(e)) from None
+    """A reward's `args` are its factory's parameters (`model` is the harness's), required ones present, each of
+    its annotated type, and what the factory's own `validate` accepts."""
+    if found := factory.args_problem(given):
+        arg, problem = found
+        raise ConfigError(file, f"{key}.{arg}" if arg else key, problem)
 
 
 def check_stage_order(stages: list, file: Path, keys: list[str]) -> None:
@@ -242,9 +232,11 @@ def _check_piece(registry, name: str, given: dict, file: Path, key: str) -> None
     if name not in registry:
         raise ConfigError(file, f"{key}.name", registry.unknown_message(name))
     params = {n: p for n, p in inspect.signature(registry.get(name)).parameters.items() if p.kind is p.KEYWORD_ONLY}
-    for arg in given:
+    for arg, value in given.items():
         if arg not in params:
             raise ConfigError(file, f"{key}.args.{arg}", f"unknown argument (known: {', '.join(params) or 'none'})")
+        if problem := annotation_problem(value, params[arg].annotation):
+            raise ConfigError(file, f"{key}.args.{arg}", problem)
     for arg, p in params.items():
         if p.default is p.empty and arg not in given and not arg.endswith("vocab_mean_logps") and arg not in SUPPLIED:
             raise ConfigError(file, f"{key}.args.{arg}", "required argument missing")
@@ -271,11 +263,23 @@ def check_claims(paper: PaperConfig, file: Path, variants: set[str]) -> None:
                               f"(has: {', '.join(paper.scales)})")  # fmt: skip
         for side in ("lhs", "rhs"):
             ref = getattr(c, side)
-            if ref not in variants and not _is_number(ref):
-                raise ConfigError(file, f"claims.{i}.{side}", f"no variant {ref!r}")
+            if ref in variants:
+                continue
+            if not _is_number(ref) or not math.isfinite(float(ref)):
+                raise ConfigError(file, f"claims.{i}.{side}", f"no variant {ref!r} (nor a finite number)")
+            if RATES.fullmatch(c.metric) and not 0.0 <= float(ref) <= 1.0:
+                raise ConfigError(file, f"claims.{i}.{side}", f"{c.metric} is a fraction in [0, 1], got {ref}")
+    for name, v in paper.variants.items():
+        for j, scale in enumerate(v.scales or []):
+            if scale not in paper.scales:
+                raise ConfigError(file, f"variants.{name}.scales.{j}", f"no scale {scale!r} in this bundle "
+                                  f"(has: {', '.join(paper.scales)})")  # fmt: skip
     for i, r in enumerate(paper.reported):
         if r.variant not in variants:
             raise ConfigError(file, f"reported.{i}.variant", f"no variant {r.variant!r}")
+        if not (CLAIM_METRICS.fullmatch(r.metric) or RATES.fullmatch(r.metric)):
+            raise ConfigError(file, f"reported.{i}.metric", f"unknown metric {r.metric!r} (known: what an evaluation "
+                              "writes, as for claims, and accuracy, win_rate)")  # fmt: skip
         if RATES.fullmatch(r.metric) and not 0.0 <= r.value <= 1.0:
             raise ConfigError(file, f"reported.{i}.value", f"{r.metric} is a fraction in [0, 1] (16.4% is 0.164), "
                               f"got {r.value:g}")  # fmt: skip

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config.stage import RewardSpec
-from harness.config.typed import MISSING, limited
+from harness.config.typed import MAX_BATCH, MAX_SAMPLES, MAX_TEMPERATURE, MAX_TOKENS, MISSING, limited
 from harness.world.arithmetic import ArithmeticSpec
 from harness.world.generators import GENERATORS
 from harness.world.toy_model import ToyModelSpec
@@ -115,12 +115,12 @@ class EvalConfig:
 
     tasks: list[str] = MISSING
     """lm-eval task names: the project's own (harness/evaluation/tasks/) or stock ones at paper scale."""
-    n_samples: int = limited(8, ge=1)
+    n_samples: int = limited(8, ge=1, le=MAX_SAMPLES)
     """Samples per question, generated once; pass@k is reported for every k <= n_samples."""
-    temperature: float = limited(1.0, ge=0)
+    temperature: float = limited(1.0, ge=0, le=MAX_TEMPERATURE)
     top_p: float = limited(1.0, gt=0, le=1)
-    max_new_tokens: int = limited(8, ge=1)
-    batch_size: int = limited(64, ge=1)
+    max_new_tokens: int = limited(8, ge=1, le=MAX_TOKENS)
+    batch_size: int = limited(64, ge=1, le=MAX_BATCH)
     num_fewshot: int | None = limited(None, ge=0)
     """Worked examples before each question, for every task (None: each task's own default)."""
     apply_chat_template: bool = False

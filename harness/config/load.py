@@ -112,6 +112,11 @@ def load_paper_config(file: Path) -> PaperConfig:
     return _load(PaperConfig, file)
 
 
+def check_has_scales(paper: PaperConfig, file: Path) -> None:
+    if not paper.scales:
+        raise ConfigError(file, "scales", f"a bundle needs at least one scale (known: {', '.join(scales_known())})")
+
+
 def scales_known() -> list[str]:
     return sorted(p.stem for p in (CONFIGS / "scales").glob("*.yaml"))
 
@@ -122,6 +127,7 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
     if problem := typed.check_slug(slug, "paper bundle"):
         raise ConfigError(file, "", problem)
     paper = load_paper_config(file)
+    check_has_scales(paper, file)
     if scale not in paper.scales:
         raise ConfigError(file, "scales", f"scale {scale!r} not defined (has: {', '.join(paper.scales)})")
     if scale not in scales_known():
@@ -144,7 +150,7 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
         variants[name] = v
     datasets = {
         st.dataset: load_component("datasets", st.dataset, file, f"variants.{v.name}.stages.{i}.dataset")
-        for v in variants.values() for i, st in enumerate(v.stages) if st.dataset
+        for v in variants.values() for i, st in enumerate(v.stages) if st.dataset is not None
     }  # fmt: skip
     _derive_host_memory(variants, models, file, key)
     eval_resources = sc.resources.evaluate

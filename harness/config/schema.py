@@ -15,7 +15,7 @@ from typing import Any
 from harness.config.components import DatasetConfig, EvalConfig, ModelConfig
 from harness.config.parallel import ParallelConfig
 from harness.config.stage import DataArgs, ObjectiveConfig, PieceSpec, RewardSpec, StageConfig
-from harness.config.typed import MISSING, limited
+from harness.config.typed import MAX_SAMPLES, MAX_TEMPERATURE, MAX_TOKENS, MISSING, limited
 
 # ----------------------------------------------------------------------------- resources
 
@@ -136,10 +136,10 @@ class ReportedResult:
     """As a fraction (0.164 for 16.4%)."""
     variant: str = MISSING
     model: str = MISSING
-    n_samples: int | None = limited(None, ge=1)
-    temperature: float | None = limited(None, ge=0)
+    n_samples: int | None = limited(None, ge=1, le=MAX_SAMPLES)
+    temperature: float | None = limited(None, ge=0, le=MAX_TEMPERATURE)
     top_p: float | None = limited(None, gt=0, le=1)
-    max_new_tokens: int | None = limited(None, ge=1)
+    max_new_tokens: int | None = limited(None, ge=1, le=MAX_TOKENS)
     spread: float | None = limited(None, ge=0)
     """The paper's own stated spread (std over its seeds), when it gives one."""
     tolerance: float = limited(0.01, ge=0)
@@ -176,7 +176,7 @@ class PaperMeta:
 class PaperConfig:
     """A paper bundle (papers/<slug>/paper.yaml): only what differs from configs/."""
 
-    paper: PaperMeta = field(default_factory=PaperMeta)
+    paper: PaperMeta = MISSING
     variants: dict[str, VariantConfig] = field(default_factory=dict)
     scales: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-scale overrides of ScaleConfig (checked against it when resolved)."""

@@ -61,18 +61,18 @@ class DataArgs:
 
     limit: int | None = limited(None, ge=1)
     """Keep only the first `limit` rows (1-shot training: 1)."""
-    unlabeled: int | None = None
+    unlabeled: int | None = limited(None, ge=0)
     """`mixture` only: pool rows (labels hidden) joining the labeled rows; None: the whole pool."""
-    label_noise: float = 0.0
+    label_noise: float = limited(0.0, ge=0, le=1)
     """Fraction of labeled rows whose answer is replaced by a wrong one (seeded by `seed`)."""
     paraphrase: bool = False
     """Add a reworded twin of every row (same `pair`), always sampled into the same batch."""
-    repeat: int = 1
+    repeat: int = limited(1, ge=1, le=10_000)
     """Each row this many times (a tiny set must still fill a batch of distinct prompts)."""
-    lowest_likelihood: float | None = None
+    lowest_likelihood: float | None = limited(None, gt=0, le=1)
     """Keep only this fraction of labeled rows: those whose reference solution (the answer where
     there is none) the stage's starting model finds least likely (mean log-probability per token)."""
-    seed: int = 0
+    seed: int = limited(0, ge=0)
 
 
 @dataclass
@@ -106,12 +106,8 @@ def data_args_problem(data: str, d: DataArgs) -> tuple[str, str] | None:
 
     Shared by config validation (which names the file) and harness.stages.data (called without one).
     """
-    if not 0.0 <= d.label_noise <= 1.0:
-        return "label_noise", f"must be a fraction in [0, 1], got {d.label_noise}"
     if d.label_noise and data == "pool":
         return "label_noise", "data: pool has no labels to corrupt (use train or mixture)"
-    if d.lowest_likelihood is not None and not 0.0 < d.lowest_likelihood <= 1.0:
-        return "lowest_likelihood", f"must be a fraction in (0, 1], got {d.lowest_likelihood}"
     if d.lowest_likelihood is not None and d.repeat > 1:
         return "lowest_likelihood", "curates distinct rows: not with repeat > 1"
     if d.lowest_likelihood is not None and data != "train":

@@ -93,6 +93,16 @@ def read_yaml(file: Path, text: str | None = None) -> dict:
 
 # ----------------------------------------------------------------------------- constraints
 
+MAX_STEPS = 10_000_000
+"""Optimizer steps (and step intervals) a stage may ask for: more is a typo, not a plan."""
+MAX_BATCH = 65_536
+"""Rows or completions in one batch, per device or in all."""
+MAX_TOKENS = 1 << 20
+"""Tokens one completion may run to."""
+MAX_SAMPLES = 65_536
+"""Completions per prompt (a GRPO group, an evaluation's n)."""
+MAX_TEMPERATURE = 100.0
+
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 """A name that becomes part of a path: letters, digits, `_`, `.`, `-`, starting with a letter or digit (so never
 `.`, `..`, `~user` or empty), no `/`, at most 100 characters."""

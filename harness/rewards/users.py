@@ -8,6 +8,7 @@ pairs carry the labeler's index (`labeler`), never its group, so a learner must 
 
 from __future__ import annotations
 
+import math
 import random
 
 from harness.rewards import REWARDS, RewardFn, register_reward, weighted_sum
@@ -18,21 +19,17 @@ class UserMixture:
 
     def __init__(self, groups: list[dict], seed: int = 0) -> None:
         self.seed, self.labeler_group, self.scorers = seed, [], []
+        if not isinstance(groups, list) or not groups:
+            raise ValueError(f"user_mixture: groups: expected a non-empty list of groups, got {groups!r:.80}")
         for i, g in enumerate(groups):
-            unknown = set(g) - {"name", "users", "rewards"}
-            if unknown or not {"name", "users", "rewards"} <= set(g):
-                raise ValueError(f"user_mixture: groups.{i}: needs name, users and rewards (got {sorted(g)})")
-            if int(g["users"]) < 1 or not g["rewards"]:
-                raise ValueError(f"user_mixture: groups.{i}: needs users >= 1 and at least one reward")
+            name, users, rewards = _group(i, g)
             terms = []
-            for j, r in enumerate(g["rewards"]):
-                factory = REWARDS.get(r["name"])
-                if not factory.per_sample:
-                    raise ValueError(f"user_mixture: groups.{i}.rewards.{j}: {r['name']!r} is not a per-sample reward")
-                terms.append((float(r.get("weight", 1.0)), factory.build(**r.get("args", {}))))
-            self.labeler_group += [str(g["name"])] * int(g["users"])
+            for j, r in enumerate(rewards):
+                weight, factory, args = _term(f"groups.{i}.rewards.{j}", r)
+                terms.append((weight, factory.build(**args)))
+            self.labeler_group += [name] * users
             self.scorers.append(terms)
-        self._group_index = [k for k, g in enumerate(groups) for _ in range(int(g["users"]))]
+        self._group_index = [k for k, g in enumerate(groups) for _ in range(g["users"])]
 
     @property
     def n_users(self) -> int:
@@ -56,6 +53,43 @@ class UserMixture:
             for i, s in zip(idx, weighted_sum(terms, [completions[i] for i in idx], **cols), strict=True):
                 out[i] = s
         return out
+
+
+MAX_USERS = 100_000
+"""Labelers in one group at most (each is a list entry)."""
+
+
+def _group(i: int, g) -> tuple[str, int, list]:
+    where = f"user_mixture: groups.{i}"
+    if not isinstance(g, dict) or set(g) != {"name", "users", "rewards"}:
+        got = sorted(map(str, g)) if isinstance(g, dict) else repr(g)[:80]
+        raise ValueError(f"{where}: needs name, users and rewards (got {got})")
+    name, users, rewards = g["name"], g["users"], g["rewards"]
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}.name: expected a non-empty string, got {name!r:.80}")
+    if isinstance(users, bool) or not isinstance(users, int) or not 1 <= users <= MAX_USERS:
+        raise ValueError(f"{where}.users: expected a whole number from 1 to {MAX_USERS}, got {users!r:.80}")
+    if not isinstance(rewards, list) or not rewards:
+        raise ValueError(f"{where}.rewards: expected a non-empty list of rewards, got {rewards!r:.80}")
+    return name, users, rewards
+
+
+def _term(where: str, r) -> tuple[float, object, dict]:
+    """(weight, factory, args) of one reward of a group, checked as a stage's rewards are."""
+    if not isinstance(r, dict) or not isinstance(r.get("name"), str) or set(r) - {"name", "weight", "args"}:
+        raise ValueError(f"user_mixture: {where}: expected {{name, weight, args}} naming a reward, got {r!r:.80}")
+    factory = REWARDS.get(r["name"])
+    if not factory.per_sample:
+        raise ValueError(f"user_mixture: {where}: {r['name']!r} is not a per-sample reward")
+    weight, args = r.get("weight", 1.0), r.get("args") or {}
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+        raise ValueError(f"user_mixture: {where}.weight: expected a finite number, got {weight!r:.80}")
+    if not isinstance(args, dict):
+        raise ValueError(f"user_mixture: {where}.args: expected a mapping, got {args!r:.80}")
+    if found := factory.args_problem(args):
+        arg, problem = found
+        raise ValueError(f"user_mixture: {where}.args{'.' + arg if arg else ''}: {problem}")
+    return float(weight), factory, args
 
 
 @register_reward("user_mixture", needs_labels=True, validate=lambda **a: UserMixture(**a))

@@ -7,7 +7,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from harness.config.errors import Invalid
-from harness.config.typed import limited
+from harness.config.typed import MAX_BATCH, MAX_STEPS, limited
 from harness.device import ENGINES
 
 
@@ -38,20 +38,20 @@ class TrainerArgs:
     """Hyper-parameters every trainer-backed stage kind has, passed to TRL's config under the same names
     (except the fields marked `ours`)."""
 
-    learning_rate: float = limited(1e-5, gt=0)
-    max_steps: int = limited(500, ge=1)
-    global_batch_size: int | None = ours(None, ge=1)
+    learning_rate: float = limited(1e-5, gt=0, le=1)
+    max_steps: int = limited(500, ge=1, le=MAX_STEPS)
+    global_batch_size: int | None = ours(None, ge=1, le=MAX_BATCH)
     """Completions (GRPO) or rows (SFT) per optimizer step over all GPUs; when set, per-device batch and
     gradient accumulation are derived from the GPUs granted (capped at max_per_device_batch_size)."""
-    max_per_device_batch_size: int | None = ours(None, ge=1)
-    per_device_train_batch_size: int = limited(8, ge=1)
-    gradient_accumulation_steps: int = limited(1, ge=1)
-    warmup_steps: int = limited(0, ge=0)
+    max_per_device_batch_size: int | None = ours(None, ge=1, le=MAX_BATCH)
+    per_device_train_batch_size: int = limited(8, ge=1, le=MAX_BATCH)
+    gradient_accumulation_steps: int = limited(1, ge=1, le=MAX_BATCH)
+    warmup_steps: int = limited(0, ge=0, le=MAX_STEPS)
     apply_chat_template: bool = ours(False)
     """Wrap each prompt in the model's chat template as a user turn, kept as text (chat models; evaluation
     suites have the same switch). SFT targets follow the turn, ended by the tokenizer's EOS."""
-    save_steps: int = limited(50, ge=1)
-    logging_steps: int = limited(10, ge=1)
+    save_steps: int = limited(50, ge=1, le=MAX_STEPS)
+    logging_steps: int = limited(10, ge=1, le=MAX_STEPS)
 
 
 def check_engine(args: dict) -> None:

@@ -14,7 +14,7 @@ from harness.stages.kind import PAIRS, POLICY, UPSTREAM_SAMPLES, StageJob, Stage
 class DPOArgs(TrainerArgs):
     """Hyper-parameters of a dpo stage (TRL's DPOConfig); pairs come from the latest generate stage."""
 
-    learning_rate: float = 1e-6
+    learning_rate: float = limited(1e-6, gt=0, le=1)
     beta: float = limited(0.1, gt=0)
     """Strength of the pull towards the reference model (the stage's starting policy)."""
     loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config.typed import limited
+from harness.config.typed import MAX_BATCH, MAX_SAMPLES, MAX_TEMPERATURE, MAX_TOKENS, limited
 from harness.layout import PAIRS_FILE, SAMPLES_FILE, STAGE_SUMMARY, write_atomic
 from harness.stages.args import check_engine
 from harness.stages.kind import DATA, SPLIT, UPSTREAM_SCORER, StageJob, StageKind
@@ -31,13 +31,13 @@ class GenerateArgs:
     """A generate stage: sample completions from the current policy and label them with the stage's rewards
     (the judge: weighted sum = score). Writes the samples and one (best, worst) pair per prompt."""
 
-    num_samples: int = limited(8, ge=1)
+    num_samples: int = limited(8, ge=1, le=MAX_SAMPLES)
     """Completions per prompt."""
-    temperature: float = limited(1.0, gt=0)
-    max_new_tokens: int = limited(1024, ge=1)
+    temperature: float = limited(1.0, gt=0, le=MAX_TEMPERATURE)
+    max_new_tokens: int = limited(1024, ge=1, le=MAX_TOKENS)
     max_prompts: int | None = limited(None, ge=1)
     """Use only the first `max_prompts` rows (after data_args); None: all."""
-    batch_size: int = limited(64, ge=1)
+    batch_size: int = limited(64, ge=1, le=MAX_BATCH)
     """Prompts per generate call."""
     apply_chat_template: bool = False
     generation_engine: str = "auto"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.config.errors import Invalid
-from harness.config.typed import limited
+from harness.config.typed import MAX_SAMPLES, MAX_TEMPERATURE, MAX_TOKENS, limited
 from harness.stages.args import TrainerArgs, check_engine, ours
 from harness.stages.kind import POLICY, SPLIT, UPSTREAM_SCORER, StageJob, StageKind
 
@@ -15,12 +15,12 @@ from harness.stages.kind import POLICY, SPLIT, UPSTREAM_SCORER, StageJob, StageK
 class GRPOArgs(TrainerArgs):
     """Hyper-parameters of a GRPO stage (TRL's GRPOConfig)."""
 
-    learning_rate: float = limited(1e-6, gt=0)
-    num_generations: int = limited(8, ge=2)
+    learning_rate: float = limited(1e-6, gt=0, le=1)
+    num_generations: int = limited(8, ge=2, le=MAX_SAMPLES)
     """Completions per prompt (a group): at least 2, or every advantage is 0."""
-    max_completion_length: int = limited(1024, ge=1)
-    temperature: float = limited(1.0, gt=0)
-    num_iterations: int = limited(1, ge=1)
+    max_completion_length: int = limited(1024, ge=1, le=MAX_TOKENS)
+    temperature: float = limited(1.0, gt=0, le=MAX_TEMPERATURE)
+    num_iterations: int = limited(1, ge=1, le=1000)
     """Optimizer passes over each generated batch (>1: the ratio to the sampling policy moves off 1)."""
     generation_engine: str = ours("auto")
     """How completions are sampled: `hf` (transformers generate), `vllm` (TRL's vLLM, `vllm_mode` colocate or
@@ -30,11 +30,15 @@ class GRPOArgs(TrainerArgs):
 
 def check_args(args: dict) -> None:
     """Whole groups per batch (a global batch, too, must be a whole number of them); a known engine."""
-    batch = args["global_batch_size"] or args["per_device_train_batch_size"] * args["gradient_accumulation_steps"]
+    if args["global_batch_size"]:
+        batch, made = args["global_batch_size"], "global_batch_size"
+    else:
+        batch = args["per_device_train_batch_size"] * args["gradient_accumulation_steps"]
+        made = (f"per_device_train_batch_size={args['per_device_train_batch_size']} x "
+                f"gradient_accumulation_steps={args['gradient_accumulation_steps']}")  # fmt: skip
     if batch % args["num_generations"]:
-        raise Invalid(
-            "", f"batch of {batch} completions is not a multiple of num_generations={args['num_generations']}"
-        )
+        raise Invalid("", f"a batch of {batch} completions ({made}) is not a multiple of "
+                      f"num_generations={args['num_generations']}")  # fmt: skip
     check_engine(args)
 
 
