@@ -11,9 +11,7 @@ harness train|evaluate|track|summarize ...   one job of the DAG (called by Snake
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -430,8 +428,6 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
-    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` (`scancel --signal=USR1 <job>`): the stack, to stderr
-        faulthandler.register(signal.SIGUSR1, all_threads=False)  # all threads' can crash a process mid-backward
     args.argv = argv  # a job submitted to a cluster runs this same command there
     if args.threads:
         import torch

@@ -166,6 +166,7 @@ def fit(job: StageJob, build: Builder, rows=None, on_resume=None, after_save=Non
     if job.snapshot_steps:
         trainer.add_callback(_snapshot_callback(set(job.snapshot_steps), job.dir / SNAPSHOTS))
     trainer.train(resume_from_checkpoint=resume)
+    mend_train_loss(trainer.state.log_history)
     model_dir = job.dir / MODEL
     trainer.save_model(str(model_dir))  # every rank takes part; rank 0 writes
     if not trainer.is_world_process_zero():
@@ -184,6 +185,26 @@ def fit(job: StageJob, build: Builder, rows=None, on_resume=None, after_save=Non
     }
     write_atomic(job.dir / STAGE_SUMMARY, json.dumps(summary, indent=1))
     return summary
+
+
+def mend_train_loss(history: list[dict]) -> None:
+    """Set the end-of-training `train_loss` to the mean of the logged losses, each weighted by the steps it covers.
+
+    transformers averages only the steps run since the last resume, so a preempted run would report another
+    number than an uninterrupted one with the same per-step history; this one depends on that history alone.
+
+    >>> h = [{"loss": 1.0, "step": 2}, {"loss": 4.0, "step": 3}, {"train_loss": 4.0, "step": 3}]
+    >>> mend_train_loss(h); h[-1]["train_loss"]
+    2.0
+    """
+    final = next((e for e in reversed(history) if "train_loss" in e), None)
+    logged = [(e["step"], e["loss"]) for e in history if "loss" in e and "train_loss" not in e]
+    if final is None or not logged:
+        return
+    total, previous = 0.0, 0
+    for step, loss in logged:
+        total, previous = total + loss * (step - previous), step
+    final["train_loss"] = total / previous if previous else final["train_loss"]
 
 
 def _progress_callback():
