@@ -8,6 +8,7 @@ with a version; an evaluation suite names its extractors and the fingerprint rec
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,9 +136,28 @@ class Extractor:
     gold_fn: Callable[[str], str | None] | None = None
     """Reads the gold answer out of a benchmark's target when the target is more than the answer
     (GSM8K's worked solution ending in `#### 72`, GPQA's `(B)`); None: the target is the answer."""
+    equivalent: Callable[[str, str], bool] | None = None
+    """(answer, gold) -> whether they are the same answer written differently (`\\frac{1}{2}` and `0.5`);
+    None: only identical strings are."""
 
     def __call__(self, text: str) -> str | None:
         return self.fn(text)
+
+    def canonical(self, answer: str | None, gold: str) -> str | None:
+        r"""`gold` for an answer equivalent to it, else the answer itself: after this, correctness (and every
+        metric counting agreement with the gold answer) is string equality.
+
+        >>> EXTRACTORS.get("math_verify").canonical("\\frac{64}{5}", "12.8"), EXTRACTORS.get("math_verify").canonical("13", "12.8")
+        ('12.8', '13')
+        """
+        if answer is None or answer == gold or self.equivalent is None:
+            return answer
+        return gold if self.equivalent(answer, gold) else answer
+
+    def correct(self, completion: str, gold: str) -> bool:
+        """Whether `completion`'s final answer is the gold answer (read out of a target by `gold`)."""
+        answer, expected = self(completion), self.gold(gold)
+        return answer is not None and self.canonical(answer, expected) == expected
 
     def gold(self, target: str) -> str:
         """The gold answer of a target, normalised like extracted answers.
@@ -181,3 +201,58 @@ def extract_choice(text: str) -> str | None:
 
 
 EXTRACTORS.register("choice_letter")(Extractor(extract_choice, "1", extract_choice))
+
+
+# ----------------------------------------------------------------------------- symbolic equivalence (math-verify)
+
+
+def _math_verify_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("math-verify")
+    except PackageNotFoundError:
+        return "absent"
+
+
+@functools.lru_cache(maxsize=65536)
+def _parsed(text: str, anchored: bool) -> tuple:
+    """math-verify's reading of `text`: (sympy object, its string) pairs; `anchored`: a whole response, read from
+    its last \\boxed{} or final-answer phrase, else a bare answer (wrapped in $...$ so LaTeX parses)."""
+    from math_verify import parse
+
+    return tuple(parse(text if anchored else f"${text}$"))
+
+
+def extract_math(text: str) -> str | None:
+    r"""The final answer as math-verify reads a response (the last `oxed{}` first), as LaTeX text; None if none.
+
+    >>> extract_math("so the answer is $\\boxed{\\dfrac{1}{2}}$."), extract_math("no answer here") is None
+    ('\\frac{1}{2}', True)
+    """
+    found = _parsed(text, True)
+    return str(found[-1]).strip() or None if found else None
+
+
+def math_equivalent(answer: str, gold: str) -> bool:
+    r"""Whether two answers are the same mathematical object (numbers, fractions, radicals, intervals, sets,
+    expressions), by math-verify (sympy), with its default numeric tolerance.
+
+    >>> math_equivalent("0.5", "\\frac{1}{2}"), math_equivalent("(1, 2]", "(1,2]"), math_equivalent("6", "5")
+    (True, True, False)
+    """
+    from math_verify import verify
+
+    mine, theirs = _parsed(answer, False), _parsed(gold, False)
+    return bool(mine and theirs and verify(list(theirs), list(mine)))
+
+
+def _math_gold(target: str) -> str:
+    """A math target as written (after `####` when it is a worked solution): no separators removed, `(1,2]` and
+    `\\{1,2\\}` keep their commas."""
+    return (target.rsplit("####", 1)[1] if "####" in target else target).strip()
+
+
+EXTRACTORS.register("math_verify")(
+    Extractor(extract_math, f"1+math-verify-{_math_verify_version()}", _math_gold, math_equivalent)
+)

@@ -147,8 +147,9 @@ def _score(cfg: EvalConfig, out: dict) -> tuple[dict, list[dict]]:
             continue
         _, extract = extractor_for(cfg, group_of.get(task, task))
         responses = [list(s["resps"][0]) for s in samples]
-        answers = [[extract(r) for r in rs] for rs in responses]
         golds = [extract.gold(str(s["target"])) for s in samples]
+        # an answer equivalent to the gold one (math_verify) is recorded as the gold string: metrics compare strings
+        answers = [[extract.canonical(extract(r), g) for r in rs] for rs, g in zip(responses, golds, strict=True)]
         graded[task] = (answers, golds, responses)
         metrics[task] = summarize(answers, golds, responses) | {"lm_eval": lm_metrics}
         if cfg.judges:

@@ -230,6 +230,7 @@ def _local_log_extra(log_extra: Callable, start: int, n: int, total: int) -> Cal
 from harness.rewards import basic as _basic  # noqa: E402,F401
 from harness.rewards import group as _group  # noqa: E402,F401
 from harness.rewards import learned as _learned  # noqa: E402,F401
+from harness.rewards import math as _math  # noqa: E402,F401
 from harness.rewards import model as _model  # noqa: E402,F401
 from harness.rewards import preference_oracle as _preference_oracle  # noqa: E402,F401
 from harness.rewards import process as _process  # noqa: E402,F401
