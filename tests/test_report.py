@@ -46,6 +46,20 @@ def test_claim_holds():
     assert out["task"] == "toy_arith" and out["statement"] == "a > b"
 
 
+def test_a_claim_on_few_questions_from_one_seed_is_flagged():
+    def aime(variant: str, seeds: list[int], mean: float) -> dict:
+        return {"variant": variant, "task": "aime24", "seeds": seeds,
+                "metrics": {"pass@1": {"mean": mean}, "questions": {"mean": 30}}}  # fmt: skip
+
+    one_seed = check_claim(claim("a", ">", "b"), [aime("a", [0], 0.4), aime("b", [0], 0.3)], "aime24")
+    assert one_seed["verdict"] == "holds" and one_seed["flags"] == [
+        "30 questions and one seed: sampling error alone can decide it"
+    ]
+    three = check_claim(claim("a", ">", "b"), [aime("a", [0, 1, 2], 0.4), aime("b", [0, 1, 2], 0.3)], "aime24")
+    assert "flags" not in three
+    assert "flags" not in check_claim(claim("a", ">", "b"), ROWS, "toy_arith")  # no question count: not flagged
+
+
 def test_claim_does_not_hold():
     assert check_claim(claim("a", ">", "b", metric="pass@8"), ROWS, "toy_arith")["verdict"] == "does not hold"
 

@@ -10,12 +10,12 @@ from harness.reporting.verdicts import check_reported, one_line
 
 
 def reported(**kw) -> ReportedResult:
-    base = dict(benchmark="aime25", metric="pass@1", value=0.40, variant="rl", model="Qwen/Qwen3-4B-Base",
+    base = dict(benchmark="olympiadbench", metric="pass@1", value=0.40, variant="rl", model="Qwen/Qwen3-4B-Base",
                 n_samples=16, temperature=0.6, source="Table 1")  # fmt: skip
     return ReportedResult(**base | kw)
 
 
-def rows(values: list[float], n_samples: int = 16, temperature: float = 0.6, task: str = "aime25") -> list[dict]:
+def rows(values: list[float], n_samples: int = 16, temperature: float = 0.6, task: str = "olympiadbench") -> list[dict]:
     return [{"variant": "rl", "task": task, "metrics": {"pass@1": aggregate(values)},
              "protocol": {"n_samples": n_samples, "temperature": temperature}}]  # fmt: skip
 
@@ -44,6 +44,17 @@ def test_seed_noise_and_the_papers_spread_widen_the_tolerance():
     widened = check_reported(reported(spread=0.04), tight)
     assert widened["tolerance"] == pytest.approx(2 * ((0.01 / 3**0.5) ** 2 + 0.04**2) ** 0.5)
     assert widened["verdict"] == "reproduced"
+
+
+def test_a_small_benchmark_never_gets_less_tolerance_than_its_seed_spread():
+    # AIME25 (30 questions): tight seeds (2 se 0.0115) and the bundle's 0.01 give way to the 0.046 floor
+    tight = rows([0.35, 0.36, 0.37], task="aime25")
+    out = check_reported(reported(benchmark="aime25"), tight)
+    assert out["tolerance"] == pytest.approx(0.046) and out["tolerance_from"] == "aime25's seed-spread floor"
+    assert out["delta"] == pytest.approx(-0.04) and out["verdict"] == "reproduced"  # inside the floor
+    assert check_reported(reported(benchmark="aime25", value=0.42), tight)["verdict"] == "not reproduced"
+    # a benchmark without a floor keeps the larger of the others
+    assert check_reported(reported(), rows([0.35, 0.36, 0.37]))["tolerance_from"] == "seed noise"
 
 
 def test_different_protocol_is_not_comparable():

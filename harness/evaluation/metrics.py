@@ -2,7 +2,8 @@
 
 `correct` is a (questions, n) table of 0/1 grades; `answers` the extracted answers, same shape;
 `responses` the raw texts, same shape. Besides the metrics, a task's numbers hold two counts of what was
-graded (COUNTS), which are not averaged into suite averages or plotted.
+graded and the sampling error of pass@1 over its questions (COUNTS), which are not averaged into suite
+averages, plotted or claimed on.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from math import comb
 
 from harness.grader import majority_answer
 
-COUNTS = ("samples_per_question", "questions")
-"""Counts of what was graded, beside the metrics in a task's numbers."""
+COUNTS = ("samples_per_question", "questions", "stderr/pass@1")
+"""Counts of what was graded and pass@1's standard error over questions, beside the metrics in a task's numbers."""
+BOOTSTRAP = 1000
+"""Resamples of the questions behind `stderr/pass@1`."""
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -84,7 +87,22 @@ def summarize(
             out[f"distinct_{g}"] = sum(distinct_n(r, g) for r in responses) / len(responses)
     out["samples_per_question"] = n
     out["questions"] = len(answers)
+    out["stderr/pass@1"] = bootstrap_se([sum(row) / n for row in correct])
     return out
+
+
+def bootstrap_se(values: list[float], draws: int = BOOTSTRAP, seed: int = 0) -> float:
+    """The standard error of the mean of `values` from `draws` resamples with replacement (seeded): how much
+    pass@1 would move on another draw of as many questions. Small benchmarks (AIME's 30) have large ones.
+
+    >>> bootstrap_se([1.0] * 30), round(bootstrap_se([0.0, 1.0] * 15), 2)
+    (0.0, 0.09)
+    """
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    picks = np.random.default_rng(seed).integers(0, len(x), size=(draws, len(x)))
+    return float(x[picks].mean(axis=1).std(ddof=1))
 
 
 def _powers_of_two(n: int) -> list[int]:

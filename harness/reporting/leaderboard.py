@@ -108,10 +108,17 @@ def format_board(board: dict) -> str:
         n = proto["n_samples"]
         cols = [c.format(n=n) for c in SHOWN] if n > 1 else ["pass@1"]  # one sample: maj@1 = pass@1
         cols += [k for k in rows[0]["metrics"] if k.startswith("judge/")]  # the suite's judges (user groups)
-        lines += [f"{task}: mean ± std over seeds; {n} samples/question, temperature {proto['temperature']}", ""]
-        lines += ["| rank | variant | model | " + " | ".join(cols) + " | seeds |", "|---" * (len(cols) + 4) + "|"]
+        questions = rows[0]["metrics"].get("questions", {}).get("mean")
+        lines += [f"{task}: mean ± std over seeds; {n} samples/question, temperature {proto['temperature']}"
+                  + (f"; {questions:.0f} questions, pass@1 ± its standard error over them (bootstrap)" if questions else ""),
+                  ""]  # fmt: skip
+        errors = "stderr/pass@1" in rows[0]["metrics"]
+        head = cols + (["± questions"] if errors else [])
+        lines += ["| rank | variant | model | " + " | ".join(head) + " | seeds |", "|---" * (len(head) + 4) + "|"]
         for r in rows:
             cells = " | ".join(_cell(r["metrics"].get(c)) for c in cols)
+            if errors:
+                cells += f" | {r['metrics']['stderr/pass@1']['mean']:.3f}"
             lines.append(f"| {r['rank']} | {r['variant']} | {r['model']} | {cells} | {len(r['seeds'])} |")
         lines += [
             f"- protocol differs between seeds of {r['variant']}: {d}"
@@ -127,7 +134,8 @@ def format_board(board: dict) -> str:
                 vals = (f" ({c['metric']}: {c['lhs']} {c['lhs_value']:.3f} vs {c['rhs']} {c['rhs_value']:.3f},"
                         f" noise margin {c.get('margin', 0.0):.3f})")  # fmt: skip
             why = f" (protocols differ: {c['why']})" if c.get("why") else ""
-            lines.append(f"- [{c['verdict']}] {c['statement']}{vals}{why}")
+            flags = "".join(f" [flag: {f}]" for f in c.get("flags", []))
+            lines.append(f"- [{c['verdict']}] {c['statement']}{vals}{why}{flags}")
         lines.append("")
     if board["reported"]:
         lines.append("Reported by the paper:")
@@ -136,6 +144,7 @@ def format_board(board: dict) -> str:
                 ""
                 if r.get("reproduced") is None
                 else f"; ours {r['reproduced']:.3f} ± {r['ci']:.3f}, delta {r['delta']:+.3f}"
+                + (f", tolerance {r['tolerance']:.3f} ({r['tolerance_from']})" if r.get("tolerance_from") else "")
             )
             why = f" (protocols differ: {r['why']})" if r.get("why") else ""
             lines.append(f"- [{r.get('verdict', 'not run')}] {r['variant']} on {r['benchmark']} {r['metric']} = {r['value']}"
