@@ -94,6 +94,8 @@ def test_every_result_carries_the_fingerprint(world, tmp_path):
     assert on_disk["protocol"] == fp and set(on_disk) == {"model", "metrics", "protocol", "seconds"}
     m = on_disk["metrics"]["toy_arith"]
     assert {"pass@1", "pass@4", "maj@4", "distinct_1", "distinct_2", "distinct_answers"} <= set(m)
+    # response lengths: the response texts in the model's tokenizer's tokens (re-encoded, so not capped at 4)
+    assert m["length/all"] > 0 and m["stderr/pass@1"] >= 0
     assert (tmp_path / "eval" / "passk.png").stat().st_size > 1000
     # a suite seed overrides the run's
     cfg.seed = 11

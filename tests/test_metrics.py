@@ -119,6 +119,25 @@ def test_summarize_keys_and_values():
     assert out["distinct_correct"] == pytest.approx((1 + 0) / 2)
 
 
+def test_response_lengths_of_right_and_wrong_answers():
+    answers, golds = [["1", "2", "1"], ["3", "4", "4"]], ["1", "4"]  # right: 1st, 3rd, 5th, 6th
+    lengths = [[10, 40, 20], [60, 30, 50]]
+    out = summarize(answers, golds, lengths=lengths)
+    assert out["length/all"] == pytest.approx(210 / 6)
+    assert out["length/correct"] == pytest.approx((10 + 20 + 30 + 50) / 4)
+    assert out["length/wrong"] == pytest.approx((40 + 60) / 2)  # Dr. GRPO's claim is about this one
+    everything_right = summarize([["1", "1"]], ["1"], lengths=[[5, 7]])
+    assert everything_right["length/correct"] == 6 and "length/wrong" not in everything_right
+    assert "length/all" not in summarize(answers, golds)  # no tokenizer, no lengths
+
+
+def test_the_sampling_error_over_questions():
+    even = summarize([["1", "2"]] * 40, ["1"] * 40)  # every question half right: pass@1 cannot move
+    assert even["stderr/pass@1"] == 0.0
+    mixed = summarize([["1", "1"]] * 20 + [["2", "2"]] * 20, ["1"] * 40)  # half the questions right
+    assert mixed["stderr/pass@1"] == pytest.approx(0.5 / 40**0.5, rel=0.15)  # the analytic sd / sqrt(n)
+
+
 @pytest.mark.parametrize(("n", "majs"), [(1, {1}), (3, {1, 2, 3}), (8, {1, 2, 4, 8})])
 def test_summarize_maj_ks(n, majs):
     out = summarize([["1"] * n], ["1"])

@@ -242,7 +242,9 @@ def _check_piece(registry, name: str, given: dict, file: Path, key: str) -> None
             raise ConfigError(file, f"{key}.args.{arg}", "required argument missing")
 
 
-CLAIM_METRICS = re.compile(r"(pass|maj)@[1-9][0-9]*|avg@n|distinct_(answers|correct|[1-9])|judge/[A-Za-z0-9_.-]+")
+CLAIM_METRICS = re.compile(
+    r"(pass|maj)@[1-9][0-9]*|avg@n|distinct_(answers|correct|[1-9])|judge/[A-Za-z0-9_.-]+|length/(all|correct|wrong)"
+)
 """The metrics an evaluation writes (harness/evaluation/metrics.py, judges in evaluate.py): what a claim can
 test (tests/test_mutations.py checks every metric the evaluation writes matches)."""
 RATES = re.compile(r"(pass|maj|avg)@\w+|accuracy|win_rate")
@@ -257,7 +259,8 @@ def check_claims(paper: PaperConfig, file: Path, variants: set[str]) -> None:
             raise ConfigError(file, f"claims.{i}.op", f"unknown operator {c.op!r} (known: > >= < <=)")
         if not CLAIM_METRICS.fullmatch(c.metric):
             raise ConfigError(file, f"claims.{i}.metric", f"unknown metric {c.metric!r} (known: pass@k and maj@k "
-                              "for k >= 1, avg@n, distinct_answers, distinct_correct, distinct_<n>, judge/<name>)")  # fmt: skip
+                              "for k >= 1, avg@n, distinct_answers, distinct_correct, distinct_<n>, judge/<name>, "
+                              "length/all, length/correct, length/wrong)")  # fmt: skip
         if c.scale not in paper.scales:
             raise ConfigError(file, f"claims.{i}.scale", f"no scale {c.scale!r} in this bundle "
                               f"(has: {', '.join(paper.scales)})")  # fmt: skip

@@ -116,8 +116,9 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
         torch_random_seed=seed,
         fewshot_random_seed=seed,
     )
-    metrics, samples_out = _score(cfg, out)
-    template = getattr(getattr(lm, "tokenizer", None), "chat_template", None)
+    tokenizer = getattr(lm, "tokenizer", None)
+    metrics, samples_out = _score(cfg, out, _token_counter(tokenizer))
+    template = getattr(tokenizer, "chat_template", None)
     result = {
         "model": model_path,
         "metrics": metrics,
@@ -136,8 +137,17 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
     return result
 
 
-def _score(cfg: EvalConfig, out: dict) -> tuple[dict, list[dict]]:
-    """Sampling metrics per task (and per group, pooling its subtasks' questions) from the raw responses."""
+def _token_counter(tokenizer):
+    """Tokens in each of a list of texts, re-encoded by the evaluated model's tokenizer (None without one): a
+    response's length as that model counts text, close to (not always equal to) the tokens it generated."""
+    if tokenizer is None:
+        return None
+    return lambda texts: [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def _score(cfg: EvalConfig, out: dict, count_tokens=None) -> tuple[dict, list[dict]]:
+    """Sampling metrics per task (and per group, pooling its subtasks' questions) from the raw responses;
+    `count_tokens` (texts -> token counts) adds response lengths."""
     metrics, samples_out, graded = {}, [], {}
     group_of = {sub: group for group, subs in (out.get("group_subtasks") or {}).items() for sub in subs}
     for task, samples in out["samples"].items():
@@ -150,8 +160,9 @@ def _score(cfg: EvalConfig, out: dict) -> tuple[dict, list[dict]]:
         golds = [extract.gold(str(s["target"])) for s in samples]
         # an answer equivalent to the gold one (math_verify) is recorded as the gold string: metrics compare strings
         answers = [[extract.canonical(extract(r), g) for r in rs] for rs, g in zip(responses, golds, strict=True)]
-        graded[task] = (answers, golds, responses)
-        metrics[task] = summarize(answers, golds, responses) | {"lm_eval": lm_metrics}
+        lengths = [count_tokens(rs) for rs in responses] if count_tokens else None
+        graded[task] = (answers, golds, responses, lengths)
+        metrics[task] = summarize(answers, golds, responses, lengths) | {"lm_eval": lm_metrics}
         if cfg.judges:
             prompts = [str(s.get("doc", {}).get("prompt", "")) for s in samples]
             metrics[task] |= judge_metrics(cfg.judges, responses, golds, prompts, [s["doc_id"] for s in samples])
@@ -163,7 +174,8 @@ def _score(cfg: EvalConfig, out: dict) -> tuple[dict, list[dict]]:
         parts = [graded[t] for t in subtasks if t in graded]
         if parts and group not in metrics:
             pooled = [sum((p[i] for p in parts), []) for i in range(3)]
-            metrics[group] = summarize(*pooled) | {"subtasks": list(subtasks)}
+            lengths = sum((p[3] for p in parts), []) if all(p[3] is not None for p in parts) else None
+            metrics[group] = summarize(*pooled, lengths) | {"subtasks": list(subtasks)}
     return metrics, samples_out
 
 

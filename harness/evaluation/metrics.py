@@ -69,9 +69,14 @@ def distinct_n(responses: list[str], n: int) -> float:
 
 
 def summarize(
-    answers: list[list[str | None]], golds: list[str], responses: list[list[str]] | None = None
+    answers: list[list[str | None]],
+    golds: list[str],
+    responses: list[list[str]] | None = None,
+    lengths: list[list[int]] | None = None,
 ) -> dict[str, float]:
-    """All sampling metrics of one evaluation, keyed as they are logged (pass@k, maj@k, ...)."""
+    """All sampling metrics of one evaluation, keyed as they are logged (pass@k, maj@k, ...). With `lengths` (tokens
+    of each response, same shape), the mean response length `length/all`, and over the right and the wrong responses
+    `length/correct` and `length/wrong` (each only when there is such a response)."""
     correct = [[int(a is not None and a == g) for a in row] for row, g in zip(answers, golds, strict=True)]
     n = _width(correct)
     out = {f"pass@{k}": v for k, v in pass_curve(correct).items()}
@@ -85,6 +90,13 @@ def summarize(
     if responses is not None:
         for g in (1, 2):
             out[f"distinct_{g}"] = sum(distinct_n(r, g) for r in responses) / len(responses)
+    if lengths is not None:
+        pairs = [(t, c) for ts, cs in zip(lengths, correct, strict=True) for t, c in zip(ts, cs, strict=True)]
+        out["length/all"] = sum(t for t, _ in pairs) / len(pairs)
+        for name, want in (("length/correct", 1), ("length/wrong", 0)):
+            chosen = [t for t, c in pairs if c == want]
+            if chosen:
+                out[name] = sum(chosen) / len(chosen)
     out["samples_per_question"] = n
     out["questions"] = len(answers)
     out["stderr/pass@1"] = bootstrap_se([sum(row) / n for row in correct])

@@ -56,7 +56,8 @@ def leaderboard_rows(plan, paper: str) -> list[dict]:
         results = [read_result(eval_file(plan.run(paper, variant, s))) for s in rp.seeds]
         results = [r | {"metrics": with_average(r["metrics"])} for r in results]
         for task in results[0]["metrics"]:
-            keys = [k for k, v in results[0]["metrics"][task].items() if isinstance(v, (int, float))]
+            keys = [k for k, v in results[0]["metrics"][task].items() if isinstance(v, (int, float))
+                    and all(k in r["metrics"][task] for r in results)]  # length/wrong: only where a seed had one  # fmt: skip
             protocol, departures = common([r["protocol"] for r in results])
             rows.append({
                 "variant": variant, "task": task, "model": rp.variants[variant].model, "seeds": list(rp.seeds),
