@@ -97,6 +97,10 @@ REFUSED: list[tuple[str, Callable[[dict], object], str, str]] = [
     ("no-scales", lambda b: b.update(scales={}), "scales", "at least one scale"),
     ("no-paper-block", lambda b: b.pop("paper"), "paper", "required"),
     ("empty-dataset-name", lambda b: gold(b).update(dataset=""), f"variants.{GOLD}.stages.0.dataset", "cannot name"),
+    ("gain-over-unknown-variant", lambda b: b["reported"][0].update(over="basee"), "reported.0.over", "no variant"),
+    ("gain-over-itself", lambda b: b["reported"][0].update(over=b["reported"][0]["variant"]), "reported.0.over",
+     "over itself"),
+    ("gain-beyond-one", lambda b: b["reported"][0].update(over="base", value=24), "reported.0.value", "[-1, 1]"),
     ("repeat-a-billion", lambda b: gold(b).update(data_args={"repeat": 10**9}), "data_args.repeat", "at most 10000"),
 ]  # fmt: skip
 
@@ -148,6 +152,7 @@ ACCEPTED: list[tuple[str, Callable[[dict], object]]] = [
     ("dotted-variant-name", lambda b: rename(b, "gold.v2-b_1")),
     ("tiny-learning-rate", lambda b: gold(b).setdefault("args", {}).update(learning_rate=1e-9)),
     ("two-generations", lambda b: gold(b).setdefault("args", {}).update(num_generations=2)),
+    ("a-negative-gain-over-the-base", lambda b: b["reported"][0].update(over="base", value=-0.05)),
     ("hundred-rounds", lambda b: b["variants"][GOLD].update(rounds={"count": 100, "stages": [gold(b)]})),
 ]
 

@@ -57,6 +57,20 @@ def test_a_small_benchmark_never_gets_less_tolerance_than_its_seed_spread():
     assert check_reported(reported(), rows([0.35, 0.36, 0.37]))["tolerance_from"] == "seed noise"
 
 
+def test_a_reported_gain_is_checked_against_our_own_baseline():
+    def two(rl: list[float], base: list[float], base_temperature: float = 0.6) -> list[dict]:
+        base_row = rows(base, temperature=base_temperature)[0] | {"variant": "base"}
+        return rows(rl) + [base_row]
+
+    gain = reported(value=0.24, over="base")  # "+24 points over the base"
+    out = check_reported(gain, two([0.60, 0.61, 0.62], [0.36, 0.37, 0.38]))
+    assert out["reproduced"] == pytest.approx(0.24) and out["verdict"] == "reproduced"
+    assert check_reported(gain, two([0.50, 0.51, 0.52], [0.36, 0.37, 0.38]))["verdict"] == "not reproduced"
+    assert check_reported(gain, rows([0.6]))["verdict"] == "not run"  # no baseline run
+    differs = check_reported(gain, two([0.60], [0.36], base_temperature=1.0))
+    assert differs["verdict"] == "not comparable" and "temperature" in differs["why"]
+
+
 def test_different_protocol_is_not_comparable():
     out = check_reported(reported(), rows([0.40, 0.40], n_samples=8))
     assert out["verdict"] == "not comparable" and "n_samples: paper 16 vs ours 8" in out["why"]

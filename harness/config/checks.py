@@ -283,9 +283,18 @@ def check_claims(paper: PaperConfig, file: Path, variants: set[str]) -> None:
         if not (CLAIM_METRICS.fullmatch(r.metric) or RATES.fullmatch(r.metric)):
             raise ConfigError(file, f"reported.{i}.metric", f"unknown metric {r.metric!r} (known: what an evaluation "
                               "writes, as for claims, and accuracy, win_rate)")  # fmt: skip
-        if RATES.fullmatch(r.metric) and not 0.0 <= r.value <= 1.0:
-            raise ConfigError(file, f"reported.{i}.value", f"{r.metric} is a fraction in [0, 1] (16.4% is 0.164), "
-                              f"got {r.value:g}")  # fmt: skip
+        if r.over is not None and r.over not in variants | {r.variant}:
+            raise ConfigError(file, f"reported.{i}.over", f"no variant {r.over!r}")
+        if r.over == r.variant:
+            raise ConfigError(file, f"reported.{i}.over", f"a gain of {r.variant!r} over itself")
+        low = -1.0 if r.over is not None else 0.0  # a gain in a rate lies in [-1, 1]
+        if RATES.fullmatch(r.metric) and not low <= r.value <= 1.0:
+            what = (
+                "a gain in a fraction, in [-1, 1] (+24 points is 0.24)"
+                if r.over
+                else "a fraction in [0, 1] (16.4% is 0.164)"
+            )
+            raise ConfigError(file, f"reported.{i}.value", f"{r.metric} is {what}, got {r.value:g}")
 
 
 def _is_number(s: str) -> bool:

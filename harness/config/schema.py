@@ -133,8 +133,11 @@ class ReportedResult:
     benchmark: str = MISSING
     metric: str = MISSING
     value: float = MISSING
-    """As a fraction (0.164 for 16.4%)."""
+    """As a fraction (0.164 for 16.4%); with `over`, the gain (+24 points is 0.24)."""
     variant: str = MISSING
+    over: str | None = None
+    """A variant the paper reports `value` as a gain over (its base, "+24 points on MATH-500"): checked against our
+    variant's mean minus that variant's, both under the same protocol; None: `value` is the number itself."""
     model: str = MISSING
     n_samples: int | None = limited(None, ge=1, le=MAX_SAMPLES)
     temperature: float | None = limited(None, ge=0, le=MAX_TEMPERATURE)

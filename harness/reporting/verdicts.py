@@ -88,12 +88,18 @@ def check_reported(reported: ReportedResult, rows: list[dict]) -> dict:
     the result names which one it used (`tolerance_from`).
     """
     out = {**to_plain(reported), "reproduced": None, "ci": None, "delta": None}
-    row = next((r for r in rows if r["variant"] == reported.variant and r["task"] == reported.benchmark), None)
+
+    def find(variant: str) -> dict | None:
+        return next((r for r in rows if r["variant"] == variant and r["task"] == reported.benchmark), None)
+
+    row, base = find(reported.variant), find(reported.over) if reported.over else None
     m = row and row["metrics"].get(reported.metric)
-    if m is None:
+    b = base and base["metrics"].get(reported.metric)
+    if m is None or (reported.over and b is None):
         return out | {"verdict": "not run"}
-    se = standard_error(m)
-    out |= {"reproduced": m["mean"], "ci": 2 * se, "delta": m["mean"] - reported.value, "n_seeds": m.get("n", 1)}
+    ours = m["mean"] - (b["mean"] if b else 0.0)  # a gain: ours over our own baseline, as the paper's over its
+    se = (standard_error(m) ** 2 + (standard_error(b) ** 2 if b else 0.0)) ** 0.5
+    out |= {"reproduced": ours, "ci": 2 * se, "delta": ours - reported.value, "n_seeds": m.get("n", 1)}
     differs = [
         f
         for f in PROTOCOL_FIELDS
@@ -102,6 +108,8 @@ def check_reported(reported: ReportedResult, rows: list[dict]) -> dict:
     if differs or row.get("protocol_departures"):
         detail = ", ".join(f"{f}: paper {getattr(reported, f)} vs ours {row['protocol'].get(f)}" for f in differs)
         return out | {"verdict": "not comparable", "why": detail or _incomparable([row])}
+    if base is not None and (why := _incomparable([row, base])):
+        return out | {"verdict": "not comparable", "why": why}
     candidates = {"the bundle's tolerance": reported.tolerance,
                   "seed noise": 2 * (se**2 + (reported.spread or 0.0) ** 2) ** 0.5,
                   f"{reported.benchmark}'s seed-spread floor": SEED_SPREAD_FLOOR.get(reported.benchmark, 0.0)}  # fmt: skip
