@@ -101,6 +101,8 @@ REFUSED: list[tuple[str, Callable[[dict], object], str, str]] = [
     ("gain-over-itself", lambda b: b["reported"][0].update(over=b["reported"][0]["variant"]), "reported.0.over",
      "over itself"),
     ("gain-beyond-one", lambda b: b["reported"][0].update(over="base", value=24), "reported.0.value", "[-1, 1]"),
+    ("unknown-checkpoint-rule", lambda b: b["reported"][0].update(checkpoint="best"), "reported.0.checkpoint",
+     "unknown rule 'best'"),
     ("repeat-a-billion", lambda b: gold(b).update(data_args={"repeat": 10**9}), "data_args.repeat", "at most 10000"),
 ]  # fmt: skip
 

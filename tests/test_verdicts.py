@@ -71,6 +71,12 @@ def test_a_reported_gain_is_checked_against_our_own_baseline():
     assert differs["verdict"] == "not comparable" and "temperature" in differs["why"]
 
 
+def test_a_number_picked_on_the_test_set_is_flagged():
+    picked = check_reported(reported(checkpoint="best_on_test"), rows([0.39, 0.40, 0.41]))
+    assert picked["verdict"] == "reproduced" and "best on test" in picked["flags"][0]
+    assert "flags" not in check_reported(reported(checkpoint="final"), rows([0.39, 0.40, 0.41]))
+
+
 def test_different_protocol_is_not_comparable():
     out = check_reported(reported(), rows([0.40, 0.40], n_samples=8))
     assert out["verdict"] == "not comparable" and "n_samples: paper 16 vs ours 8" in out["why"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from harness import algorithms as alg
 from harness.config.components import MODEL_SOURCES, DatasetConfig, EvalConfig, ModelConfig
 from harness.config.errors import ConfigError, Invalid
-from harness.config.schema import PaperConfig
+from harness.config.schema import CHECKPOINT_RULES, PaperConfig
 from harness.config.stage import GENERATED, SPLITS, DataArgs, ObjectiveConfig, StageConfig, data_args_problem
 from harness.device import ENGINES
 from harness.grader import EXTRACTORS
@@ -283,6 +283,9 @@ def check_claims(paper: PaperConfig, file: Path, variants: set[str]) -> None:
         if not (CLAIM_METRICS.fullmatch(r.metric) or RATES.fullmatch(r.metric)):
             raise ConfigError(file, f"reported.{i}.metric", f"unknown metric {r.metric!r} (known: what an evaluation "
                               "writes, as for claims, and accuracy, win_rate)")  # fmt: skip
+        if r.checkpoint not in CHECKPOINT_RULES:
+            raise ConfigError(file, f"reported.{i}.checkpoint", f"unknown rule {r.checkpoint!r} "
+                              f"(known: {', '.join(CHECKPOINT_RULES)})")  # fmt: skip
         if r.over is not None and r.over not in variants | {r.variant}:
             raise ConfigError(file, f"reported.{i}.over", f"no variant {r.over!r}")
         if r.over == r.variant:

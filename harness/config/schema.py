@@ -153,6 +153,12 @@ class ReportedResult:
     """Where in the paper (table, figure, abstract)."""
     assumed: list[str] = field(default_factory=list)
     """Protocol fields not stated in the source, chosen by us."""
+    checkpoint: str = "unstated"
+    """Which checkpoint the paper's number is of (CHECKPOINT_RULES): `final`, `best_on_validation`, `best_on_test`
+    (chosen by the very benchmark reported: optimistic, flagged on the leaderboard) or `unstated`. Ours is final."""
+
+
+CHECKPOINT_RULES = ("final", "best_on_validation", "best_on_test", "unstated")
 
 
 @dataclass

@@ -101,8 +101,10 @@ def write_page(board: dict, results: Path) -> Path:
     plots["passk"].parent.mkdir(parents=True, exist_ok=True)
     plot_passk(board, plots["passk"])
     plot_training(board, results, plots["training"])
-    reported = [[r.get("verdict", "not run"), r["variant"], r["benchmark"], r["metric"], r["value"], _num(r.get("reproduced")),
-                 _num(r.get("ci")), _num(r.get("delta"), sign=True), r["model"], r["source"]] for r in board["reported"]]  # fmt: skip
+    reported = [[r.get("verdict", "not run") + "".join(f" ({f})" for f in r.get("flags", [])),
+                 f"{r['variant']} over {r['over']}" if r.get("over") else r["variant"], r["benchmark"], r["metric"],
+                 r["value"], _num(r.get("reproduced")), _num(r.get("ci")), _num(r.get("delta"), sign=True),
+                 _num(r.get("tolerance")), r["model"], r["source"]] for r in board["reported"]]  # fmt: skip
     claims = [[c["verdict"], c["statement"], c["metric"], f"{c['lhs']} {c['op']} {c['rhs']}", _num(c.get("lhs_value")),
                _num(c.get("rhs_value")), _num(c.get("margin"))] for c in board["claims"]]  # fmt: skip
     cols = [
@@ -113,7 +115,7 @@ def write_page(board: dict, results: Path) -> Path:
             + [len(r["seeds"])] for r in board["rows"]]  # fmt: skip
     body = f"""<h1>{html.escape(paper)} [{html.escape(scale)}]</h1><p>{html.escape(board["title"])}</p>
 <p><b>Verdicts:</b> {html.escape(board.get("summary", "-"))}</p>
-<h2>Reported vs reproduced</h2>{_table(["verdict", "variant", "benchmark", "metric", "paper", "ours", "± (2 se)", "delta", "model", "source"], reported)}
+<h2>Reported vs reproduced</h2>{_table(["verdict", "variant", "benchmark", "metric", "paper", "ours", "± (2 se)", "delta", "tolerance", "model", "source"], reported)}
 <h2>Claims</h2>{_table(["verdict", "statement", "metric", "claim", "lhs", "rhs", "noise margin"], claims)}
 <h2>Leaderboard</h2><p>mean ± std over seeds</p>{_table(["rank", "benchmark", "variant", "model", *cols, "seeds"], lead)}
 <h2>pass@k</h2><img src="{plots["passk"].relative_to(results.parent / REPORTS)}">

@@ -148,6 +148,7 @@ def format_board(board: dict) -> str:
                 + (f", tolerance {r['tolerance']:.3f} ({r['tolerance_from']})" if r.get("tolerance_from") else "")
             )
             why = f" (protocols differ: {r['why']})" if r.get("why") else ""
+            why += "".join(f" [flag: {f}]" for f in r.get("flags", []))
             what = f"{r['variant']} over {r['over']}" if r.get("over") else r["variant"]
             value = f"{r['value']:+}" if r.get("over") else f"{r['value']}"
             lines.append(f"- [{r.get('verdict', 'not run')}] {what} on {r['benchmark']} {r['metric']} = {value}"

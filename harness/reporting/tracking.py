@@ -298,7 +298,10 @@ def log_summary(paper: str, scale: str, board: dict, files: list[Path]) -> None:
         for i, c in enumerate(board["claims"]):
             tags[f"claim.{i}"] = f"{c['verdict']}: {c['statement']}"[:5000]
         for i, r in enumerate(board["reported"]):
-            tags[f"reported.{i}"] = f"{r['verdict']}: {r['variant']} {r['benchmark']} {r['metric']} paper {r['value']}"
+            what = f"{r['variant']} over {r['over']}" if r.get("over") else r["variant"]
+            tags[f"reported.{i}"] = (f"{r['verdict']}: {what} {r['benchmark']} {r['metric']} paper {r['value']}"
+                                     + (f", tolerance {r['tolerance']:.3f} ({r['tolerance_from']})" if r.get("tolerance_from") else "")
+                                     + "".join(f" [flag: {f}]" for f in r.get("flags", [])))  # fmt: skip
         _log(mlflow, run_id, {}, tags, [])
         for f in files:
             mlflow.MlflowClient().log_artifact(run_id, str(f))

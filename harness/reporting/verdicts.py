@@ -88,6 +88,9 @@ def check_reported(reported: ReportedResult, rows: list[dict]) -> dict:
     the result names which one it used (`tolerance_from`).
     """
     out = {**to_plain(reported), "reproduced": None, "ci": None, "delta": None}
+    if reported.checkpoint == "best_on_test":
+        out["flags"] = ["the paper's checkpoint was chosen on this benchmark (best on test): an optimistic number; "
+                        "ours is the final one"]  # fmt: skip
 
     def find(variant: str) -> dict | None:
         return next((r for r in rows if r["variant"] == variant and r["task"] == reported.benchmark), None)
