@@ -118,9 +118,14 @@ def test_toy_only_variant_is_dropped_at_paper_scale(tmp_path):
     assert "toy-arith-weak" not in rp.models
 
 
-def test_numeric_claim_rhs_is_accepted(tmp_path):
-    rp = load(tmp_path, lambda b: b["claims"][0].update(rhs="0.5"))
+def test_numeric_claim_rhs_is_accepted_for_an_untrained_variant(tmp_path):
+    rp = load(tmp_path, lambda b: b["claims"][0].update(lhs="base", op="<", rhs="0.5"))
     assert rp.claims[0].rhs == "0.5"
+
+
+def test_an_improvement_claim_needs_a_baseline_not_a_number(tmp_path):
+    with pytest.raises(ConfigError, match="claims.0.rhs: a claim about trained variant 'vote'.*not with a number"):
+        load(tmp_path, lambda b: b["claims"][0].update(rhs="0.5"))
 
 
 def test_config_error_message_uses_path_relative_to_repo():

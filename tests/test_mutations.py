@@ -89,8 +89,11 @@ REFUSED: list[tuple[str, Callable[[dict], object], str, str]] = [
     ("labelers-beyond-memory", lambda b: gold(b).update(rewards=[{"name": "user_mixture", "args": {"groups": [
         {"name": "a", "users": 10**12, "rewards": [{"name": "format"}]}]}}]),
      f"variants.{GOLD}.stages.0.rewards.0.args", "groups.0.users: expected a whole number from 1 to 100000"),
-    ("claim-threshold-nan", lambda b: b["claims"][0].update(rhs="nan"), "claims.0.rhs", "finite number"),
-    ("claim-threshold-not-a-rate", lambda b: b["claims"][0].update(rhs="16.4"), "claims.0.rhs", "fraction in [0, 1]"),
+    ("claim-threshold-nan", lambda b: b["claims"][0].update(lhs="base", rhs="nan"), "claims.0.rhs", "finite number"),
+    ("claim-threshold-not-a-rate", lambda b: b["claims"][0].update(lhs="base", rhs="16.4"), "claims.0.rhs",
+     "fraction in [0, 1]"),
+    ("improvement-over-a-number", lambda b: b["claims"][0].update(rhs="0.5"), "claims.0.rhs",
+     "not with a number"),
     ("variant-at-unknown-scale", lambda b: b["variants"][GOLD].update(scales=["toy", "huge"]),
      f"variants.{GOLD}.scales.1", "no scale 'huge'"),
     ("reported-metric-typo", lambda b: b["reported"][0].update(metric="pass1"), "reported.0.metric", "unknown metric"),
@@ -154,6 +157,7 @@ ACCEPTED: list[tuple[str, Callable[[dict], object]]] = [
     ("dotted-variant-name", lambda b: rename(b, "gold.v2-b_1")),
     ("tiny-learning-rate", lambda b: gold(b).setdefault("args", {}).update(learning_rate=1e-9)),
     ("two-generations", lambda b: gold(b).setdefault("args", {}).update(num_generations=2)),
+    ("the-base-against-a-threshold", lambda b: b["claims"][0].update(lhs="base", op="<", rhs="0.9")),
     ("a-negative-gain-over-the-base", lambda b: b["reported"][0].update(over="base", value=-0.05)),
     ("hundred-rounds", lambda b: b["variants"][GOLD].update(rounds={"count": 100, "stages": [gold(b)]})),
 ]

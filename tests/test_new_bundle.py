@@ -40,7 +40,7 @@ scales:
     trainers:
       grpo: {max_steps: 3, save_steps: 10, logging_steps: 1, per_device_train_batch_size: 16, num_generations: 4}
 claims:
-  - {statement: the invented method scores at least zero, lhs: invented, op: ">=", rhs: "0"}
+  - {statement: the invented method scores at least as well as the base, lhs: invented, op: ">=", rhs: base}
 """
 
 

@@ -264,6 +264,12 @@ def check_claims(paper: PaperConfig, file: Path, variants: set[str]) -> None:
         if c.scale not in paper.scales:
             raise ConfigError(file, f"claims.{i}.scale", f"no scale {c.scale!r} in this bundle "
                               f"(has: {', '.join(paper.scales)})")  # fmt: skip
+        numeric = [side for side in ("lhs", "rhs") if getattr(c, side) not in variants and _is_number(getattr(c, side))]
+        trained = [side for side in ("lhs", "rhs") if getattr(c, side) in variants and _trains(paper, getattr(c, side))]
+        if numeric and trained:
+            raise ConfigError(file, f"claims.{i}.{numeric[0]}", f"a claim about trained variant "
+                              f"{getattr(c, trained[0])!r} compares it with a variant evaluated under the same "
+                              "protocol (the base: a variant with no stages), not with a number")  # fmt: skip
         for side in ("lhs", "rhs"):
             ref = getattr(c, side)
             if ref in variants:
@@ -298,6 +304,18 @@ def check_claims(paper: PaperConfig, file: Path, variants: set[str]) -> None:
                 else "a fraction in [0, 1] (16.4% is 0.164)"
             )
             raise ConfigError(file, f"reported.{i}.value", f"{r.metric} is {what}, got {r.value:g}")
+
+
+def _trains(paper: PaperConfig, name: str) -> bool:
+    """The variant has training stages of its own or from the variants it extends."""
+    seen = set()
+    while name in paper.variants and name not in seen:
+        seen.add(name)
+        v = paper.variants[name]
+        if v.stages or v.rounds:
+            return True
+        name = v.extends
+    return False
 
 
 def _is_number(s: str) -> bool:
