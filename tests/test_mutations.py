@@ -106,6 +106,8 @@ REFUSED: list[tuple[str, Callable[[dict], object], str, str]] = [
     ("gain-beyond-one", lambda b: b["reported"][0].update(over="base", value=24), "reported.0.value", "[-1, 1]"),
     ("unknown-checkpoint-rule", lambda b: b["reported"][0].update(checkpoint="best"), "reported.0.checkpoint",
      "unknown rule 'best'"),
+    ("train-and-eval-prompts-differ", lambda b: gold(b).setdefault("args", {}).update(apply_chat_template=True),
+     f"variants.{GOLD}.stages.0.args.apply_chat_template", "say why they differ in scales.toy.prompt_differs"),
     ("repeat-a-billion", lambda b: gold(b).update(data_args={"repeat": 10**9}), "data_args.repeat", "at most 10000"),
 ]  # fmt: skip
 
@@ -159,6 +161,13 @@ ACCEPTED: list[tuple[str, Callable[[dict], object]]] = [
     ("two-generations", lambda b: gold(b).setdefault("args", {}).update(num_generations=2)),
     ("the-base-against-a-threshold", lambda b: b["claims"][0].update(lhs="base", op="<", rhs="0.9")),
     ("a-negative-gain-over-the-base", lambda b: b["reported"][0].update(over="base", value=-0.05)),
+    (
+        "prompts-differ-on-purpose",
+        lambda b: (
+            gold(b).setdefault("args", {}).update(apply_chat_template=True),
+            toy(b).update(prompt_differs="the base has no chat template"),
+        ),
+    ),
     ("hundred-rounds", lambda b: b["variants"][GOLD].update(rounds={"count": 100, "stages": [gold(b)]})),
 ]
 

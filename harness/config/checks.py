@@ -21,7 +21,7 @@ from harness.layout import SCORERS
 from harness.registry import annotation_problem
 from harness.rewards import REWARDS
 from harness.stages import STAGES, kinds, making_scorer
-from harness.stages.kind import DATA
+from harness.stages.kind import DATA, SPLIT
 from harness.world.generators import GENERATORS
 
 
@@ -128,6 +128,24 @@ def check_reward_args(factory, given: dict, file: Path, key: str) -> None:
     if found := factory.args_problem(given):
         arg, problem = found
         raise ConfigError(file, f"{key}.{arg}" if arg else key, problem)
+
+
+def check_prompt_formats(variants: dict, evalc: EvalConfig, differs: str | None, file: Path, key: str,
+                         stage_keys: dict[str, list[str]]) -> None:  # fmt: skip
+    """A stage that reads prompts from a dataset split formats them as the evaluation does (the chat template
+    used on both sides or on neither), unless the scale's `prompt_differs` says why not."""
+    if differs is not None:
+        return
+    for name, v in variants.items():
+        for i, st in enumerate(v.stages):
+            if STAGES.get(st.kind).reads != SPLIT:
+                continue  # its prompts come from an earlier stage's samples, formatted there
+            train = bool(st.args.get("apply_chat_template", False))
+            if train != evalc.apply_chat_template:
+                raise ConfigError(file, f"{stage_keys[name][i]}.args.apply_chat_template", (
+                    f"trains on prompts {'in' if train else 'without'} the chat template while the evaluation "
+                    f"suite formats them {'with' if evalc.apply_chat_template else 'without'} it; set it as the "
+                    f"evaluation does, or say why they differ in {key}.prompt_differs"))  # fmt: skip
 
 
 def check_stage_order(stages: list, file: Path, keys: list[str]) -> None:

@@ -28,6 +28,7 @@ from harness.config.checks import (
     check_dataset,
     check_eval,
     check_model,
+    check_prompt_formats,
     check_stage,
     check_stage_args,
     check_stage_order,
@@ -162,6 +163,7 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
         largest = max(shapes, key=lambda s: s.params)
         eval_resources = dataclasses.replace(
             eval_resources, mem_gb=round(host_memory_gb(largest, None, 1, training=False)))  # fmt: skip
+    check_prompt_formats(variants, evalc, sc.prompt_differs, file, key, stage_keys)
     check_claims(paper, file, set(paper.variants))
     return ResolvedPaper(
         slug=slug, scale=scale, file=str(file), meta=paper.paper, seeds=list(sc.seeds),
