@@ -50,6 +50,7 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
 def validate_paper(name: str, papers_dir: Path, scale: str | None, cluster, site: str) -> list[str]:
     """What `harness validate` checks of one bundle at `scale` (None: each scale it defines): it loads and
     resolves, and each GPU stage fits `cluster`'s GPUs. Raises ConfigError; returns the lines to print."""
+    from harness.config.checks import unsourced
     from harness.config.load import check_has_scales, load_paper_config, paper_file
     from harness.memory import check_paper
 
@@ -61,6 +62,9 @@ def validate_paper(name: str, papers_dir: Path, scale: str | None, cluster, site
         plans = [p for p in check_paper(rp, cluster.gpu_mem_gb, site, cluster.node_mem_gb) if p.on_gpu]
         lines.append(f"ok  {name} [{s}]: {len(rp.variants)} variants x {len(rp.seeds)} seeds")
         lines += [f"      memory {line}" for line in dict.fromkeys(p.line() for p in plans)]  # a round's stages: once
+        lines += [f"      deviation {d.field}: paper {d.paper}, ours {d.ours} ({d.why})" for d in rp.deviations]
+        if s == "paper" and (assumed := unsourced(paper, s)):
+            lines.append(f"      unsourced ({len(assumed)}, neither a source nor a deviation): {', '.join(assumed)}")
     return lines
 
 

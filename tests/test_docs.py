@@ -27,3 +27,19 @@ def test_readme_constraints_table_is_the_generated_one():
         "README's constraints table is stale: python -m harness.config.constraints --write README.md"
     )
     assert "| `scales.<name>.seeds` | non-empty, distinct, each ≥ 0 |" in shown
+
+
+def test_bundle_readme_deviation_tables_are_the_generated_ones():
+    from harness.config.constraints import DEVIATIONS_BEGIN, DEVIATIONS_END, deviations_table
+
+    checked = 0
+    for readme in sorted((ROOT / "papers").glob("*/README.md")):
+        text = readme.read_text()
+        if DEVIATIONS_BEGIN not in text:
+            continue
+        shown = text[text.index(DEVIATIONS_BEGIN) + len(DEVIATIONS_BEGIN) : text.index(DEVIATIONS_END)].strip()
+        assert shown == deviations_table(readme.parent / "paper.yaml"), (
+            f"{readme}: stale deviations table: python -m harness.config.constraints --write README.md"
+        )
+        checked += 1
+    assert checked >= 1  # one-shot-rlvr's at least

@@ -108,6 +108,13 @@ REFUSED: list[tuple[str, Callable[[dict], object], str, str]] = [
      "unknown rule 'best'"),
     ("train-and-eval-prompts-differ", lambda b: gold(b).setdefault("args", {}).update(apply_chat_template=True),
      f"variants.{GOLD}.stages.0.args.apply_chat_template", "say why they differ in scales.toy.prompt_differs"),
+    ("source-of-no-setting", lambda b: b.update(sources={"scales.paper.trainers.grpo.lr": "Table 4"}),
+     "sources.scales.paper.trainers.grpo.lr", "names no setting"),
+    ("deviation-at-unknown-scale", lambda b: b.update(deviations=[{"field": "kl", "paper": "0.001", "ours": "0",
+                                                                    "why": "x", "scale": "huge"}]),
+     "deviations.0.scale", "no scale 'huge'"),
+    ("deviation-missing-why", lambda b: b.update(deviations=[{"field": "kl", "paper": "0.001", "ours": "0"}]),
+     "deviations.0.why", "required"),
     ("repeat-a-billion", lambda b: gold(b).update(data_args={"repeat": 10**9}), "data_args.repeat", "at most 10000"),
 ]  # fmt: skip
 

@@ -110,6 +110,14 @@ def board_row(variant: str, rank: int, p1: list[float], p4: list[float]) -> dict
     }  # fmt: skip
 
 
+def test_the_board_lists_the_bundles_departures_from_its_paper():
+    board = {"paper": "p", "scale": "paper", "title": "t", "rows": [], "claims": [], "reported": [],
+             "deviations": [{"field": "kl", "paper": "0.001", "ours": "none", "why": "not built", "scale": "paper"}]}  # fmt: skip
+    text = format_board(board)
+    assert "Where this bundle departs from the paper" in text and "- kl: paper 0.001, ours none (not built)" in text
+    assert "departs" not in format_board(board | {"deviations": []})
+
+
 def test_format_board():
     board = {
         "paper": "demo-paper",

@@ -324,6 +324,58 @@ def check_claims(paper: PaperConfig, file: Path, variants: set[str]) -> None:
             raise ConfigError(file, f"reported.{i}.value", f"{r.metric} is {what}, got {r.value:g}")
 
 
+def check_sources(paper: PaperConfig, file: Path) -> None:
+    """Each source names a setting the bundle has; each deviation a scale it defines."""
+    for key in paper.sources:
+        if not _has_key(paper, str(key).split(".")):
+            raise ConfigError(file, f"sources.{key}", "names no setting of this bundle (a source is keyed by the "
+                              "setting's full key, e.g. scales.paper.trainers.grpo.learning_rate)")  # fmt: skip
+    for i, d in enumerate(paper.deviations):
+        if d.scale not in paper.scales:
+            raise ConfigError(file, f"deviations.{i}.scale", f"no scale {d.scale!r} in this bundle "
+                              f"(has: {', '.join(paper.scales)})")  # fmt: skip
+
+
+def _has_key(node, parts: list[str]) -> bool:
+    for part in parts:
+        if isinstance(node, dict):
+            if part not in node:
+                return False
+            node = node[part]
+        elif isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                return False
+            node = node[int(part)]
+        elif hasattr(node, "__dataclass_fields__") and part in node.__dataclass_fields__:
+            node = getattr(node, part)
+        else:
+            return False
+    return True
+
+
+def unsourced(paper: PaperConfig, scale: str = "paper") -> list[str]:
+    """The settings under `scales.<scale>` that have neither a source nor a deviation naming them (assumptions).
+
+    >>> from harness.config.schema import Deviation
+    >>> p = PaperConfig(scales={"paper": {"trainers": {"grpo": {"lr": 1, "steps": 2, "kl": 0}}}},
+    ...                 sources={"scales.paper.trainers.grpo.lr": "Table 4"},
+    ...                 deviations=[Deviation("scales.paper.trainers.grpo.kl", "0.001", "0", "shared objective")])
+    >>> unsourced(p)
+    ['scales.paper.trainers.grpo.steps']
+    """
+    covered = set(paper.sources) | {d.field for d in paper.deviations}
+
+    def leaves(node, key: str):
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                yield from leaves(v, f"{key}.{k}")
+        else:
+            yield key
+
+    settings = leaves(paper.scales.get(scale) or {}, f"scales.{scale}")
+    return [k for k in settings if not any(k == c or k.startswith(c + ".") for c in covered)]
+
+
 def _trains(paper: PaperConfig, name: str) -> bool:
     """The variant has training stages of its own or from the variants it extends."""
     seen = set()

@@ -1,7 +1,7 @@
-"""The ranges a bundle's numbers must satisfy, read from the schemas' `limited` fields, as a Markdown table.
-
-README.md's "Adding a paper" holds this table between two markers; tests/test_docs.py checks it is current.
-Regenerate it with `python -m harness.config.constraints --write README.md`.
+"""Tables the READMEs hold, generated from configuration: the ranges a bundle's numbers must satisfy (from the
+schemas' `limited` fields, README.md's "Adding a paper"), and each bundle's deviations from its paper (from its
+paper.yaml, in its README). tests/test_docs.py checks they are current; regenerate them with
+`python -m harness.config.constraints --write README.md`.
 """
 
 from __future__ import annotations
@@ -84,18 +84,50 @@ def table() -> str:
     return "\n".join(lines)
 
 
-def write(readme: Path) -> bool:
-    """Replace the table between the markers in `readme`; True when it changed."""
+DEVIATIONS_BEGIN = "<!-- deviations: begin (generated from paper.yaml by harness/config/constraints.py) -->"
+DEVIATIONS_END = "<!-- deviations: end -->"
+
+
+def deviations_table(bundle: Path) -> str:
+    """A bundle's `deviations:` as a Markdown table (its README holds it between the DEVIATIONS markers)."""
+    from harness.config.load import load_paper_config
+
+    paper = load_paper_config(bundle)
+    lines = ["| scale | setting | paper | ours | why |", "|---|---|---|---|---|"]
+    cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines += [
+        f"| {d.scale} | {cell(d.field)} | {cell(d.paper)} | {cell(d.ours)} | {cell(d.why)} |" for d in paper.deviations
+    ]
+    return "\n".join(lines)
+
+
+def write(readme: Path, text_of=None, begin: str = BEGIN, end: str = END) -> bool:
+    """Replace what lies between the markers in `readme` with `text_of()` (default: the constraints table); True when
+    it changed."""
     text = readme.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    new = text[:start] + "\n" + table() + "\n" + text[end:]
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    new = text[:start] + "\n" + (text_of or table)() + "\n" + text[stop:]
     if new != text:
         readme.write_text(new)
     return new != text
 
 
+def write_bundle_readmes(papers: Path) -> list[str]:
+    """Refresh the deviations table of every bundle README that has the markers; the bundles whose README changed."""
+    changed = []
+    for readme in sorted(papers.glob("*/README.md")):
+        if DEVIATIONS_BEGIN in readme.read_text():
+            bundle = readme.parent / "paper.yaml"
+            if write(readme, lambda b=bundle: deviations_table(b), DEVIATIONS_BEGIN, DEVIATIONS_END):
+                changed.append(readme.parent.name)
+    return changed
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--write"]:
         print("updated" if write(Path(sys.argv[2])) else "up to date")
+        from harness.layout import PAPERS
+
+        print("bundle READMEs updated:", ", ".join(write_bundle_readmes(PAPERS)) or "none")
     else:
         print(table())

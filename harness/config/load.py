@@ -29,6 +29,7 @@ from harness.config.checks import (
     check_eval,
     check_model,
     check_prompt_formats,
+    check_sources,
     check_stage,
     check_stage_args,
     check_stage_order,
@@ -165,12 +166,14 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
             eval_resources, mem_gb=round(host_memory_gb(largest, None, 1, training=False)))  # fmt: skip
     check_prompt_formats(variants, evalc, sc.prompt_differs, file, key, stage_keys)
     check_claims(paper, file, set(paper.variants))
+    check_sources(paper, file)
     return ResolvedPaper(
         slug=slug, scale=scale, file=str(file), meta=paper.paper, seeds=list(sc.seeds),
         dataset_name=sc.dataset, dataset=dataset, eval_name=sc.eval, eval=evalc, eval_checkpoints=sc.eval_checkpoints,
         eval_resources=eval_resources, server_resources=sc.resources.vllm_server, models=models,
         variants=variants, reported=paper.reported, claims=paper.claims, datasets=datasets,
         stage_keys={name: stage_keys[name] for name in variants},
+        deviations=[d for d in paper.deviations if d.scale == scale],
     )  # fmt: skip
 
 

@@ -178,6 +178,22 @@ class Claim:
 
 
 @dataclass
+class Deviation:
+    """A setting of the paper's (or its released code's) that this bundle does not match at a scale, as data: shown
+    on the leaderboard, in the report and in MLflow beside the verdicts it qualifies."""
+
+    field: str = MISSING
+    """What differs: a key of the bundle (`scales.paper.trainers.grpo.temperature`) or a name (`training example`)."""
+    paper: str = MISSING
+    """What the paper uses."""
+    ours: str = MISSING
+    """What this bundle runs instead."""
+    why: str = MISSING
+    """Why it cannot (yet) be matched."""
+    scale: str = "paper"
+
+
+@dataclass
 class PaperMeta:
     title: str = MISSING
     taxonomy_ids: list[int] = field(default_factory=list)
@@ -194,6 +210,10 @@ class PaperConfig:
     """Per-scale overrides of ScaleConfig (checked against it when resolved)."""
     reported: list[ReportedResult] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+    """Where each setting came from, by its key in this file (`scales.paper.trainers.grpo.learning_rate: "Table 4"`,
+    or the released script's URL and line); a setting without one is an assumption (`harness validate` lists them)."""
+    deviations: list[Deviation] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- resolved
@@ -249,6 +269,8 @@ class ResolvedPaper:
     """Per variant, the key in the bundle of each of its stages (`variants.<v>.stages.<i>`, or the rounds' key)."""
     server_resources: Resources | None = None
     """The scale's resources.vllm_server (infrastructure: in no fingerprint)."""
+    deviations: list[Deviation] = field(default_factory=list)
+    """The bundle's deviations at this scale."""
 
     def stage_dataset(self, stage: Stage) -> tuple[str, DatasetConfig]:
         """The (name, config) of the dataset a stage reads."""

@@ -107,6 +107,7 @@ def write_page(board: dict, results: Path) -> Path:
                  _num(r.get("tolerance")), r["model"], r["source"]] for r in board["reported"]]  # fmt: skip
     claims = [[c["verdict"], c["statement"], c["metric"], f"{c['lhs']} {c['op']} {c['rhs']}", _num(c.get("lhs_value")),
                _num(c.get("rhs_value")), _num(c.get("margin"))] for c in board["claims"]]  # fmt: skip
+    deviations = [[d["field"], d["paper"], d["ours"], d["why"]] for d in board.get("deviations", [])]
     cols = [
         k for k in ("pass@1", "maj@8", "pass@8", "maj@16", "pass@16") if any(k in r["metrics"] for r in board["rows"])
     ]
@@ -117,6 +118,7 @@ def write_page(board: dict, results: Path) -> Path:
 <p><b>Verdicts:</b> {html.escape(board.get("summary", "-"))}</p>
 <h2>Reported vs reproduced</h2>{_table(["verdict", "variant", "benchmark", "metric", "paper", "ours", "± (2 se)", "delta", "tolerance", "model", "source"], reported)}
 <h2>Claims</h2>{_table(["verdict", "statement", "metric", "claim", "lhs", "rhs", "noise margin"], claims)}
+<h2>Departures from the paper</h2>{_table(["setting", "paper", "ours", "why"], deviations)}
 <h2>Leaderboard</h2><p>mean ± std over seeds</p>{_table(["rank", "benchmark", "variant", "model", *cols, "seeds"], lead)}
 <h2>pass@k</h2><img src="{plots["passk"].relative_to(results.parent / REPORTS)}">
 <h2>Training</h2><img src="{plots["training"].relative_to(results.parent / REPORTS)}">

@@ -6,6 +6,7 @@ leaderboard.md beside them and mirrors the numbers into MLflow; `print_leaderboa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import sys
@@ -82,7 +83,8 @@ def summarize_paper(plan, paper: str) -> dict:
     claims = [check_claim(c, rows, task) for c in rp.claims if c.scale == plan.scale]
     reported = [check_reported(r, rows if r.scale == plan.scale else []) for r in rp.reported]
     board = {"paper": paper, "title": rp.meta.title, "scale": plan.scale, "rows": rows, "claims": claims,
-             "reported": reported, "summary": one_line(claims, reported)}  # fmt: skip
+             "reported": reported, "summary": one_line(claims, reported),
+             "deviations": [dataclasses.asdict(d) for d in rp.deviations]}  # fmt: skip
     out = Path(leaderboard_file(paper, plan.scale))
     write_atomic(out, json.dumps(board, indent=1))
     md = out.with_suffix(".md")
@@ -153,6 +155,10 @@ def format_board(board: dict) -> str:
             value = f"{r['value']:+}" if r.get("over") else f"{r['value']}"
             lines.append(f"- [{r.get('verdict', 'not run')}] {what} on {r['benchmark']} {r['metric']} = {value}"
                          f" ({r['model']}, {r.get('scale', 'paper')} scale; {r['source']}){got}{why}")  # fmt: skip
+        lines.append("")
+    if board.get("deviations"):
+        lines.append("Where this bundle departs from the paper (the verdicts above stand with these):")
+        lines += [f"- {d['field']}: paper {d['paper']}, ours {d['ours']} ({d['why']})" for d in board["deviations"]]
         lines.append("")
     return "\n".join(lines)
 

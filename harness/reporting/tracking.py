@@ -297,6 +297,8 @@ def log_summary(paper: str, scale: str, board: dict, files: list[Path]) -> None:
         tags["verdicts"] = board["summary"]
         for i, c in enumerate(board["claims"]):
             tags[f"claim.{i}"] = f"{c['verdict']}: {c['statement']}"[:5000]
+        for i, d in enumerate(board.get("deviations", [])):
+            tags[f"deviation.{i}"] = f"{d['field']}: paper {d['paper']}, ours {d['ours']} ({d['why']})"[:5000]
         for i, r in enumerate(board["reported"]):
             what = f"{r['variant']} over {r['over']}" if r.get("over") else r["variant"]
             tags[f"reported.{i}"] = (f"{r['verdict']}: {what} {r['benchmark']} {r['metric']} paper {r['value']}"
