@@ -17,7 +17,15 @@ import yaml
 
 from harness.config.errors import ConfigError
 from harness.config.load import list_papers, load_component, load_paper, load_paper_config, paper_file
-from harness.config.plain import fingerprint, plain_dataset, plain_eval, plain_model, plain_stage, to_plain
+from harness.config.plain import (
+    fingerprint,
+    plain_dataset,
+    plain_eval,
+    plain_model,
+    plain_reported,
+    plain_stage,
+    to_plain,
+)
 from harness.config.schema import ResolvedPaper, Stage
 from harness.config.stage import GENERATED
 from harness.hub import eval_markers, stage_markers
@@ -359,7 +367,10 @@ class Plan:
 
     def summary_fingerprint(self, paper: str) -> str:
         rp = self.papers[paper]
-        return fingerprint({"claims": [to_plain(c) for c in rp.claims], "reported": [to_plain(r) for r in rp.reported]})
+        data = {"claims": [to_plain(c) for c in rp.claims], "reported": [plain_reported(r) for r in rp.reported]}
+        if rp.deviations:  # shown on the leaderboard: a change re-makes it
+            data["deviations"] = [to_plain(d) for d in rp.deviations]
+        return fingerprint(data)
 
     # -- what each heavy job asks of a cluster (Snakemake resources; shown by `snakemake -n`)
 

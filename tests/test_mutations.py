@@ -115,6 +115,10 @@ REFUSED: list[tuple[str, Callable[[dict], object], str, str]] = [
      "deviations.0.scale", "no scale 'huge'"),
     ("deviation-missing-why", lambda b: b.update(deviations=[{"field": "kl", "paper": "0.001", "ours": "0"}]),
      "deviations.0.why", "required"),
+    ("regraded-by-an-unknown-reward", lambda b: toy(b).update(rewards={"exact_match": "math_verfy"}),
+     "scales.rewards.exact_match", "did you mean 'math_verify'"),
+    ("regraded-by-a-group-reward", lambda b: toy(b).update(rewards={"exact_match": "majority_vote"}),
+     "scales.rewards.exact_match", "cannot stand in"),
     ("repeat-a-billion", lambda b: gold(b).update(data_args={"repeat": 10**9}), "data_args.repeat", "at most 10000"),
 ]  # fmt: skip
 
@@ -202,3 +206,11 @@ def test_snakemake_refuses_an_unknown_config_key_and_takes_seeds(tmp_path):
     assert "seed: unknown key; did you mean 'seeds'?" in bad.stdout + bad.stderr
     out = run_snakemake(tmp_path, "-n", "-p", config=("papers=p", "seeds=[2]")).stdout
     assert "seed2" in out and "seed0" not in out and "--seeds 2 " in out
+
+
+def test_a_scale_grades_exact_match_as_the_paper_does():
+    by_scale = {s: Plan(["ttrl-majority-vote"], s).papers["ttrl-majority-vote"] for s in ("toy", "small-real", "paper")}
+    names = {s: rp.variants[GOLD].stages[0].rewards[0].name for s, rp in by_scale.items()}
+    assert names == {"toy": "exact_match", "small-real": "math_verify", "paper": "math_verify"}
+    assert {s: rp.eval.answer_extractor for s, rp in by_scale.items()} == {
+        "toy": "boxed_or_last_number", "small-real": "math_verify", "paper": "math_verify"}  # fmt: skip

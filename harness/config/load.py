@@ -49,8 +49,10 @@ from harness.config.schema import (
     Stage,
     Variant,
 )
+from harness.config.stage import RewardSpec
 from harness.layout import CONFIGS, PAPERS
 from harness.memory import TOY_VOCAB, host_memory_gb, shape_of
+from harness.rewards import REWARDS
 from harness.stages import STAGES
 from harness.stages.kind import DATA, StageKind
 from harness.stages.trl_fields import check_extra
@@ -282,9 +284,26 @@ def _resolve_stage(st, sc: ScaleConfig, file: Path, key: str) -> Stage:
             check_parallel(parallel)
         except Invalid as e:
             raise e.at(file, f"{key}.parallel") from None
-    return Stage(kind=st.kind, data=st.data, rewards=list(st.rewards), args=args, resources=resources,
+    rewards = [_regraded(r, sc, file, f"{key}.rewards.{i}") for i, r in enumerate(st.rewards)]
+    return Stage(kind=st.kind, data=st.data, rewards=rewards, args=args, resources=resources,
                  data_args=st.data_args, objective=st.objective, dataset=st.dataset,
                  preference_loss=st.preference_loss, parallel=parallel)  # fmt: skip
+
+
+def _regraded(spec: RewardSpec, sc: ScaleConfig, file: Path, key: str) -> RewardSpec:
+    """`spec` with the reward the scale grades it by instead (`ScaleConfig.rewards`), checked to take its place."""
+    new = sc.rewards.get(spec.name)
+    if new is None:
+        return spec
+    if new not in REWARDS:
+        raise ConfigError(file, f"scales.rewards.{spec.name}", REWARDS.unknown_message(new))
+    old_f, new_f = REWARDS.get(spec.name), REWARDS.get(new)
+    if (old_f.needs_labels, old_f.per_sample) != (new_f.needs_labels, new_f.per_sample):
+        raise ConfigError(file, f"scales.rewards.{spec.name}", f"{new!r} cannot stand in for {spec.name!r}: "
+                          "one reads labels or groups the other does not")  # fmt: skip
+    if found := new_f.args_problem(spec.args):
+        raise ConfigError(file, f"{key}.args", f"as {new!r} (the scale's grader for {spec.name!r}): {found[1]}")
+    return dataclasses.replace(spec, name=new)
 
 
 def kind_args(kind: StageKind, data: Any, key: str = "") -> dict:

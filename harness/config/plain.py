@@ -20,6 +20,8 @@ LATER_MODEL_FIELDS = ("revision", "architecture")
 """The same for ModelConfig (`gated` is dropped while false)."""
 LATER_EVAL_FIELDS = ("judges", "revisions")
 """The same for EvalConfig."""
+LATER_REPORTED_FIELDS = {"over": None, "checkpoint": "unstated"}
+"""Reported-result fields added after results existed, with their defaults: left out while at them."""
 LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share", "revision", "prompt_tokens")
 """The same for DatasetConfig."""
 
@@ -45,6 +47,12 @@ def plain_model(model: Any) -> dict:
 def plain_dataset(dataset: Any) -> dict:
     """A dataset config as plain data for hashing, without the LATER_DATASET_FIELDS that are unset."""
     return _drop_unset(to_plain(dataset), LATER_DATASET_FIELDS)
+
+
+def plain_reported(reported: Any) -> dict:
+    """A reported result as plain data for hashing, without the LATER_REPORTED_FIELDS at their defaults."""
+    out = to_plain(reported)
+    return {k: v for k, v in out.items() if k not in LATER_REPORTED_FIELDS or v != LATER_REPORTED_FIELDS[k]}
 
 
 def plain_eval(cfg: Any) -> dict:

@@ -121,6 +121,9 @@ class ScaleConfig:
     parallel: dict[str, Any] = field(default_factory=dict)
     """Defaults of every training stage's parallelism and memory settings (harness/config/parallel.py)."""
     resources: JobResources = field(default_factory=JobResources)
+    rewards: dict[str, str] = field(default_factory=dict)
+    """Rewards graded otherwise at this scale: `{exact_match: math_verify}` turns every stage's `exact_match` into
+    `math_verify` (symbolic equivalence, as the papers grade), its weight and arguments kept."""
     prompt_differs: str | None = None
     """Why a stage's training prompts are formatted otherwise than the evaluation's (the chat template on one side
     only); required when they differ, and shown with the results (harness.config.checks.check_prompt_formats)."""
