@@ -145,3 +145,18 @@ def test_one_line_metrics_shows_pass_at_n_only_with_several_samples():
     sampled = {"metrics": {"t": {"samples_per_question": 4, "pass@1": 0.2, "pass@4": 0.5, "maj@4": 0.3}}}
     assert one_line_metrics(greedy) == "t: pass@1 0.200 (one sample)"
     assert one_line_metrics(sampled) == "t: pass@1 0.200  pass@4 0.500  maj@4 0.300"
+
+
+def test_an_instruction_reaches_every_question_and_the_protocol(world):
+    from harness.evaluation.evaluate import ask_with_instruction, protocol, task_manager
+
+    root, _ = world
+    task = task_manager(["toy_arith"], str(root / "data")).load(["toy_arith"])["tasks"]["toy_arith"]
+    doc = task.test_docs()[0]
+    plain = task.doc_to_text(doc)
+    ask_with_instruction(task, "Put the final answer within \\boxed{}.")
+    assert task.doc_to_text(doc) == plain + "\n\nPut the final answer within \\boxed{}."
+    cfg = EvalConfig(tasks=["toy_arith"])
+    assert "instruction" not in protocol(cfg, "hf", 0, None, {})  # unset: earlier results keep their protocol
+    cfg.instruction = "Put the final answer within \\boxed{}."
+    assert protocol(cfg, "hf", 0, None, {})["instruction"] == cfg.instruction

@@ -119,6 +119,9 @@ REFUSED: list[tuple[str, Callable[[dict], object], str, str]] = [
      "scales.rewards.exact_match", "did you mean 'math_verify'"),
     ("regraded-by-a-group-reward", lambda b: toy(b).update(rewards={"exact_match": "majority_vote"}),
      "scales.rewards.exact_match", "cannot stand in"),
+    ("a-stage-asks-otherwise", lambda b: (toy(b).update(instruction="Answer with a number."),
+                                          gold(b).setdefault("args", {}).update(instruction="Think first.")),
+     f"variants.{GOLD}.stages.0.args.instruction", "say why they differ in scales.toy.prompt_differs"),
     ("repeat-a-billion", lambda b: gold(b).update(data_args={"repeat": 10**9}), "data_args.repeat", "at most 10000"),
 ]  # fmt: skip
 
@@ -214,3 +217,20 @@ def test_a_scale_grades_exact_match_as_the_paper_does():
     assert names == {"toy": "exact_match", "small-real": "math_verify", "paper": "math_verify"}
     assert {s: rp.eval.answer_extractor for s, rp in by_scale.items()} == {
         "toy": "boxed_or_last_number", "small-real": "math_verify", "paper": "math_verify"}  # fmt: skip
+
+
+def test_a_scale_instruction_is_asked_in_training_and_in_evaluation(tmp_path):
+    from harness.stages.data import with_instruction
+
+    bundle = copy.deepcopy(SOURCE)
+    toy(bundle).update(instruction="Put the final answer within \\boxed{}.")
+    write_bundle(tmp_path / "papers", "p", yaml.safe_dump(bundle, sort_keys=False))
+    rp = load_paper("p", "toy", papers_dir=tmp_path / "papers")
+    assert rp.eval.instruction == "Put the final answer within \\boxed{}."
+    assert rp.variants[GOLD].stages[0].args["instruction"] == rp.eval.instruction
+    plain = Plan(["ttrl-majority-vote"], "toy").papers["ttrl-majority-vote"]  # without one: none anywhere
+    assert plain.variants[GOLD].stages[0].args["instruction"] is None and plain.eval.instruction is None
+    import datasets
+
+    rows = with_instruction(datasets.Dataset.from_list([{"prompt": "2+3="}]), rp.eval.instruction)
+    assert rows[0]["prompt"] == "2+3=\n\nPut the final answer within \\boxed{}."

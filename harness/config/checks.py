@@ -140,6 +140,11 @@ def check_prompt_formats(variants: dict, evalc: EvalConfig, differs: str | None,
         for i, st in enumerate(v.stages):
             if STAGES.get(st.kind).reads != SPLIT:
                 continue  # its prompts come from an earlier stage's samples, formatted there
+            if st.args.get("instruction") != evalc.instruction:
+                raise ConfigError(file, f"{stage_keys[name][i]}.args.instruction", (
+                    f"trains with instruction {st.args.get('instruction')!r} while the evaluation asks with "
+                    f"{evalc.instruction!r}; set the scale's `instruction` (both take it), or say why they differ in "
+                    f"{key}.prompt_differs"))  # fmt: skip
             train = bool(st.args.get("apply_chat_template", False))
             if train != evalc.apply_chat_template:
                 raise ConfigError(file, f"{stage_keys[name][i]}.args.apply_chat_template", (

@@ -138,6 +138,8 @@ class EvalConfig:
     (vLLM on a GPU, refusing there without the vllm package; hf on the CPU). The engine used is recorded."""
     tensor_parallel_size: int = limited(1, ge=1)
     """vLLM only: GPUs one model is split over."""
+    instruction: str | None = None
+    """Appended (after a blank line) to every question of a generation task; the scale's `instruction` by default."""
     judges: list[JudgeSpec] | None = None
     """Judges scoring every sample (`judge/<name>`: mean score per task; with two or more, `judge/min`: the
     worst-served judge's); per-sample rewards only. None: none."""

@@ -54,7 +54,7 @@ from harness.layout import CONFIGS, PAPERS
 from harness.memory import TOY_VOCAB, host_memory_gb, shape_of
 from harness.rewards import REWARDS
 from harness.stages import STAGES
-from harness.stages.kind import DATA, StageKind
+from harness.stages.kind import DATA, SPLIT, StageKind
 from harness.stages.trl_fields import check_extra
 
 COMPONENTS: dict[str, tuple[type, Callable]] = {
@@ -140,6 +140,8 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
     key = f"scales.{scale}"
     dataset = load_component("datasets", sc.dataset, file, f"{key}.dataset")
     evalc = load_component("eval", sc.eval, file, f"{key}.eval")
+    if sc.instruction is not None and evalc.instruction is None:
+        evalc = dataclasses.replace(evalc, instruction=sc.instruction)
     models = {sc.model: load_component("models", sc.model, file, f"{key}.model")}
     variants: dict[str, Variant] = {}
     stage_keys: dict[str, list[str]] = {}
@@ -269,6 +271,8 @@ def _resolve_stage(st, sc: ScaleConfig, file: Path, key: str) -> Stage:
         args |= {k: v for k, v in merged.items() if k not in typed_names}  # TRL's own fields, checked already
     except Invalid as e:
         raise e.at(file, f"{key}.args") from None
+    if sc.instruction is not None and kind.reads == SPLIT and args.get("instruction") is None:
+        args["instruction"] = sc.instruction  # the scale's, as the evaluation asks (check_prompt_formats)
     check_stage_args(st.kind, args, file, f"{key}.args")
     try:
         resources = typed.build(

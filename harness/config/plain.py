@@ -14,11 +14,11 @@ import json
 from typing import Any
 
 LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.temporal_residual", "args.num_groups",
-                      "args.em_iterations", "parallel")  # fmt: skip
+                      "args.em_iterations", "parallel", "args.instruction")  # fmt: skip
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
 LATER_MODEL_FIELDS = ("revision", "architecture")
 """The same for ModelConfig (`gated` is dropped while false)."""
-LATER_EVAL_FIELDS = ("judges", "revisions")
+LATER_EVAL_FIELDS = ("judges", "revisions", "instruction")
 """The same for EvalConfig."""
 LATER_REPORTED_FIELDS = {"over": None, "checkpoint": "unstated"}
 """Reported-result fields added after results existed, with their defaults: left out while at them."""

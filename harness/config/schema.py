@@ -124,6 +124,9 @@ class ScaleConfig:
     rewards: dict[str, str] = field(default_factory=dict)
     """Rewards graded otherwise at this scale: `{exact_match: math_verify}` turns every stage's `exact_match` into
     `math_verify` (symbolic equivalence, as the papers grade), its weight and arguments kept."""
+    instruction: str | None = None
+    """Appended, after a blank line, to every prompt a stage reads from a dataset split and to every question the
+    evaluation asks, so training and evaluation prompt alike (the papers' "put your final answer within \\boxed{}")."""
     prompt_differs: str | None = None
     """Why a stage's training prompts are formatted otherwise than the evaluation's (the chat template on one side
     only); required when they differ, and shown with the results (harness.config.checks.check_prompt_formats)."""

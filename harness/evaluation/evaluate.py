@@ -51,28 +51,32 @@ def extractor_for(cfg: EvalConfig, task: str) -> tuple[str, grader.Extractor]:
 
 def protocol(cfg: EvalConfig, engine: str, seed: int, chat_template: str | None, task_versions: dict) -> dict[str, Any]:
     """Everything that makes two evaluations comparable, recorded with every result."""
-    return {
-        "tasks": list(cfg.tasks),
-        "task_versions": {t: str(v) for t, v in sorted(task_versions.items())},
-        "n_samples": cfg.n_samples,
-        "temperature": cfg.temperature,
-        "top_p": cfg.top_p,
-        "max_new_tokens": cfg.max_new_tokens,
-        "limit": cfg.limit,
-        "num_fewshot": cfg.num_fewshot,
-        "seed": seed,
-        "apply_chat_template": cfg.apply_chat_template,
-        "chat_template_sha": _sha(chat_template) if cfg.apply_chat_template else None,
-        "extractors": {t: "{}@{}".format(*_named(cfg, t)) for t in cfg.tasks},
-        "grader_version": grader.VERSION,
-        "engine": engine,
-        "engine_version": _version("vllm" if engine == "vllm" else "transformers"),
-        "tensor_parallel_size": cfg.tensor_parallel_size if engine == "vllm" else 1,
-        "dtype": device.dtype_name(),
-        "lm_eval_version": _version("lm-eval"),
-        "transformers_version": _version("transformers"),
-        "torch_version": _version("torch"),
-    } | ({"judges": [asdict(j) for j in cfg.judges]} if cfg.judges else {})
+    return (
+        {
+            "tasks": list(cfg.tasks),
+            "task_versions": {t: str(v) for t, v in sorted(task_versions.items())},
+            "n_samples": cfg.n_samples,
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "max_new_tokens": cfg.max_new_tokens,
+            "limit": cfg.limit,
+            "num_fewshot": cfg.num_fewshot,
+            "seed": seed,
+            "apply_chat_template": cfg.apply_chat_template,
+            "chat_template_sha": _sha(chat_template) if cfg.apply_chat_template else None,
+            "extractors": {t: "{}@{}".format(*_named(cfg, t)) for t in cfg.tasks},
+            "grader_version": grader.VERSION,
+            "engine": engine,
+            "engine_version": _version("vllm" if engine == "vllm" else "transformers"),
+            "tensor_parallel_size": cfg.tensor_parallel_size if engine == "vllm" else 1,
+            "dtype": device.dtype_name(),
+            "lm_eval_version": _version("lm-eval"),
+            "transformers_version": _version("transformers"),
+            "torch_version": _version("torch"),
+        }
+        | ({"judges": [asdict(j) for j in cfg.judges]} if cfg.judges else {})
+        | ({"instruction": cfg.instruction} if cfg.instruction else {})
+    )
 
 
 def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_dir: str | None = None,
@@ -100,6 +104,8 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
     tasks = list(loaded.values())
     for task in tasks:  # n samples per question, generated once
         task.set_config(key="repeats", value=cfg.n_samples)
+        if cfg.instruction:
+            ask_with_instruction(task, cfg.instruction)
     print(f"evaluating {model_path} on {', '.join(cfg.tasks)}: {cfg.n_samples} samples/question, "
           f"engine {engine}, seed {seed}", flush=True)  # fmt: skip
     out = simple_evaluate(
@@ -135,6 +141,19 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
 
     plot_run_passk(metrics, str(model_path), out_dir / "passk.png")
     return result
+
+
+def ask_with_instruction(task, instruction: str) -> None:
+    """Every question of a generation task followed by a blank line and `instruction`, as training prompts are
+    (harness.stages.data.with_instruction); other tasks (log-likelihood, choices) are left as they are."""
+    if getattr(task, "OUTPUT_TYPE", None) != "generate_until":
+        return
+    question = task.doc_to_text
+
+    def asked(doc, *args, **kwargs):
+        return f"{question(doc, *args, **kwargs)}\n\n{instruction}"
+
+    task.doc_to_text = asked
 
 
 def _token_counter(tokenizer):

@@ -48,6 +48,8 @@ class TrainerArgs:
     gradient_accumulation_steps: int = limited(1, ge=1, le=MAX_BATCH)
     warmup_steps: int = limited(0, ge=0, le=MAX_STEPS)
     apply_chat_template: bool = ours(False)
+    instruction: str | None = ours(None)
+    """Appended (after a blank line) to every prompt, before the chat template; the scale's `instruction` by default."""
     """Wrap each prompt in the model's chat template as a user turn, kept as text (chat models; evaluation
     suites have the same switch). SFT targets follow the turn, ended by the tokenizer's EOS."""
     save_steps: int = limited(50, ge=1, le=MAX_STEPS)

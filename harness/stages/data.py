@@ -97,6 +97,11 @@ def load_rows(dataset: DatasetConfig, split: str, data_dir: Path | None) -> list
     ]
 
 
+def with_instruction(rows: datasets.Dataset, instruction: str) -> datasets.Dataset:
+    """Each prompt followed by a blank line and `instruction` (as the evaluation asks, harness.evaluation.evaluate)."""
+    return rows.map(lambda row: {"prompt": f"{row['prompt']}\n\n{instruction}"})
+
+
 def chat_prompts(rows: datasets.Dataset, tokenizer) -> datasets.Dataset:
     """Each prompt as a user turn of the model's chat template, ready for the assistant's reply.
 

@@ -40,6 +40,8 @@ class GenerateArgs:
     batch_size: int = limited(64, ge=1, le=MAX_BATCH)
     """Prompts per generate call."""
     apply_chat_template: bool = False
+    instruction: str | None = None
+    """Appended (after a blank line) to every prompt, before the chat template; the scale's `instruction` by default."""
     generation_engine: str = "auto"
     """hf | vllm | auto (as in GRPOArgs; vLLM runs in-process, recorded as vllm_mode `offline`)."""
 

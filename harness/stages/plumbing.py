@@ -123,12 +123,16 @@ def build_rewards(stage, reward_model: str | None = None) -> tuple[list, list, d
 
 
 def split_rows(job: StageJob):
-    """The stage's rows from its dataset split (harness.stages.data.stage_rows), each prompt wrapped in the
-    model's chat template when the stage asks for it."""
+    """The stage's rows from its dataset split (harness.stages.data.stage_rows), each prompt followed by the stage's
+    instruction and wrapped in the model's chat template when the stage asks for them."""
     from harness.stages.data import chat_prompts, stage_rows
 
     stage = job.stage
     rows = stage_rows(job.dataset, stage.data, stage.data_args, job.data_dir)
+    if stage.args.get("instruction"):
+        from harness.stages.data import with_instruction
+
+        rows = with_instruction(rows, stage.args["instruction"])
     if stage.args.get("apply_chat_template"):
         from transformers import AutoTokenizer
 
