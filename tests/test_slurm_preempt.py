@@ -141,9 +141,19 @@ def preempt_at(target: str, job_id: str, stage: Path, rng: random.Random, proc) 
     wait_for(lambda: usr2_pending(job.pid), 120, "USR2 to reach the stopped job")
     job.resume()
     psutil.wait_procs([job], timeout=120)
-    wait_for(lambda: slurm_state(job_id) != "RUNNING", 120, "the job to be requeued", proc)
+    requeued(job_id)
     release_held_jobs()
     return where
+
+
+def requeued(job_id: str, timeout: float = 120) -> None:
+    """Until the job is queued again with nothing of its last attempt left on the node. (Released any earlier, the
+    next attempt can start while srun still tears the last one down, and fail: SLURM itself holds a requeued
+    job for 120 s, which the test shortens only once the node is clear.)"""
+    deadline = time.time() + timeout
+    while not (slurm_state(job_id) == "PENDING" and not job_python(job_id)):
+        assert time.time() < deadline, f"job {job_id} not requeued in {timeout} s (state {slurm_state(job_id)})"
+        time.sleep(0.5)
 
 
 def test_training_preempted_at_any_moment_ends_as_an_uninterrupted_run(cluster, tmp_path):
