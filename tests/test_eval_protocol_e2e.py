@@ -34,7 +34,7 @@ scales:
     trainers:
       grpo: {max_steps: 3, save_steps: 10, logging_steps: 1, per_device_train_batch_size: 16, num_generations: 4}
 claims:
-  - {statement: the trained model scores at least zero, lhs: grpo, op: ">=", rhs: "0"}
+  - {statement: the base scores at least zero, lhs: base, op: ">=", rhs: "0"}
 """
 
 

@@ -55,7 +55,7 @@ scales:
     trainers:
       grpo: {max_steps: 4, save_steps: 2, logging_steps: 1, per_device_train_batch_size: 16, num_generations: 4}
 claims:
-  - {statement: gold is at least as good as nothing, lhs: gold, op: ">=", rhs: "0"}
+  - {statement: the base scores at least nothing, lhs: base, op: ">=", rhs: "0"}
 """
 PAPER = "team"
 
