@@ -214,4 +214,4 @@ def test_only_runs_with_hub_items_wait_for_a_fetch(tmp_path):
     paper = Plan(["one-shot-rlvr"], "paper")
     run = next(r for r in paper.runs("one-shot-rlvr") if paper._stages(r))
     assert "results/hub/models/Qwen--Qwen2.5-Math-1.5B@unpinned.json" in paper.stage_inputs(run, 0)
-    assert any(p.startswith("results/hub/eval/math-reasoning@") for p in paper.eval_inputs(run))
+    assert any(p.startswith("results/hub/eval/math-reasoning-greedy@") for p in paper.eval_inputs(run))

@@ -22,7 +22,7 @@ def kept_back(args_type: type) -> tuple[str, ...]:
     """The fields of an args dataclass that the harness interprets itself.
 
     >>> kept_back(TrainerArgs)
-    ('global_batch_size', 'max_per_device_batch_size', 'apply_chat_template')
+    ('global_batch_size', 'max_per_device_batch_size', 'apply_chat_template', 'instruction')
     """
     return tuple(f.name for f in fields(args_type) if f.metadata.get("ours"))
 

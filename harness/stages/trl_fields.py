@@ -71,10 +71,23 @@ def fields_of(spec: str) -> dict[str, dict]:
             return json.loads(cached.read_text())
         except ValueError:
             pass  # a torn write: read the class again
-    out = _describe(getattr(importlib.import_module(module), name))
+    out = _read_in_a_subprocess(spec)
     cached.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(cached, json.dumps(out, sort_keys=True))
     return out
+
+
+def _read_in_a_subprocess(spec: str) -> dict[str, dict]:
+    """The class's fields, read by another Python process: importing TRL pulls in torch, which validating and
+    planning never load (tests/test_architecture.py), so only that process does, once per installed version."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "harness.stages.trl_fields", spec], capture_output=True, text=True,
+                          timeout=600, cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"could not read the fields of {spec}:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)
 
 
 def _describe(cls: type) -> dict[str, dict]:
@@ -157,3 +170,10 @@ def _convert(field: dict, value: Any, key: str) -> Any:
     if choices and out not in choices:
         raise Invalid(key, f"{out!r} is not one of {', '.join(map(str, choices))}")
     return out
+
+
+if __name__ == "__main__":  # the subprocess of _read_in_a_subprocess: one class's fields as JSON on stdout
+    import sys
+
+    _module, _name = sys.argv[1].split(":")
+    print(json.dumps(_describe(getattr(importlib.import_module(_module), _name)), sort_keys=True))
