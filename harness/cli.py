@@ -50,7 +50,7 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
 def validate_paper(name: str, papers_dir: Path, scale: str | None, cluster, site: str) -> list[str]:
     """What `harness validate` checks of one bundle at `scale` (None: each scale it defines): it loads and
     resolves, and each GPU stage fits `cluster`'s GPUs. Raises ConfigError; returns the lines to print."""
-    from harness.config.checks import unsourced
+    from harness.config.claims import unsourced
     from harness.config.load import check_has_scales, load_paper_config, paper_file
     from harness.memory import check_paper
 

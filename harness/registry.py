@@ -82,7 +82,7 @@ def annotation_problem(value: Any, annotation: Any) -> str | None:
     if not options or any(p is None for p in problems):
         return None
     finite = next((p for p in problems if p and "finite" in p), None)
-    return finite or f"expected {_describe(options)}{' or null' if nullable else ''}, got {_shown(value)}"
+    return finite or f"expected {_describe(options)}{' or null' if nullable else ''}, got {shown(value)}"
 
 
 def _one_annotation(value: Any, t: str) -> str | None:
@@ -116,7 +116,12 @@ def _describe(options: list[str]) -> str:
     return " or ".join(out)
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A value as an error message shows it: `a mapping`, `a list`, or its repr (at most 80 characters) and type.
+
+    >>> shown({}), shown(3), shown("x" * 100)[-10:]
+    ('a mapping', '3 (int)', 'xxxx (str)')
+    """
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):

@@ -158,7 +158,7 @@ def test_an_unreadable_bundle_is_refused_naming_the_file(tmp_path, raw, fragment
 
 
 def test_every_metric_an_evaluation_writes_can_be_claimed():
-    from harness.config.checks import CLAIM_METRICS
+    from harness.config.claims import CLAIM_METRICS
     from harness.evaluation.metrics import COUNTS, summarize
 
     written = summarize([["1", "2", None, "1"], ["3", "3", "3", "4"]], ["1", "3"], [["a b"] * 4, ["c"] * 4])

@@ -6,6 +6,8 @@
     stage.py       a stage as a bundle writes it (kind, data, rewards, objective, data_args)
     components.py  models, datasets, eval suites (configs/<kind>/<name>.yaml)
     checks.py      names, ranges and combinations (reading the registries, never torch)
+    claims.py      claims, reported numbers, sources and deviations: what a bundle says about its paper
+    constraints.py the README tables generated from configuration (ranges, deviations)
     load.py        load_paper, load_component, load_cluster: layers merged, checked, resolved
     plain.py       resolved configs as plain data, and their fingerprints
 

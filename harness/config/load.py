@@ -24,16 +24,15 @@ from typing import Any
 
 from harness.config import typed
 from harness.config.checks import (
-    check_claims,
     check_dataset,
     check_eval,
     check_model,
     check_prompt_formats,
-    check_sources,
     check_stage,
     check_stage_args,
     check_stage_order,
 )
+from harness.config.claims import check_claims, check_sources
 from harness.config.components import DatasetConfig, EvalConfig, ModelConfig
 from harness.config.errors import ConfigError, Invalid
 from harness.config.parallel import ParallelConfig

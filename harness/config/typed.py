@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from harness.config.errors import ConfigError, Invalid
+from harness.registry import shown
 
 MISSING: Any = "???"
 """A required value (OmegaConf's marker): a schema field with this default must be given."""
@@ -158,8 +159,8 @@ def limited(default: Any = MISSING, *, default_factory: Any = dataclasses.MISSIN
 def check_slug(value: str, what: str) -> str | None:
     """Why `value` cannot name a `what` that becomes a path (see SLUG); None if it can."""
     if not isinstance(value, str) or not SLUG.fullmatch(value):
-        shown = repr(value) if len(str(value)) <= 60 else f"{str(value)[:40]!r}... ({len(str(value))} characters)"
-        return (f"{shown} cannot name a {what}: use letters, digits, '_', '.' and '-', starting with a letter or "
+        text = repr(value) if len(str(value)) <= 60 else f"{str(value)[:40]!r}... ({len(str(value))} characters)"
+        return (f"{text} cannot name a {what}: use letters, digits, '_', '.' and '-', starting with a letter or "
                 "digit, at most 100 characters")  # fmt: skip
     return None
 
@@ -226,11 +227,11 @@ def _convert(tp: Any, value: Any, key: str, partial: bool) -> Any:
         return _dataclass(tp, value, key, partial)
     if origin is list:
         if not isinstance(value, list):
-            raise Invalid(key, f"expected a list, got {_show(value)}")
+            raise Invalid(key, f"expected a list, got {shown(value)}")
         return [_convert(args[0], v, f"{key}.{i}" if key else str(i), partial) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise Invalid(key, f"expected a mapping, got {_show(value)}")
+            raise Invalid(key, f"expected a mapping, got {shown(value)}")
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
@@ -244,7 +245,7 @@ def _dataclass(schema: type, value: Any, key: str, partial: bool) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
     if not isinstance(value, dict):
-        raise Invalid(key, f"expected a mapping ({schema.__name__}), got {_show(value)}")
+        raise Invalid(key, f"expected a mapping ({schema.__name__}), got {shown(value)}")
     fields = _fields(schema)
     for name in value:
         if name not in fields:
@@ -288,7 +289,7 @@ def _field(tp: Any, f: dataclasses.Field, value: Any, key: str, partial: bool) -
 
 def _scalar(tp: type, value: Any, key: str) -> Any:
     if isinstance(value, (dict, list)):
-        raise Invalid(key, f"expected {_NAMES.get(tp, tp.__name__)}, got {_show(value)}")
+        raise Invalid(key, f"expected {_NAMES.get(tp, tp.__name__)}, got {shown(value)}")
     if tp is float and type(value) in (int, float, str):
         number = _float(value)
         if number is not None and not math.isfinite(number):
@@ -309,7 +310,7 @@ def _scalar(tp: type, value: Any, key: str) -> Any:
                 return _BOOL_WORDS[value.lower()] if value.lower() in _BOOL_WORDS else int(value) != 0
     except ValueError:
         pass
-    raise Invalid(key, f"expected {_NAMES.get(tp, getattr(tp, '__name__', str(tp)))}, got {_show(value)}")
+    raise Invalid(key, f"expected {_NAMES.get(tp, getattr(tp, '__name__', str(tp)))}, got {shown(value)}")
 
 
 def _float(value: Any) -> float | None:
@@ -317,14 +318,6 @@ def _float(value: Any) -> float | None:
         return float(value)
     except ValueError:
         return None
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"{value!r} ({type(value).__name__})"
 
 
 def _join(key: str, name: Any) -> str:
