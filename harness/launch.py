@@ -109,19 +109,60 @@ def submit_and_wait(entry: Callable[[list[str]], int], argv: list[str], resource
     folder.mkdir(parents=True, exist_ok=True)
     params = slurm_parameters(resources, cluster, name) | ({"slurm_setup": setup} if setup else {})
     job = reattach(folder, name, params["nodes"] * params["tasks_per_node"], key)
-    if job is None:
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=cluster.max_requeues)
-        executor.update_parameters(**params)
-        job = executor.submit(HarnessJob(entry, argv, distributed=resources.gpus_per_node * resources.nodes > 1))
-        with open(folder / JOBS_FILE, "a") as f:
-            f.write(json.dumps({"job_id": job.job_id, "name": name, "submitted": time.time(), "key": key}) + "\n")
-        print(f"submitted {name} as SLURM job {job.job_id}; logs in {folder}", flush=True)
-    try:
+    for attempt in range(cluster.max_requeues + 1):
+        if job is None:
+            executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=cluster.max_requeues)
+            executor.update_parameters(**params)
+            job = executor.submit(HarnessJob(entry, argv, distributed=resources.gpus_per_node * resources.nodes > 1))
+            with open(folder / JOBS_FILE, "a") as f:
+                f.write(json.dumps({"job_id": job.job_id, "name": name, "submitted": time.time(), "key": key}) + "\n")
+            print(f"submitted {name} as SLURM job {job.job_id}; logs in {folder}", flush=True)
         wait(job)
+        lost = lost_in_requeue(job)
+        if not lost or attempt == cluster.max_requeues:
+            break
+        print(f"SLURM job {job.job_id} was requeued and then failed at once ({lost}): submitting {name} again "
+              "(it resumes from its last complete checkpoint)", flush=True)  # fmt: skip
+        job = None
+    try:
         job.result()
     finally:
         print(f"--- SLURM job {job.job_id} ({job.state}) stdout ---\n{job.stdout() or ''}", flush=True)
         print(f"--- SLURM job {job.job_id} stderr ---\n{(job.stderr() or '')[-20000:]}", file=sys.stderr, flush=True)
+
+
+def lost_in_requeue(job) -> str:
+    """Why a job without a result was lost to its own requeue ('' when it was not, or has a result): its history
+    shows it requeued (a preemption, a time limit) and its next attempt failed at once, as SLURM records when the
+    requeued batch script's exit races the requeue (seen for a job preempted in its first seconds)."""
+    import subprocess
+
+    if all(job.task(i).paths.result_pickle.exists() for i in range(job.num_tasks)):
+        return ""
+    try:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-D", "-j", job.job_id, "-o", "State,Start,End"],
+                             capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return requeue_race(out)
+
+
+def requeue_race(history: str) -> str:
+    """From `sacct -n -X -P -D -o State,Start,End` of one job: its last attempt if that followed a requeue and failed
+    within the second it started, else ''.
+
+    >>> requeue_race("REQUEUED|2026-12-02T08:37:42|2026-12-02T08:37:45\\nFAILED|2026-12-02T08:37:45|2026-12-02T08:37:45")
+    'FAILED 2026-12-02T08:37:45..2026-12-02T08:37:45'
+    >>> requeue_race("REQUEUED|2026-12-02T08:37:42|2026-12-02T08:37:45\\nFAILED|2026-12-02T08:37:50|2026-12-02T08:39:10")
+    ''
+    >>> requeue_race("FAILED|2026-12-02T08:37:45|2026-12-02T08:37:45")
+    ''
+    """
+    rows = [line.split("|") for line in history.splitlines() if line.count("|") == 2]
+    if len(rows) < 2 or rows[-2][0] not in ("REQUEUED", "PREEMPTED"):
+        return ""
+    state, start, end = rows[-1]
+    return f"{state} {start}..{end}" if state.split()[0] in ("FAILED", "NODE_FAIL") and start == end else ""
 
 
 LIVE = frozenset({"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUE_HOLD",

@@ -132,9 +132,13 @@ def stop_at(target: str, job: psutil.Process, stage: Path, rng: random.Random) -
     pytest.fail(f"the job was never seen in {target} in 300 s")
 
 
-def preempt_at(target: str, job_id: str, stage: Path, rng: random.Random, proc) -> str:
-    """Stop the running job at `target`, preempt it there, wait until it is requeued; return where it landed."""
-    job = wait_for(lambda: slurm_state(job_id) == "RUNNING" and trainer_process(job_id), 600, "the training job", proc)
+def preempt_at(target: str, stage: Path, rng: random.Random, proc) -> str:
+    """Stop the running job at `target`, preempt it there, wait until it is requeued; return where it landed.
+    (The newest job of the stage: the head submits afresh a job SLURM lost in its requeue, harness.launch.)"""
+    jobs = stage / "slurm" / "jobs.jsonl"
+    job_id = wait_for(lambda: running_job(jobs) and trainer_process(running_job(jobs)) and running_job(jobs), 600,
+                      "the training job", proc)  # fmt: skip
+    job = trainer_process(job_id)
     job.suspend()
     where = stop_at(target, job, stage, rng)
     sh("scancel", "--signal=USR2", job_id)  # as SLURM signals a preemption; submitit requeues the job itself
@@ -147,11 +151,11 @@ def preempt_at(target: str, job_id: str, stage: Path, rng: random.Random, proc) 
 
 
 def requeued(job_id: str, timeout: float = 120) -> None:
-    """Until the job is queued again with nothing of its last attempt left on the node. (Released any earlier, the
-    next attempt can start while srun still tears the last one down, and fail: SLURM itself holds a requeued
-    job for 120 s, which the test shortens only once the node is clear.)"""
+    """Until the job is queued again (or, lost in its requeue, has ended) with nothing of its last attempt left on
+    the node. (Released any earlier, the next attempt can start while srun still tears the last one down: SLURM
+    itself holds a requeued job for 120 s, which the test shortens only once the node is clear.)"""
     deadline = time.time() + timeout
-    while not (slurm_state(job_id) == "PENDING" and not job_python(job_id)):
+    while slurm_state(job_id) in ("RUNNING", "COMPLETING") or job_python(job_id):
         assert time.time() < deadline, f"job {job_id} not requeued in {timeout} s (state {slurm_state(job_id)})"
         time.sleep(0.5)
 
@@ -168,9 +172,8 @@ def test_training_preempted_at_any_moment_ends_as_an_uninterrupted_run(cluster, 
         cmd = snakemake_cmd(tmp_path, "--retries", "0", profile="slurm")
         proc = subprocess.Popen(cmd, cwd=ROOT, env=clean_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
-            job_id = wait_for(lambda: running_job(stage / "slurm" / "jobs.jsonl"), 600, "the training job", proc)
             for target in ("random", "generation", "update", "checkpoint"):
-                landed.append((target, preempt_at(target, job_id, stage, rng, proc)))
+                landed.append((target, preempt_at(target, stage, rng, proc)))
             release_until_done(proc, timeout=900)
         finally:
             if proc.poll() is None:
@@ -182,7 +185,8 @@ def test_training_preempted_at_any_moment_ends_as_an_uninterrupted_run(cluster, 
     assert proc.returncode == 0, (tmp_path / "snakemake.log").read_text()[-5000:]
     assert [t for t, where in landed if t == where] == ["generation", "update", "checkpoint"], landed
 
-    history = sh("sacct", "-j", job_id, "-D", "-n", "-X", "-P", "-o", "State").split()
+    job_ids = [json.loads(line)["job_id"] for line in (stage / "slurm" / "jobs.jsonl").read_text().splitlines()]
+    history = sh("sacct", "-j", ",".join(job_ids), "-D", "-n", "-X", "-P", "-o", "State").split()
     assert len({"PREEMPTED", "REQUEUED"} & set(history)) and history[-1] == "COMPLETED", history
     assert len(history) >= 5, history  # four interrupted attempts and the one that completed
 
