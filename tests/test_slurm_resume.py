@@ -172,19 +172,25 @@ def job_python(job_id: str) -> list[psutil.Process]:
 
 
 def pause_after_first_chunk(job_id: str, cache: Path, window_s: float = 0.03) -> tuple[list[psutil.Process], int]:
-    """Let the job run in short slices until it has committed a chunk of answers; return it stopped.
+    """Stop the job's Python as soon as it starts, then let it run in short slices until it has committed a
+    chunk of answers; return it stopped.
 
-    A chunk takes longer than a slice, so it is stopped well before its last chunk (a free-running toy
-    evaluation generates all of them in about a second, too fast to preempt mid-way on cue)."""
-    procs = wait_for(lambda: cache.is_file() and job_python(job_id), 600, "the evaluation to open its answer cache")
+    A free-running toy evaluation opens its cache and generates every chunk within about a second, less than
+    a poll of the cache takes on a loaded machine, so the job is held from its start: slices of 0.1 s while
+    it imports and loads (no answers yet), then of `window_s` (a chunk takes longer) once its cache exists."""
+    deadline = time.time() + 600
+    while not (procs := job_python(job_id)):
+        assert slurm_state(job_id) in ("PENDING", "RUNNING", "CONFIGURING"), f"job {job_id} ended before it was seen"
+        assert time.time() < deadline, "the evaluation's Python did not start in 600 s"
+        time.sleep(0.05)
     for p in procs:
         p.suspend()
-    deadline = time.time() + 600
     while (done := answered(cache, timeout=0.2)) == 0:
         assert time.time() < deadline, "no chunk committed in 600 s"
+        assert all(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs), "the job's Python exited"
         for p in procs:
             p.resume()
-        time.sleep(window_s)
+        time.sleep(window_s if cache.is_file() else 0.1)
         for p in procs:
             p.suspend()
     return procs, done
