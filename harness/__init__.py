@@ -7,13 +7,14 @@ Layers, top to bottom; a module imports from its own layer and those below it, n
     plan                             configs -> runs, paths, job fingerprints: the Snakefile's API
     reporting/                       leaderboards, verdicts, HTML reports, MLflow
     evaluation/                      lm-eval runs, sampling metrics, evaluation protocols
-    config/load, config/checks, config/claims, config/constraints, launch, memory, hub, serve
+    config/load, config/checks, config/claims, config/constraints, launch, memory, hub, pinning, serve
                                      resolving and checking bundles (they read the registries below), the
                                      README table of their ranges;
                                      SLURM via submitit; the memory plan; fetching the hub for offline
-                                     compute nodes; the vLLM server job
+                                     compute nodes, pinning its items; the vLLM server job
     stages/                          the stage-kind registry, one module per kind, shared trainer plumbing
-    config/ schemas                  schema, stage, components, parallel, typed (YAML onto them), plain, errors
+    config/ schemas, files           schema, stage, components, parallel, typed (YAML onto them), plain, errors;
+                                     data files pinned by digest (a paper's own subset)
     rewards/, algorithms/            registries of reward functions and RL objective pieces
     world/                           the CPU world: dataset generators, tokenizer, toy and packaged models
     grader, device, layout, registry answer extraction, GPU/vLLM presence, file layout, the generic registry

@@ -210,6 +210,7 @@ def cmd_fetch(args) -> int:
     """Download the pinned hub items of the selected papers (or of one Snakemake marker) into the hub cache."""
     from harness import hub
     from harness.config.load import load_cluster
+    from harness.pinning import pin
     from harness.plan import select_papers
 
     root = hub.cache_root(load_cluster(args.cluster))
@@ -220,7 +221,7 @@ def cmd_fetch(args) -> int:
         papers = select_papers(args.papers or "all", args.papers_dir, args.scale)
         items = hub.items_of(papers, args.scale, args.papers_dir)
         if args.pin:
-            hub.pin(items)
+            pin(items)
             items = hub.items_of(papers, args.scale, args.papers_dir)
         print(f"{len(items)} hub items of {len(papers)} papers at scale {args.scale}; cache {root}", flush=True)
         fetched = hub.fetch(items, root, log=lambda line: print(line, flush=True))

@@ -5,7 +5,8 @@ every hub item the selected papers use, each at its pinned commit, into the hub 
 (`ClusterConfig.hub_cache`, a shared folder; None: HF_HOME, the project's .cache/huggingface unless set):
 
     models      configs/models/*.yaml    source: hub, hub_id, revision, gated
-    datasets    configs/datasets/*.yaml  source: hub, hub_path, revision
+    datasets    configs/datasets/*.yaml  source: hub, hub_path, revision   (or source: url, url, sha256: one file,
+                                                                      harness/files.py)
     eval data   configs/eval/*.yaml      revisions: {<dataset_path of an lm-eval task>: <commit>}
 
 The cache has the layout `snapshot_download` writes (<cache>/hub/models--org--name/snapshots/<commit>/...).
@@ -33,9 +34,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness import files
 from harness.config import load
 from harness.config.components import DatasetConfig, EvalConfig, ModelConfig
-from harness.config.errors import ConfigError
+from harness.config.errors import ConfigError, FetchError
 from harness.config.plain import fingerprint
 from harness.config.stage import GENERATED
 from harness.layout import RESULTS, write_atomic
@@ -73,10 +75,6 @@ class HubItem:
 
     def __str__(self) -> str:
         return f"{self.repo_type} {self.repo_id}@{self.revision or 'unpinned'}"
-
-
-class FetchError(Exception):
-    """An item that cannot be fetched (unpinned, gated without a token, absent from the cache offline)."""
 
 
 # ----------------------------------------------------------------------------- where the cache is
@@ -141,7 +139,10 @@ def local_model(hub_id: str, revision: str | None, root: Path) -> str:
 
 
 def local_dataset(cfg: DatasetConfig, root: Path) -> str:
-    """The folder load_dataset reads for a hub dataset at its pinned commit (its files, as the hub holds them)."""
+    """The folder load_dataset reads for a hub dataset at its pinned commit (its files, as the hub holds them); for
+    a URL's file, the folder holding its pinned copy."""
+    if cfg.source == "url":
+        return str(files.local_file(root, cfg.url, cfg.sha256).parent)
     return str(snapshot(root, "dataset", cfg.hub_path, cfg.revision))
 
 
@@ -157,6 +158,8 @@ def model_item(name: str, cfg: ModelConfig) -> HubItem:
 
 
 def dataset_item(name: str, cfg: DatasetConfig) -> HubItem:
+    if cfg.source == "url":
+        return HubItem(cfg.url, "file", cfg.sha256, _config_file("datasets", name), "sha256")
     return HubItem(cfg.hub_path, "dataset", cfg.revision, _config_file("datasets", name), "revision")
 
 
@@ -228,7 +231,7 @@ def paper_items(rp: ResolvedPaper, with_eval: bool = True) -> list[HubItem]:
     """Every hub item one resolved paper uses: its models, datasets and (with_eval) eval task datasets."""
     items = [model_item(n, m) for n, m in rp.models.items() if m.source == "hub"]
     datasets = {rp.dataset_name: rp.dataset} | rp.datasets
-    items += [dataset_item(n, d) for n, d in datasets.items() if d.source == "hub"]
+    items += [dataset_item(n, d) for n, d in datasets.items() if d.fetched]
     if with_eval and suite_uses_hub(rp.eval):
         items += eval_items(rp.eval_name, rp.eval)
     return items
@@ -247,6 +250,9 @@ def items_of(papers: list[str], scale: str, papers_dir: Path) -> list[HubItem]:
 
 
 def _slug(repo_id: str, revision: str | None) -> str:
+    """A marker's name: a URL's file by its file name (the digest tells the content apart)."""
+    if "://" in repo_id:
+        repo_id = files.file_name(repo_id)
     return f"{repo_id.replace('/', '--')}@{revision or 'unpinned'}"
 
 
@@ -255,6 +261,8 @@ def model_marker(cfg: ModelConfig) -> str:
 
 
 def dataset_marker(cfg: DatasetConfig) -> str:
+    if cfg.source == "url":
+        return f"{HUB}/datasets/{_slug(cfg.url, cfg.sha256)}.json"
     return f"{HUB}/datasets/{_slug(cfg.hub_path, cfg.revision)}.json"
 
 
@@ -268,7 +276,7 @@ def stage_markers(rp: ResolvedPaper, variant: str, model: str, dataset: DatasetC
     it starts from), its dataset when it reads a hub dataset's split (None: it reads an earlier stage's data)."""
     base = rp.models[rp.variants[variant].model]
     out = [model_marker(base)] if base.source == "hub" and model == base.hub_id else []
-    return out + ([dataset_marker(dataset)] if dataset is not None and dataset.source == "hub" else [])
+    return out + ([dataset_marker(dataset)] if dataset is not None and dataset.fetched else [])
 
 
 def eval_markers(rp: ResolvedPaper, variant: str | None, model: str | None) -> list[str]:
@@ -293,7 +301,7 @@ def marker_items(marker: str | Path) -> list[HubItem]:
     found = []
     for file in sorted((load.CONFIGS / kind).glob("*.yaml")):
         cfg = load.load_component(kind, file.stem, path, "marker")
-        if cfg.source == "hub":
+        if cfg.source == "hub" or (kind == "datasets" and cfg.fetched):
             item = model_item(file.stem, cfg) if kind == "models" else dataset_item(file.stem, cfg)
             if _slug(item.repo_id, item.revision) == name:
                 found.append(item)
@@ -306,7 +314,13 @@ def marker_items(marker: str | Path) -> list[HubItem]:
 
 
 def check_pinned(item: HubItem) -> None:
-    """Refuse an item without a full commit, naming the config file and key."""
+    """Refuse an item without a full commit (a URL's file: its SHA-256), naming the config file and key."""
+    if item.repo_type == "file":
+        if item.revision is None or not files.SHA256.fullmatch(item.revision):
+            raise ConfigError(
+                item.file, item.key, f"file {item.repo_id} is not pinned to its SHA-256: {files.PIN_HINT}"
+            )
+        return
     if item.revision is None:
         raise ConfigError(item.file, item.key, f"{item.repo_type} {item.repo_id} is not pinned to a commit: {PIN_HINT}")
     if not COMMIT.fullmatch(item.revision):
@@ -316,6 +330,8 @@ def check_pinned(item: HubItem) -> None:
 def fetch_item(item: HubItem, root: Path) -> Path:
     """Download one pinned item into the cache (a complete snapshot already there needs no network)."""
     check_pinned(item)
+    if item.repo_type == "file":
+        return files.download(item.repo_id, item.revision, root)
     from huggingface_hub import get_token, snapshot_download
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -365,7 +381,7 @@ def markers_of(items: list[HubItem], rps: list[ResolvedPaper]) -> dict[str, list
             if m.source == "hub":
                 out[model_marker(m)] = [model_item(name, m)]
         for name, d in ({rp.dataset_name: rp.dataset} | rp.datasets).items():
-            if d.source == "hub":
+            if d.fetched:
                 out[dataset_marker(d)] = [dataset_item(name, d)]
         if suite_uses_hub(rp.eval):
             out[eval_marker(rp.eval_name, rp.eval)] = [i for i in items if i.file == _config_file("eval", rp.eval_name)]
@@ -380,7 +396,7 @@ def offline_stage(job: StageJob, model: ModelConfig, root: Path) -> StageJob:
     changes = {}
     if model.source == "hub" and job.model == model.hub_id:
         changes["model"] = local_model(model.hub_id, model.revision, root)
-    if job.dataset is not None and job.dataset.source == "hub" and job.stage.data != GENERATED:
+    if job.dataset is not None and job.dataset.fetched and job.stage.data != GENERATED:
         changes["data_dir"] = Path(local_dataset(job.dataset, root))
     return replace(job, **changes)
 
@@ -409,80 +425,5 @@ def run_revisions(rp: ResolvedPaper, variant: str) -> dict[str, str]:
     stage_sets = {st.dataset for st in rp.variants[variant].stages if st.dataset}
     datasets = [rp.dataset] + [rp.datasets[n] for n in sorted(stage_sets)]
     out |= {f"hub.dataset.{d.hub_path}": str(d.revision) for d in datasets if d.source == "hub"}
+    out |= {f"url.dataset.{d.url}": str(d.sha256) for d in datasets if d.source == "url"}
     return out | {f"hub.eval.{path}": sha for path, sha in (rp.eval.revisions or {}).items()}
-
-
-# ----------------------------------------------------------------------------- pinning
-
-
-def resolve_commit(item: HubItem) -> str:
-    """The hub's current commit of an item (needs the hub)."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    info = api.model_info(item.repo_id) if item.repo_type == "model" else api.dataset_info(item.repo_id)
-    return info.sha
-
-
-def pin(items: list[HubItem], log: Callable[[str], None] = print,
-        resolve: Callable[[HubItem], str] = resolve_commit) -> list[HubItem]:  # fmt: skip
-    """Write the current commit of every unpinned item into its config file (comments kept); returns them pinned."""
-    out = []
-    for item in items:
-        if item.revision is not None:
-            out.append(item)
-            continue
-        sha = resolve(item)
-        write_revision(item.file, item.key, sha)
-        log(f"pinned {item.repo_type} {item.repo_id} at {sha}: {item.file}: {item.key}")
-        out.append(replace(item, revision=sha))
-    return out
-
-
-def write_revision(file: Path, key: str, sha: str) -> None:
-    """Set `revision: <sha>` (or `revisions: {<path>: <sha>}`) in a YAML file, textually: comments stay.
-
-    >>> import tempfile; f = Path(tempfile.mkdtemp()) / "m.yaml"
-    >>> _ = f.write_text("# a model\\nsource: hub\\nhub_id: a/b\\n")
-    >>> write_revision(f, "revision", "0" * 40); print(f.read_text(), end="")
-    # a model
-    source: hub
-    hub_id: a/b
-    revision: 0000000000000000000000000000000000000000
-    >>> _ = f.write_text("tasks: [x]  # the suite\\nrevisions:\\n  a/b: old\\n")
-    >>> write_revision(f, "revisions.c/d", "1" * 40); write_revision(f, "revisions.a/b", "2" * 40)
-    >>> print(f.read_text(), end="")
-    tasks: [x]  # the suite
-    revisions:
-      a/b: 2222222222222222222222222222222222222222
-      c/d: 1111111111111111111111111111111111111111
-    """
-    lines = file.read_text().splitlines()
-    if key == "revision":
-        at = next((i for i, ln in enumerate(lines) if re.match(r"revision\s*:", ln)), None)
-        if at is not None:
-            lines[at] = f"revision: {sha}"
-        else:
-            after = next((i for i, ln in enumerate(lines) if re.match(r"(hub_id|hub_path)\s*:", ln)), len(lines) - 1)
-            lines.insert(after + 1, f"revision: {sha}")
-    else:
-        path = key.split(".", 1)[1]
-        at = next((i for i, ln in enumerate(lines) if re.match(r"revisions\s*:", ln)), None)
-        if at is None:
-            lines += ["revisions:  # hub commits of the tasks' datasets (harness fetch --pin)", f"  {path}: {sha}"]
-        else:
-            import yaml
-
-            value = lines[at].split(":", 1)[1].split("#", 1)[0].strip()
-            if value:  # flow style or null: rewrite as a block
-                known = yaml.safe_load(value) or {}
-                lines[at : at + 1] = ["revisions:"] + [f"  {k}: {v}" for k, v in known.items()]
-            end = at + 1
-            while end < len(lines) and lines[end].startswith((" ", "\t")):
-                end += 1
-            mine = next((i for i in range(at + 1, end) if lines[i].strip().split(":", 1)[0] == path), None)
-            if mine is not None:
-                lines[mine] = f"  {path}: {sha}"
-            else:
-                lines.insert(end, f"  {path}: {sha}")
-    file.write_text("\n".join(lines) + "\n")

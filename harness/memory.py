@@ -303,10 +303,16 @@ def plan_paper(rp, gpu_mem_gb: float) -> list[StagePlan]:
             on_gpu = r.gpus_per_node > 0
             processes = max(1, r.nodes * r.gpus_per_node)
             est = None
-            if shape is not None:
-                work = workload(stage, rp.stage_dataset(stage)[1], processes, on_gpu)
-                est = estimate(shape, work, stage.parallel, on_gpu, gpu_mem_gb)
             key = rp.stage_keys.get(name, [])[i] if i < len(rp.stage_keys.get(name, [])) else f"variants.{name}"
+            if shape is not None:
+                try:
+                    work = workload(stage, rp.stage_dataset(stage)[1], processes, on_gpu)
+                except ValueError as e:  # the batch cannot be laid out over the processes granted
+                    from harness.config.errors import ConfigError
+
+                    raise ConfigError(rp.file, f"{key}.args.global_batch_size", f"{e} ({r.nodes} node(s) x "
+                                      f"{r.gpus_per_node} GPUs: resources.train)") from None  # fmt: skip
+                est = estimate(shape, work, stage.parallel, on_gpu, gpu_mem_gb)
             out.append(StagePlan(key, name, i, stage.kind, processes, on_gpu, est, gpu_mem_gb, r.mem_gb))
     return out
 

@@ -33,6 +33,12 @@ def toy(b: dict) -> dict:
 
 def rename(b: dict, new: str) -> None:
     b["variants"][new] = b["variants"].pop(GOLD)
+    for scale in (b.get("scales") or {}).values():  # a scale's changes to the variant's stages, keyed by its name
+        changes = (scale or {}).get("stages") or {}
+        for key in [k for k in changes if k.startswith(GOLD + ".")]:
+            changes[new + key[len(GOLD) :]] = changes.pop(key)
+    b["sources"] = {k.replace(f"stages.{GOLD}.", f"stages.{new}.").replace(f"variants.{GOLD}.", f"variants.{new}."): v
+                    for k, v in (b.get("sources") or {}).items()}  # fmt: skip
     b["claims"] = [c for c in b.get("claims", []) if GOLD not in (c.get("lhs"), c.get("rhs"))]
     b["reported"] = [r for r in b.get("reported", []) if r.get("variant") != GOLD]
 

@@ -109,6 +109,10 @@ def related(key: str, path: tuple, op: str, message: str) -> bool:
         return True  # a stage is checked against the earlier stages of its variant
     if path[0] == "scales" and key.startswith("variants.") and str(path[-1]) in message:
         return True  # a scale's trainer settings are every stage's defaults: the stage they break is named
+    if key.startswith("sources.") and key[len("sources.") :].startswith(where):
+        return True  # a source of the setting removed (or replaced by another shape) names it
+    if path[0] == "variants" and len(path) > 1 and f".stages.{path[1]}." in f".{key}.":
+        return True  # a scale's change to the variant's stages (scales.<s>.stages.<variant>.stages.<i>) names it
     return op in ("delete", "rename") and repr(str(path[-1])) in message
 
 

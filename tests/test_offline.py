@@ -196,9 +196,10 @@ def test_fetch_refuses_a_gated_model_without_a_token(tmp_path, monkeypatch):
 def test_pin_writes_the_commit_and_keeps_comments(tmp_path, monkeypatch):
     from harness import hub
     from harness.config import load
+    from harness.pinning import pin
 
     file = _bundle_with(tmp_path, monkeypatch, "# a hub model\nsource: hub  # from the hub\nhub_id: org/m\n")
-    pinned = hub.pin(hub.items_of(["p"], "toy", tmp_path / "papers"), log=lambda _: None,
+    pinned = pin(hub.items_of(["p"], "toy", tmp_path / "papers"), log=lambda _: None,
                      resolve=lambda item: MODEL_SHA)  # fmt: skip
     assert [i.revision for i in pinned] == [MODEL_SHA]
     assert file.read_text() == f"# a hub model\nsource: hub  # from the hub\nhub_id: org/m\nrevision: {MODEL_SHA}\n"

@@ -13,6 +13,7 @@ from harness.config.components import MODEL_SOURCES, DatasetConfig, EvalConfig, 
 from harness.config.errors import ConfigError, Invalid
 from harness.config.stage import GENERATED, SPLITS, DataArgs, ObjectiveConfig, StageConfig, data_args_problem
 from harness.device import ENGINES
+from harness.files import SHA256, url_problem
 from harness.grader import EXTRACTORS
 from harness.layout import SCORERS
 from harness.registry import annotation_problem
@@ -34,11 +35,19 @@ def check_model(model: ModelConfig, file: Path) -> None:
 
 def check_dataset(dataset: DatasetConfig, file: Path) -> None:
     """A dataset config names a known source; a generated one has a spec its generator accepts."""
-    known = (*GENERATORS.names(), "hub")
+    known = (*GENERATORS.names(), "hub", "url")
     if dataset.source not in known:
         raise ConfigError(file, "source", f"unknown source {dataset.source!r} (known: {', '.join(known)})")
     if dataset.source == "hub" and not dataset.hub_path:
         raise ConfigError(file, "hub_path", "a hub dataset needs hub_path")
+    if dataset.source == "url":
+        if not dataset.url or (problem := url_problem(dataset.url)):
+            raise ConfigError(file, "url", problem if dataset.url else "a url dataset needs url (its file's address)")
+        if dataset.sha256 is not None and not SHA256.fullmatch(dataset.sha256):
+            raise ConfigError(file, "sha256", f"must be 64 lowercase hex digits, got {dataset.sha256!r}")
+    for key in ("url", "sha256"):
+        if dataset.source != "url" and getattr(dataset, key) is not None:
+            raise ConfigError(file, key, f"only a dataset with source: url has a {key}")
     if dataset.generated:
         generator = GENERATORS.get(dataset.source)
         try:

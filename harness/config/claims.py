@@ -87,20 +87,24 @@ def check_sources(paper: PaperConfig, file: Path) -> None:
 
 
 def _has_key(node, parts: list[str]) -> bool:
-    for part in parts:
-        if isinstance(node, dict):
-            if part not in node:
-                return False
-            node = node[part]
-        elif isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                return False
-            node = node[int(part)]
-        elif hasattr(node, "__dataclass_fields__") and part in node.__dataclass_fields__:
-            node = getattr(node, part)
-        else:
-            return False
-    return True
+    """`parts` (a key split at its dots) name a setting under `node`; a mapping's own keys may hold dots
+    (a scale's `stages:` are keyed `one_shot.stages.0`).
+
+    >>> _has_key({"stages": {"a.stages.0": {"args": {"lr": 1}}}}, "stages.a.stages.0.args.lr".split("."))
+    True
+    """
+    if not parts:
+        return True
+    if isinstance(node, dict):
+        return any(
+            ".".join(parts[:n]) in node and _has_key(node[".".join(parts[:n])], parts[n:])
+            for n in range(len(parts), 0, -1)
+        )
+    if isinstance(node, list):
+        return parts[0].isdigit() and int(parts[0]) < len(node) and _has_key(node[int(parts[0])], parts[1:])
+    if hasattr(node, "__dataclass_fields__") and parts[0] in node.__dataclass_fields__:
+        return _has_key(getattr(node, parts[0]), parts[1:])
+    return False
 
 
 def unsourced(paper: PaperConfig, scale: str = "paper") -> list[str]:

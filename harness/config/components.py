@@ -75,13 +75,22 @@ class DatasetConfig:
 
     source: str = MISSING
     """A registered generator (harness/world/generators.py): `toy-arithmetic` (spec under `arithmetic:`) or
-    `toy-word-problems` (`word_problems:`), generated here; `hub`: loaded by name at paper scale."""
+    `toy-word-problems` (`word_problems:`), generated here; `hub`: loaded by name at paper scale; `url`: one file
+    pinned by its digest (`url`, `sha256`)."""
     hub_path: str | None = None
     hub_name: str | None = None
     revision: str | None = None
     """hub only: the dataset repository's commit (40 hex digits) fetched and used (`harness fetch`)."""
+    url: str | None = None
+    """`url` only: one data file (.parquet, .jsonl, .json, .csv), e.g. the exact subset a paper's authors released in
+    their repository at a commit (harness/files.py)."""
+    sha256: str | None = None
+    """`url` only: the file's SHA-256 (64 hex digits), checked when it is fetched (`harness fetch --pin` writes it)."""
     prompt_field: str = "prompt"
+    """The column holding the prompt; a dotted path reaches into nested columns (`prompt.0.content`: the first
+    chat message's text, as verl's parquet files hold it)."""
     answer_field: str = "answer"
+    """The column holding the gold answer, dotted like prompt_field (`reward_model.ground_truth`)."""
     solution_field: str | None = None
     """hub: a column with a worked solution, the expert demonstration of SFT stages and expert mixes
     (generated datasets have their own `solution`); None: the answer alone."""
@@ -98,6 +107,11 @@ class DatasetConfig:
     def generated(self) -> bool:
         """Made here by `harness world data` (files under results/world/data/), not read from a hub."""
         return self.source in GENERATORS
+
+    @property
+    def fetched(self) -> bool:
+        """Downloaded on the head node before any job reads it (`harness fetch`): a hub repository or a URL's file."""
+        return self.source in ("hub", "url")
 
 
 @dataclass

@@ -11,7 +11,7 @@ class ConfigError(ValueError):
     """Bad configuration, with the file and the key it concerns."""
 
     def __init__(self, file: Path | str, key: str, message: str) -> None:
-        self.file, self.key = str(file), key
+        self.file, self.key, self.message = str(file), key, message
         super().__init__(f"{_rel(file)}: {key or '<top level>'}: {message}")
 
 
@@ -27,6 +27,11 @@ class Invalid(ValueError):
 
     def at(self, file: Path | str, prefix: str) -> ConfigError:
         return ConfigError(file, ".".join(p for p in (prefix, self.key) if p), self.message)
+
+
+class FetchError(Exception):
+    """An item a paper scale reads that cannot be fetched or found (unpinned, gated without a token, a digest that
+    differs from its pin, absent from the cache offline): harness/hub.py, harness/files.py."""
 
 
 def _rel(path: Path | str) -> str:

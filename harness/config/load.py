@@ -48,7 +48,7 @@ from harness.config.schema import (
     Stage,
     Variant,
 )
-from harness.config.stage import RewardSpec
+from harness.config.stage import RewardSpec, StageConfig
 from harness.layout import CONFIGS, PAPERS
 from harness.memory import TOY_VOCAB, host_memory_gb, shape_of
 from harness.rewards import REWARDS
@@ -142,12 +142,13 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
     if sc.instruction is not None and evalc.instruction is None:
         evalc = dataclasses.replace(evalc, instruction=sc.instruction)
     models = {sc.model: load_component("models", sc.model, file, f"{key}.model")}
+    check_stage_changes(sc.stages, _stage_names(paper), file, f"{key}.stages")
     variants: dict[str, Variant] = {}
     stage_keys: dict[str, list[str]] = {}
     for name in paper.variants:
         if problem := typed.check_slug(name, "variant (it names a folder under results/runs/)"):
             raise ConfigError(file, f"variants.{name}", problem)
-        v, stage_keys[name] = _resolve_variant(paper, name, sc, file)
+        v, stage_keys[name] = _resolve_variant(paper, name, sc, file, scale)
         if v is None or (paper.variants[name].scales is not None and scale not in paper.variants[name].scales):
             continue
         if v.model not in models:
@@ -211,6 +212,8 @@ def _resolve_scale(paper: PaperConfig, scale: str, file: Path, overrides: list[s
                 layer["trainers"][kind] = kind_args(STAGES.get(kind), args, f"trainers.{kind}")
             if layer.get("parallel"):
                 layer["parallel"] = typed.check(ParallelConfig, layer["parallel"], "parallel")
+            for name, change in (layer.get("stages") or {}).items():
+                layer["stages"][name] = _stage_change(change, f"stages.{name}")
         except Invalid as e:
             raise e.at(where, prefix) from None
         checked.append(layer)
@@ -220,6 +223,63 @@ def _resolve_scale(paper: PaperConfig, scale: str, file: Path, overrides: list[s
         raise e.at(file, f"scales.{scale}") from None
 
 
+def _stage_change(change: dict, key: str) -> dict:
+    """One entry of a scale's `stages:`, checked as a partial stage: any field but its kind."""
+    if isinstance(change, dict) and "kind" in change:
+        raise Invalid(f"{key}.kind", "a scale changes a stage's settings, not its kind (write another variant)")
+    return typed.check(StageConfig, change, key)
+
+
+def _scale_stage(st: StageConfig, changes: dict[str, dict], names: list[str], file: Path,
+                 key: str) -> tuple[StageConfig, list[str]]:  # fmt: skip
+    """`st` with a scale's changes for it (`ScaleConfig.stages`, at `key`): those under each of `names` in turn
+    (the stage's key where it is written, then the variant's own when it inherits the stage); and the names applied."""
+    given = [n for n in dict.fromkeys(names) if n in changes]
+    if not given:
+        return st, []
+    try:
+        return typed.build(StageConfig, typed.merge(to_plain(st), *(changes[n] for n in given))), given
+    except Invalid as e:
+        raise e.at(file, f"{key}.{given[-1]}") from None
+
+
+def _resolved_where_written(st: StageConfig, sc: ScaleConfig, file: Path, key: str, changed: str,
+                            given: list[str]) -> Stage:  # fmt: skip
+    """`_resolve_stage`; a refusal of a field the scale changed is named by the scale's key (`changed.<name>`, where
+    the value is written), not the stage's."""
+    try:
+        return _resolve_stage(st, sc, file, key)
+    except ConfigError as e:
+        rest = e.key[len(key) + 1 :] if e.key.startswith(key + ".") else ""
+        owner = next((n for n in reversed(given) if rest.split(".")[0] in sc.stages[n]), None)
+        if owner is None:
+            raise
+        raise ConfigError(e.file, f"{changed}.{owner}.{rest}", e.message) from None
+
+
+def _stage_names(paper: PaperConfig) -> set[str]:
+    """Every stage's key in the bundle without `variants.`, also as inherited by a variant that extends another."""
+    names = set()
+    for name in paper.variants:
+        cur, seen, stages, rounds = name, set(), None, None
+        while cur in paper.variants and cur not in seen:  # the nearest link that writes them
+            seen.add(cur)
+            stages = paper.variants[cur].stages if stages is None else stages
+            rounds = paper.variants[cur].rounds if rounds is None else rounds
+            cur = paper.variants[cur].extends
+        names |= {f"{name}.stages.{i}" for i in range(len(stages or []))}
+        names |= {f"{name}.rounds.stages.{j}" for j in range(len(rounds.stages or []))} if rounds else set()
+    return names
+
+
+def check_stage_changes(changes: dict[str, dict], keys: set[str], file: Path, key: str) -> None:
+    """Each of a scale's stage changes names a stage of the bundle (`keys`: `<variant>.stages.<i>` ...)."""
+    for name in changes:
+        if name not in keys:
+            shown = ", ".join(sorted(keys)) or "none: no variant has stages"
+            raise ConfigError(file, f"{key}.{name}", f"names no stage of this bundle (stages: {shown})")
+
+
 def _dotlist(overrides: list[str]) -> dict:
     """`a.b=value` overrides as a mapping, values parsed as YAML (OmegaConf's dotlist)."""
     from omegaconf import OmegaConf
@@ -227,8 +287,10 @@ def _dotlist(overrides: list[str]) -> dict:
     return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
 
 
-def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path) -> tuple[Variant, list[str]]:
-    """The variant with its stages resolved, and the key of each stage in the bundle."""
+def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path,
+                     scale: str = "") -> tuple[Variant, list[str]]:  # fmt: skip
+    """The variant with its stages resolved (with the scale's changes to them), and the key of each stage in the
+    bundle."""
     chain, cur = [], name
     while cur is not None:
         if cur in chain:
@@ -238,30 +300,37 @@ def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path)
         chain.append(cur)
         cur = paper.variants[cur].extends
     model, stages_cfg, rounds, description = sc.model, [], None, ""
+    stages_of, rounds_of = name, name  # the variants whose `stages` / `rounds` these are (written there)
     for link in reversed(chain):  # the base of the chain first
         vc = paper.variants[link]
         model = vc.model or model
-        stages_cfg = vc.stages if vc.stages is not None else stages_cfg
-        rounds = vc.rounds if vc.rounds is not None else rounds
+        if vc.stages is not None:
+            stages_cfg, stages_of = vc.stages, link
+        if vc.rounds is not None:
+            rounds, rounds_of = vc.rounds, link
         description = vc.description or description
-    keyed = [(f"variants.{name}.stages.{i}", st) for i, st in enumerate(stages_cfg)]
+    changed = f"scales.{scale}.stages"
+    keyed = [(f"variants.{name}.stages.{i}",
+              *_scale_stage(st, sc.stages, [f"{stages_of}.stages.{i}", f"{name}.stages.{i}"], file, changed))
+             for i, st in enumerate(stages_cfg)]  # fmt: skip
     if rounds is not None:
         if rounds.count < 1 or not rounds.stages:
             raise ConfigError(file, f"variants.{name}.rounds", "needs count >= 1 and at least one stage")
-        keyed += [
-            (f"variants.{name}.rounds.stages.{j}", st)
-            for _ in range(rounds.count)
-            for j, st in enumerate(rounds.stages)
-        ]
-    stages = [_resolve_stage(st, sc, file, key) for key, st in keyed]
-    check_stage_order(stages, file, [key for key, _ in keyed])
-    return Variant(name=name, description=description, model=model, stages=stages), [key for key, _ in keyed]
+        in_round = [_scale_stage(st, sc.stages, [f"{rounds_of}.rounds.stages.{j}", f"{name}.rounds.stages.{j}"],
+                                 file, changed) for j, st in enumerate(rounds.stages)]  # fmt: skip
+        keyed += [(f"variants.{name}.rounds.stages.{j}", *pair) for _ in range(rounds.count)
+                  for j, pair in enumerate(in_round)]  # fmt: skip
+    stages = [_resolved_where_written(st, sc, file, key, changed, given) for key, st, given in keyed]
+    check_stage_order(stages, file, [key for key, _, _ in keyed])
+    return Variant(name=name, description=description, model=model, stages=stages), [key for key, _, _ in keyed]
 
 
 def _resolve_stage(st, sc: ScaleConfig, file: Path, key: str) -> Stage:
     """A stage with its kind's args (the kind's defaults <- the scale's trainers.<kind> <- the stage's args)
     and its resources (the scale's resources.train <- the stage's)."""
     check_stage(st, file, key)
+    if st.dataset is not None:
+        load_component("datasets", st.dataset, file, f"{key}.dataset")
     kind = STAGES.get(st.kind)
     try:
         merged = typed.merge(sc.trainers.get(st.kind, {}), kind_args(kind, st.args))

@@ -130,6 +130,10 @@ class ScaleConfig:
     prompt_differs: str | None = None
     """Why a stage's training prompts are formatted otherwise than the evaluation's (the chat template on one side
     only); required when they differ, and shown with the results (harness.config.checks.check_prompt_formats)."""
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """This scale's changes to single stages, keyed by the stage's key in the bundle without `variants.`
+    (`one_shot.stages.0`, `iterate.rounds.stages.1`): e.g. the paper's KL term or its exact training example at the
+    paper scale only. Mappings merge into the stage's own fields, lists replace; a stage's `kind` stays."""
 
 
 # ----------------------------------------------------------------------------- the paper

@@ -24,6 +24,7 @@ from torch.utils.data import Sampler
 
 from harness.config.components import DatasetConfig
 from harness.config.stage import SPLITS, DataArgs, data_args_problem
+from harness.files import file_format, file_name
 from harness.grader import normalize
 from harness.world.arithmetic import SEPARATOR, running_totals
 from harness.world.splits import read_split
@@ -85,16 +86,44 @@ def load_rows(dataset: DatasetConfig, split: str, data_dir: Path | None) -> list
         return read_split(Path(data_dir), split)
     import datasets
 
-    # offline jobs read the repository's snapshot in the hub cache (harness.hub.offline_stage sets data_dir)
-    ds = datasets.load_dataset(str(data_dir) if data_dir else dataset.hub_path, dataset.hub_name, split="train")
+    # offline jobs read the repository's snapshot (a URL's pinned file) in the hub cache (hub.offline_stage sets data_dir)
+    if dataset.source == "url":
+        where = Path(data_dir) / file_name(dataset.url) if data_dir else dataset.url
+        ds = datasets.load_dataset(file_format(dataset.url), data_files=str(where), split="train")
+    else:
+        ds = datasets.load_dataset(str(data_dir) if data_dir else dataset.hub_path, dataset.hub_name, split="train")
     for column, values in (dataset.where or {}).items():
         ds = ds.filter(lambda row, c=column, v=tuple(values): row[c] in v)
     solution = dataset.solution_field
     return [
-        {"id": i, "prompt": row[dataset.prompt_field], "answer": str(row[dataset.answer_field])}
-        | ({"solution": str(row[solution])} if solution else {})
+        {
+            "id": i,
+            "prompt": column_value(row, dataset.prompt_field),
+            "answer": str(column_value(row, dataset.answer_field)),
+        }
+        | ({"solution": str(column_value(row, solution))} if solution else {})
         for i, row in enumerate(ds)
     ]
+
+
+def column_value(row: dict, path: str):
+    """A row's column, or a value inside nested columns by a dotted path (list items by index).
+
+    >>> row = {"prompt": [{"role": "user", "content": "2+2?"}], "reward_model": {"ground_truth": "4"}}
+    >>> column_value(row, "prompt.0.content"), column_value(row, "reward_model.ground_truth")
+    ('2+2?', '4')
+    """
+    if path in row:
+        return row[path]
+    value = row
+    for part in path.split("."):
+        try:
+            value = value[int(part)] if isinstance(value, list) else value[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise KeyError(
+                f"no {path!r} in the dataset's rows (stopped at {part!r}; columns: {', '.join(row)})"
+            ) from None
+    return value
 
 
 def with_instruction(rows: datasets.Dataset, instruction: str) -> datasets.Dataset:

@@ -147,7 +147,7 @@ def _convert(field: dict, value: Any, key: str) -> Any:
             return None
         raise Invalid(key, "must not be null")
     if kind == "any":
-        out = value
+        out = _finite(value, key)
     elif isinstance(value, (dict, list)):
         raise Invalid(key, f"expected {kind}, got a {'mapping' if isinstance(value, dict) else 'list'}")
     elif kind == "bool":
@@ -170,6 +170,19 @@ def _convert(field: dict, value: Any, key: str) -> Any:
     if choices and out not in choices:
         raise Invalid(key, f"{out!r} is not one of {', '.join(map(str, choices))}")
     return out
+
+
+def _finite(value: Any, key: str) -> Any:
+    """`value` (of a field of any type), every number in it finite.
+
+    >>> _finite({"a": [1.0, 2]}, "k")
+    {'a': [1.0, 2]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Invalid(key, f"expected a finite number, got {value!r}")
+    for k, v in value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ():
+        _finite(v, f"{key}.{k}")
+    return value
 
 
 if __name__ == "__main__":  # the subprocess of _read_in_a_subprocess: one class's fields as JSON on stdout

@@ -1,0 +1,179 @@
+"""A paper's own data file, pinned by its digest (harness/files.py): pinned with `--pin`, fetched over real HTTP from a
+local server into the cache, refused when its content changes, read offline by a stage at the scale that names it
+(`scales.<s>.stages`), nested verl-style columns included.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from harness.config.errors import ConfigError, FetchError
+from tests.conftest import ROOT, write_bundle
+from tests.test_offline import parquet
+
+ROWS = [
+    {"data_source": "x", "prompt": [{"role": "user", "content": f"What is {i} + {i}? Think step by step."}],
+     "reward_model": {"ground_truth": str(2 * i), "style": "rule"}}
+    for i in range(1, 6)
+]  # fmt: skip
+BUNDLE = """
+paper: {title: a paper's own data file}
+variants:
+  base: {}
+  one:
+    stages: [{kind: grpo, data: train, rewards: [{name: exact_match}]}]
+  more: {extends: one}
+scales:
+  toy:
+    model: toy-tiny
+    stages:
+      one.stages.0: {dataset: authors-file, data_args: {limit: 1, repeat: 4}}
+  paper: {}
+"""
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real HTTP server over tmp_path/www (stopped at the end)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def project(tmp_path, server, monkeypatch):
+    """configs/ with a url dataset (unpinned) served by `server`, and a bundle whose toy `one` stage reads it."""
+    from harness.config import load
+
+    www, base = server
+    (www / "commit0").mkdir()
+    (www / "commit0" / "train.parquet").write_bytes(parquet(ROWS))
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    file = tmp_path / "configs" / "datasets" / "authors-file.yaml"
+    file.write_text(f"# the authors' file\nsource: url\nurl: {base}/commit0/train.parquet\n"
+                    "prompt_field: prompt.0.content\nanswer_field: reward_model.ground_truth\n")  # fmt: skip
+    monkeypatch.setattr(load, "CONFIGS", tmp_path / "configs")
+    write_bundle(tmp_path / "papers", "own", BUNDLE)
+    return tmp_path, file
+
+
+def test_the_scale_stage_change_reads_the_file_only_where_it_is_named(project):
+    from harness.config.load import load_paper
+
+    tmp, _ = project
+    toy = load_paper("own", "toy", papers_dir=tmp / "papers")
+    assert toy.variants["one"].stages[0].dataset == "authors-file"
+    assert toy.variants["more"].stages[0].dataset == "authors-file"  # inherits the stage, and the scale's change
+    assert (toy.variants["one"].stages[0].data_args.limit, toy.variants["one"].stages[0].data_args.repeat) == (1, 4)
+    assert toy.datasets["authors-file"].source == "url"
+    paper = load_paper("own", "paper", papers_dir=tmp / "papers")
+    assert paper.variants["one"].stages[0].dataset is None and paper.datasets == {}  # no change at this scale
+
+
+def test_pin_fetch_and_read_offline(project, server):
+    from harness import hub
+    from harness.config.stage import DataArgs
+    from harness.pinning import pin
+    from harness.stages.data import stage_rows
+
+    tmp, file = project
+    www, _ = server
+    items = [i for i in hub.items_of(["own"], "toy", tmp / "papers") if i.repo_type == "file"]
+    assert len(items) == 1
+    with pytest.raises(ConfigError, match=r"authors-file.yaml: sha256: .* not pinned to its SHA-256: run `harness fet"):
+        hub.fetch(items, tmp / "hf")
+    assert not (tmp / "hf").exists()  # refused before anything downloads
+
+    want = hashlib.sha256((www / "commit0" / "train.parquet").read_bytes()).hexdigest()
+    pinned = pin(items, log=lambda _: None)  # downloads it from the server and hashes it
+    assert [i.revision for i in pinned] == [want]
+    assert f"\nsha256: {want}\n" in file.read_text() and file.read_text().startswith("# the authors' file\n")
+
+    fetched = hub.fetch(hub.items_of(["own"], "toy", tmp / "papers"), tmp / "hf", log=lambda _: None)
+    path = fetched[pinned[0]]
+    assert path == tmp / "hf" / "files" / want / "train.parquet" and path.read_bytes() == (www / "commit0" /
+                                                                                             "train.parquet").read_bytes()  # fmt: skip
+
+    # offline: a stage reads the cached copy (the folder hub.offline_stage hands it), nested columns resolved
+    from harness.config.load import load_paper
+
+    rp = load_paper("own", "toy", papers_dir=tmp / "papers")
+    folder = Path(hub.local_dataset(rp.datasets["authors-file"], tmp / "hf"))
+    (www / "commit0" / "train.parquet").unlink()  # the server no longer has it: the cache is all there is
+    rows = stage_rows(rp.datasets["authors-file"], "train", DataArgs(limit=1, repeat=4), folder)
+    assert rows["prompt"] == ["What is 1 + 1? Think step by step."] * 4 and rows["answer"] == ["2"] * 4
+    assert hub.fetch(pinned, tmp / "hf", log=lambda _: None)[pinned[0]] == path  # a good copy: no download
+
+    # the plan waits for the file's marker, and the marker names the item again
+    from harness.plan import Plan
+
+    plan = Plan(["own"], "toy", papers_dir=tmp / "papers")
+    run = next(r for r in plan.runs("own") if r.variant == "one")
+    marker = f"results/hub/datasets/train.parquet@{want}.json"
+    assert marker in plan.stage_inputs(run, 0)
+    assert hub.marker_items(marker) == [pinned[0]]
+
+
+def test_changed_content_is_refused(project, server):
+    from harness import hub
+
+    tmp, file = project
+    www, _ = server
+    file.write_text(file.read_text() + f"sha256: {'ab' * 32}\n")
+    with pytest.raises(FetchError, match=r"has sha256 [0-9a-f]{64}, not the pinned abab.*its content changed"):
+        hub.fetch(hub.items_of(["own"], "toy", tmp / "papers"), tmp / "hf", log=lambda _: None)
+    assert not list((tmp / "hf").rglob("*.parquet"))  # nothing kept
+    (www / "commit0" / "train.parquet").unlink()
+    with pytest.raises(FetchError, match="cannot be downloaded"):
+        hub.fetch(hub.items_of(["own"], "toy", tmp / "papers"), tmp / "hf", log=lambda _: None)
+
+
+@pytest.mark.parametrize(
+    "change, key, fragment",
+    [
+        ("nope.stages.0: {dataset: authors-file}", "scales.toy.stages.nope.stages.0", "names no stage of this bundle"),
+        ("one.stages.3: {dataset: authors-file}", "scales.toy.stages.one.stages.3", "more.stages.0, one.stages.0"),
+        ("one.stages.0: {kind: sft}", "scales.toy.stages.one.stages.0.kind", "not its kind"),
+        (
+            "one.stages.0: {objective: {aux: [{name: nope}]}}",
+            "scales.toy.stages.one.stages.0.objective.aux.0.name",
+            "nope",
+        ),
+        ("one.stages.0: {data_args: {limit: 0}}", "scales.toy.stages.one.stages.0.data_args.limit", "at least 1"),
+        ("one.stages.0: {dataset: missing-one}", "scales.toy.stages.one.stages.0.dataset", "missing-one"),
+    ],
+)
+def test_a_bad_stage_change_is_refused_naming_its_key(project, change, key, fragment):
+    from harness.config.load import load_paper
+
+    tmp, _ = project
+    write_bundle(tmp / "papers", "own", BUNDLE.replace("one.stages.0: {dataset: authors-file, data_args: {limit: 1, "
+                                                       "repeat: 4}}", change))  # fmt: skip
+    with pytest.raises(ConfigError) as e:
+        load_paper("own", "toy", papers_dir=tmp / "papers")
+    assert f": {key}:" in str(e.value) and fragment in str(e.value), str(e.value)
+
+
+def test_url_dataset_configs_are_checked(project):
+    from harness.config.load import load_component
+
+    tmp, file = project
+    for text, key in [("source: url\n", "url"), ("source: url\nurl: https://x/a.txt\n", "url"),
+                      ("source: url\nurl: https://x/a.parquet\nsha256: abc\n", "sha256"),
+                      ("source: hub\nhub_path: a/b\nsha256: " + "0" * 64 + "\n", "sha256")]:  # fmt: skip
+        file.write_text(text)
+        with pytest.raises(ConfigError, match=rf"authors-file.yaml: {key}: "):
+            load_component("datasets", "authors-file", tmp / "x", "dataset")
