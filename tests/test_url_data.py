@@ -20,7 +20,7 @@ from tests.test_offline import parquet
 
 ROWS = [
     {"data_source": "x", "prompt": [{"role": "user", "content": f"What is {i} + {i}? Think step by step."}],
-     "reward_model": {"ground_truth": str(2 * i), "style": "rule"}}
+     "reward_model": {"ground_truth": str(2 * i), "style": "rule"}, "rephrased": f"Add {i} to itself."}
     for i in range(1, 6)
 ]  # fmt: skip
 BUNDLE = """
@@ -177,3 +177,35 @@ def test_url_dataset_configs_are_checked(project):
         file.write_text(text)
         with pytest.raises(ConfigError, match=rf"authors-file.yaml: {key}: "):
             load_component("datasets", "authors-file", tmp / "x", "dataset")
+
+
+def test_a_shipped_rewording_is_the_twin_and_a_file_without_one_is_refused(project, server):
+    from harness import hub
+    from harness.config.load import load_paper
+    from harness.config.stage import DataArgs
+    from harness.pinning import pin
+    from harness.stages.data import stage_rows
+
+    tmp, file = project
+    write_bundle(
+        tmp / "papers",
+        "own",
+        BUNDLE.replace(
+            "{dataset: authors-file, data_args: {limit: 1, repeat: 4}}",
+            "{dataset: authors-file, data_args: {paraphrase: true}}",
+        ),
+    )
+    with pytest.raises(ConfigError, match=r"scales.toy.stages.one.stages.0.data_args.paraphrase: dataset "
+                                          r"'authors-file' ships no rewordings"):  # fmt: skip
+        load_paper("own", "toy", papers_dir=tmp / "papers")
+    file.write_text(file.read_text() + "paraphrase_field: rephrased\n")
+    rp = load_paper("own", "toy", papers_dir=tmp / "papers")
+    hub.fetch(pin([i for i in hub.items_of(["own"], "toy", tmp / "papers") if i.repo_type == "file"],
+                  log=lambda _: None), tmp / "hf", log=lambda _: None)  # fmt: skip
+    rp = load_paper("own", "toy", papers_dir=tmp / "papers")
+    folder = Path(hub.local_dataset(rp.datasets["authors-file"], tmp / "hf"))
+    rows = stage_rows(rp.datasets["authors-file"], "pool", DataArgs(limit=2, paraphrase=True), folder)
+    assert rows["prompt"] == ["What is 1 + 1? Think step by step.", "Add 1 to itself.",
+                              "What is 2 + 2? Think step by step.", "Add 2 to itself."]  # fmt: skip
+    assert rows["pair"] == [0, 0, 1, 1] and rows["view"] == [0, 1, 0, 1] and "paraphrase" not in rows.column_names
+    assert "answer" not in rows.column_names  # a pool: labels hidden

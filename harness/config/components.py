@@ -94,6 +94,9 @@ class DatasetConfig:
     solution_field: str | None = None
     """hub: a column with a worked solution, the expert demonstration of SFT stages and expert mixes
     (generated datasets have their own `solution`); None: the answer alone."""
+    paraphrase_field: str | None = None
+    """hub/url: a column holding each prompt's reworded twin as the data ships it (Co-Reward's rewordings), which
+    `data_args.paraphrase` pairs with the prompt (the toy arithmetic world rewords its rows itself)."""
     prompt_tokens: int | None = None
     """Longest prompt in tokens (chat template included), for the memory plan; None: 32 for a generated dataset,
     512 for a hub one."""

@@ -329,8 +329,11 @@ def _resolve_stage(st, sc: ScaleConfig, file: Path, key: str) -> Stage:
     """A stage with its kind's args (the kind's defaults <- the scale's trainers.<kind> <- the stage's args)
     and its resources (the scale's resources.train <- the stage's)."""
     check_stage(st, file, key)
-    if st.dataset is not None:
-        load_component("datasets", st.dataset, file, f"{key}.dataset")
+    ds = load_component("datasets", st.dataset or sc.dataset, file, f"{key}.dataset" if st.dataset else "")
+    if st.data_args.paraphrase and ds.source != "toy-arithmetic" and not ds.paraphrase_field:
+        raise ConfigError(file, f"{key}.data_args.paraphrase", f"dataset {st.dataset or sc.dataset!r} ships no "
+                          "rewordings (no paraphrase_field in its config): rows are reworded here in the toy arithmetic "
+                          "world only")  # fmt: skip
     kind = STAGES.get(st.kind)
     try:
         merged = typed.merge(sc.trainers.get(st.kind, {}), kind_args(kind, st.args))

@@ -23,7 +23,7 @@ LATER_EVAL_FIELDS = ("judges", "revisions", "instruction")
 LATER_REPORTED_FIELDS = {"over": None, "checkpoint": "unstated"}
 """Reported-result fields added after results existed, with their defaults: left out while at them."""
 LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share", "revision", "prompt_tokens", "url",
-                        "sha256")  # fmt: skip
+                        "sha256", "paraphrase_field")  # fmt: skip
 """The same for DatasetConfig."""
 
 

@@ -57,6 +57,7 @@ def stage_rows(dataset: DatasetConfig, data: str, args: DataArgs, data_dir: Path
         rows = add_label_noise(rows, args.label_noise, args.seed)
     if args.paraphrase:
         rows = add_paraphrases(rows)
+    rows = [{k: v for k, v in r.items() if k != "paraphrase"} for r in rows]  # a shipped twin, used or not
     return datasets.Dataset.from_list(rows * args.repeat)  # whole copies: a row and its twin stay adjacent
 
 
@@ -73,10 +74,11 @@ def check_args(dataset: DatasetConfig, data: str, args: DataArgs) -> None:
         refuse(*problem)
     if data == "mixture" and not dataset.generated and args.limit is None:
         refuse("limit", f"data: mixture on hub dataset {dataset.hub_path} needs the number of labeled rows")
-    if args.paraphrase and dataset.source != "toy-arithmetic":
+    if args.paraphrase and dataset.source != "toy-arithmetic" and not dataset.paraphrase_field:
         what = f"hub dataset {dataset.hub_path}" if dataset.source == "hub" else f"a {dataset.source} dataset"
-        refuse("paraphrase", f"{what} must ship its paraphrases: rows are reworded in toy arithmetic only")
-    if args.paraphrase:
+        refuse("paraphrase", f"{what} must ship its paraphrases (its config's paraphrase_field names the column): "
+               "rows are reworded here in toy arithmetic only")  # fmt: skip
+    if args.paraphrase and not dataset.paraphrase_field:
         check_paraphrasable(dataset.arithmetic.operators, dataset.arithmetic.min_operands)
 
 
@@ -102,6 +104,7 @@ def load_rows(dataset: DatasetConfig, split: str, data_dir: Path | None) -> list
             "answer": str(column_value(row, dataset.answer_field)),
         }
         | ({"solution": str(column_value(row, solution))} if solution else {})
+        | ({"paraphrase": str(column_value(row, dataset.paraphrase_field))} if dataset.paraphrase_field else {})
         for i, row in enumerate(ds)
     ]
 
@@ -236,8 +239,9 @@ def reword(prompt: str) -> str:
 
 
 def twin(row: dict, offset: int) -> dict:
-    """The row's reworded twin: new id `offset + id`, same answer, the scratchpad redone for the new order."""
-    prompt = reword(row["prompt"])
+    """The row's reworded twin: new id `offset + id`, same answer, the scratchpad redone for the new order; a row
+    whose data ship its twin (`paraphrase`) takes that one."""
+    prompt = row["paraphrase"] if row.get("paraphrase") is not None else reword(row["prompt"])
     out = row | {"id": offset + row["id"], "prompt": prompt, "pair": row["id"], "view": 1}
     solution = row.get("solution")
     if solution is not None and SEPARATOR in solution:  # keep the row's (maybe corrupted) final answer
