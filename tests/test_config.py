@@ -356,6 +356,20 @@ def test_shipped_bundle_loads_at_every_scale(slug, scale):
         assert v.model in rp.models
 
 
+PAPER_SCALES = [slug for slug, scale in SHIPPED if scale == "paper"]
+
+
+@pytest.mark.parametrize("slug", PAPER_SCALES)
+def test_every_paper_scale_setting_has_a_source_or_a_deviation(slug):
+    from harness.config.claims import unsourced
+
+    paper = load_paper_config(paper_file(slug))
+    assert unsourced(paper, "paper") == [], "add a `sources:` entry (or `assumed: ...`) or a deviation for each"
+    assert paper.sources, "a paper scale says where its settings come from"
+    readme = paper_file(slug).parent / "README.md"
+    assert readme.is_file() and "<!-- deviations: begin" in readme.read_text(), f"{readme}: no deviations table"
+
+
 COMPONENTS = sorted((kind, p.stem) for kind in ("models", "datasets", "eval") for p in (CONFIGS / kind).glob("*.yaml"))
 SCHEMAS = {"models": ModelConfig, "datasets": DatasetConfig, "eval": EvalConfig}
 
