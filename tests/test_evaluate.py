@@ -160,3 +160,42 @@ def test_an_instruction_reaches_every_question_and_the_protocol(world):
     assert "instruction" not in protocol(cfg, "hf", 0, None, {})  # unset: earlier results keep their protocol
     cfg.instruction = "Put the final answer within \\boxed{}."
     assert protocol(cfg, "hf", 0, None, {})["instruction"] == cfg.instruction
+
+
+def test_a_suite_can_ask_the_bare_question_as_training_does(tmp_path):
+    """`ask: question`: a task's own template ("Question: ...\\nAnswer:", as lm-eval's aime tasks frame it) gives way
+    to the dataset's question alone, then the instruction; that is the prompt lm-eval's requests carry."""
+    import json
+
+    from lm_eval.tasks import TaskManager
+
+    from harness.evaluation.evaluate import ask_the_question, ask_with_instruction, protocol
+
+    (tmp_path / "q.jsonl").write_text(json.dumps({"problem": "What is 2+3? ", "answer": "5"}) + "\n")
+    (tmp_path / "framed.yaml").write_text(
+        "task: framed\ndataset_path: json\ndataset_kwargs: {data_files: {test: " + str(tmp_path / "q.jsonl") + "}}\n"
+        'output_type: generate_until\ntest_split: test\ndoc_to_text: "Question: {{problem}}\\nAnswer:"\n'
+        'doc_to_target: "{{answer}}"\nmetric_list: [{metric: exact_match}]\n'
+    )
+    task = TaskManager(include_path=str(tmp_path)).load(["framed"])["tasks"]["framed"]
+    doc = task.test_docs()[0]
+    assert task.doc_to_text(doc) == "Question: What is 2+3? \nAnswer:"
+    ask_the_question(task, "problem")
+    ask_with_instruction(task, "Put the final answer within \\boxed{}.")
+    task.build_all_requests(limit=1, rank=0, world_size=1)
+    assert task.instances[0].arguments[0] == "What is 2+3?\n\nPut the final answer within \\boxed{}."
+    cfg = EvalConfig(tasks=["framed"])
+    assert "ask" not in protocol(cfg, "hf", 0, None, {})  # each task's template: earlier results keep their protocol
+    cfg.ask = "question"
+    assert protocol(cfg, "hf", 0, None, {})["ask"] == "question"
+
+
+def test_asking_the_bare_question_needs_its_column(tmp_path):
+    from harness.config.checks import check_eval
+    from harness.config.errors import ConfigError
+
+    check_eval(EvalConfig(tasks=["aime24", "minerva_math500"], ask="question"), tmp_path / "s.yaml")
+    with pytest.raises(ConfigError, match=r"s.yaml: ask: no known question column for task\(s\) gpqa_diamond"):
+        check_eval(EvalConfig(tasks=["aime24", "gpqa_diamond"], ask="question"), tmp_path / "s.yaml")
+    with pytest.raises(ConfigError, match=r"s.yaml: ask: unknown way to ask 'bare'"):
+        check_eval(EvalConfig(tasks=["aime24"], ask="bare"), tmp_path / "s.yaml")

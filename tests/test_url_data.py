@@ -117,6 +117,15 @@ def test_pin_fetch_and_read_offline(project, server):
     assert rows["prompt"] == ["What is 1 + 1? Think step by step."] * 4 and rows["answer"] == ["2"] * 4
     assert hub.fetch(pinned, tmp / "hf", log=lambda _: None)[pinned[0]] == path  # a good copy: no download
 
+    # the authors' instruction at the end of every prompt is removed (the scale's instruction asks both sides)
+    file.write_text(file.read_text() + 'shipped_instruction: "Think step by step."\n')
+    shipped = load_paper("own", "toy", papers_dir=tmp / "papers").datasets["authors-file"]
+    assert stage_rows(shipped, "train", DataArgs(limit=2), folder)["prompt"] == ["What is 1 + 1?", "What is 2 + 2?"]
+    file.write_text(file.read_text().replace("Think step by step.", "Reason first."))
+    wrong = load_paper("own", "toy", papers_dir=tmp / "papers").datasets["authors-file"]
+    with pytest.raises(ValueError, match=r"row 0: the prompt does not end with the dataset's shipped_instruction"):
+        stage_rows(wrong, "train", DataArgs(limit=2), folder)
+
     # the plan waits for the file's marker, and the marker names the item again
     from harness.plan import Plan
 

@@ -9,7 +9,7 @@ import inspect
 from pathlib import Path
 
 from harness import algorithms as alg
-from harness.config.components import MODEL_SOURCES, DatasetConfig, EvalConfig, ModelConfig
+from harness.config.components import ASK, MODEL_SOURCES, TASK_QUESTIONS, DatasetConfig, EvalConfig, ModelConfig
 from harness.config.errors import ConfigError, Invalid
 from harness.config.stage import GENERATED, SPLITS, DataArgs, ObjectiveConfig, StageConfig, data_args_problem
 from harness.device import ENGINES
@@ -212,6 +212,11 @@ def check_eval(cfg: EvalConfig, file: Path) -> None:
         if task not in cfg.tasks:
             raise ConfigError(file, f"extractors.{task}", f"not one of this suite's tasks ({', '.join(cfg.tasks)})")
     _check_judges(cfg, file)
+    if cfg.ask is not None and cfg.ask not in ASK:
+        raise ConfigError(file, "ask", f"unknown way to ask {cfg.ask!r} (known: {', '.join(ASK)})")
+    if cfg.ask == "question" and (unknown := [t for t in cfg.tasks if t not in TASK_QUESTIONS]):
+        raise ConfigError(file, "ask", f"no known question column for task(s) {', '.join(unknown)} (known: "
+                          f"{', '.join(TASK_QUESTIONS)}, harness/config/components.py TASK_QUESTIONS)")  # fmt: skip
     if cfg.n_samples > 1 and cfg.temperature == 0:
         raise ConfigError(
             file, "temperature", f"n_samples {cfg.n_samples} at temperature 0 gives {cfg.n_samples} identical answers"

@@ -16,6 +16,12 @@ from harness.world.toy_model import ToyModelSpec
 from harness.world.word_problems import WordProblemSpec
 
 MODEL_SOURCES = ("toy", "hub", "package")
+TASK_QUESTIONS = {"aime24": "Problem", "aime25": "problem", "minerva_math500": "problem", "amc23": "question",
+                  "olympiadbench": "question", "minerva_math_ocw": "question", "gsm8k": "question",
+                  "gsm8k_cot_zeroshot": "question"}  # fmt: skip
+"""The column holding each math task's bare question: what a suite with `ask: question` asks (lm-eval's stock
+templates frame it otherwise: "Question: ...\nAnswer:", Minerva's "Problem: ... Solution:")."""
+ASK = ("template", "question")
 
 
 @dataclass
@@ -94,6 +100,10 @@ class DatasetConfig:
     solution_field: str | None = None
     """hub: a column with a worked solution, the expert demonstration of SFT stages and expert mixes
     (generated datasets have their own `solution`); None: the answer alone."""
+    shipped_instruction: str | None = None
+    """The instruction every prompt of the file already ends with (its authors' "think step by step ... \\boxed{}"):
+    removed when the rows are read, so that the scale's `instruction` asks training and evaluation alike; a prompt
+    without it stops the stage."""
     paraphrase_field: str | None = None
     """hub/url: a column holding each prompt's reworded twin as the data ships it (Co-Reward's rewordings), which
     `data_args.paraphrase` pairs with the prompt (the toy arithmetic world rewords its rows itself)."""
@@ -157,6 +167,9 @@ class EvalConfig:
     """vLLM only: GPUs one model is split over."""
     instruction: str | None = None
     """Appended (after a blank line) to every question of a generation task; the scale's `instruction` by default."""
+    ask: str | None = None
+    """How a question is put: `template` (None: each task's own prompt template) or `question` (the dataset's
+    question alone, TASK_QUESTIONS, then the instruction), as training stages put a dataset's prompts."""
     judges: list[JudgeSpec] | None = None
     """Judges scoring every sample (`judge/<name>`: mean score per task; with two or more, `judge/min`: the
     worst-served judge's); per-sample rewards only. None: none."""

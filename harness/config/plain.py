@@ -18,12 +18,12 @@ LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.te
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
 LATER_MODEL_FIELDS = ("revision", "architecture")
 """The same for ModelConfig (`gated` is dropped while false)."""
-LATER_EVAL_FIELDS = ("judges", "revisions", "instruction")
+LATER_EVAL_FIELDS = ("judges", "revisions", "instruction", "ask")
 """The same for EvalConfig."""
 LATER_REPORTED_FIELDS = {"over": None, "checkpoint": "unstated"}
 """Reported-result fields added after results existed, with their defaults: left out while at them."""
 LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share", "revision", "prompt_tokens", "url",
-                        "sha256", "paraphrase_field")  # fmt: skip
+                        "sha256", "paraphrase_field", "shipped_instruction")  # fmt: skip
 """The same for DatasetConfig."""
 
 

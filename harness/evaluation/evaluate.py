@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import device, grader
-from harness.config.components import EvalConfig
+from harness.config.components import TASK_QUESTIONS, EvalConfig
 from harness.evaluation.metrics import summarize
 from harness.layout import EVAL_SAMPLES_FILE, METRICS_FILE, write_atomic
 
@@ -76,6 +76,7 @@ def protocol(cfg: EvalConfig, engine: str, seed: int, chat_template: str | None,
         }
         | ({"judges": [asdict(j) for j in cfg.judges]} if cfg.judges else {})
         | ({"instruction": cfg.instruction} if cfg.instruction else {})
+        | ({"ask": cfg.ask} if cfg.ask not in (None, "template") else {})
     )
 
 
@@ -104,6 +105,8 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
     tasks = list(loaded.values())
     for task in tasks:  # n samples per question, generated once
         task.set_config(key="repeats", value=cfg.n_samples)
+        if cfg.ask == "question":
+            ask_the_question(task, TASK_QUESTIONS[task.config.task])
         if cfg.instruction:
             ask_with_instruction(task, cfg.instruction)
     print(f"evaluating {model_path} on {', '.join(cfg.tasks)}: {cfg.n_samples} samples/question, "
@@ -141,6 +144,13 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
 
     plot_run_passk(metrics, str(model_path), out_dir / "passk.png")
     return result
+
+
+def ask_the_question(task, column: str) -> None:
+    """A generation task asks its dataset's question alone (the `column` of each document), not framed by the
+    task's own template, as a training stage puts a dataset's prompt."""
+    if getattr(task, "OUTPUT_TYPE", None) == "generate_until":
+        task.doc_to_text = lambda doc, *args, **kwargs: str(doc[column]).strip()
 
 
 def ask_with_instruction(task, instruction: str) -> None:

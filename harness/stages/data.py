@@ -100,13 +100,28 @@ def load_rows(dataset: DatasetConfig, split: str, data_dir: Path | None) -> list
     return [
         {
             "id": i,
-            "prompt": column_value(row, dataset.prompt_field),
+            "prompt": bare_prompt(column_value(row, dataset.prompt_field), dataset.shipped_instruction, i),
             "answer": str(column_value(row, dataset.answer_field)),
         }
         | ({"solution": str(column_value(row, solution))} if solution else {})
         | ({"paraphrase": str(column_value(row, dataset.paraphrase_field))} if dataset.paraphrase_field else {})
         for i, row in enumerate(ds)
     ]
+
+
+def bare_prompt(prompt: str, shipped: str | None, row: int) -> str:
+    """The prompt without the instruction its file ships at its end (DatasetConfig.shipped_instruction).
+
+    >>> bare_prompt("What is 2+3? Think step by step.", "Think step by step.", 0)
+    'What is 2+3?'
+    """
+    if not shipped:
+        return prompt
+    text = prompt.rstrip()
+    if not text.endswith(shipped):
+        raise ValueError(f"row {row}: the prompt does not end with the dataset's shipped_instruction {shipped!r} "
+                         f"(it ends {text[-80:]!r})")  # fmt: skip
+    return text[: -len(shipped)].rstrip()
 
 
 def column_value(row: dict, path: str):
