@@ -213,6 +213,8 @@ def test_only_runs_with_hub_items_wait_for_a_fetch(tmp_path):
     run = next(r for r in toy.runs("one-shot-rlvr") if toy._stages(r))
     assert not [p for p in toy.stage_inputs(run, 0) + toy.eval_inputs(run) if p.startswith("results/hub/")]
     paper = Plan(["one-shot-rlvr"], "paper")
-    run = next(r for r in paper.runs("one-shot-rlvr") if paper._stages(r))
+    run = next(r for r in paper.runs("one-shot-rlvr") if r.variant == "one_shot")
     assert "results/hub/models/Qwen--Qwen2.5-Math-1.5B@unpinned.json" in paper.stage_inputs(run, 0)
-    assert any(p.startswith("results/hub/eval/math-reasoning-greedy@") for p in paper.eval_inputs(run))
+    assert any(p.startswith("results/hub/eval/math-reasoning-greedy-question@") for p in paper.eval_inputs(run))
+    assert any(p.startswith("results/hub/datasets/pi1_r128.parquet@75a7a6eec9") for p in paper.stage_inputs(run, 0))
+    # the authors' pi_1 file, fetched like a hub item
