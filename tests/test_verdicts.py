@@ -100,3 +100,25 @@ def test_one_line_summary():
         == "claims: 2 holds, 1 inconclusive; reported: 1/3 reproduced (1 not comparable, 1 not run)"
     )
     assert one_line([], []) == "claims: none; reported: 0/0 reproduced"
+
+
+def test_a_claim_whose_sides_sit_at_the_ceiling_or_floor_is_saturated():
+    from harness.config.schema import Claim
+    from harness.reporting.verdicts import check_claim
+
+    def board(a: list[float], b: list[float], metric: str = "pass@8") -> list[dict]:
+        return [{"variant": v, "task": "t", "metrics": {metric: aggregate(x)}, "seeds": [0, 1, 2]}
+                for v, x in (("rl", a), ("base", b))]  # fmt: skip
+
+    no_rise = Claim(statement="pass@8 does not rise above the base's", metric="pass@8", lhs="rl", op="<=", rhs="base")
+    top = check_claim(no_rise, board([1.0, 1.0, 1.0], [1.0, 1.0, 1.0]), "t")
+    assert top["verdict"] == "saturated" and top["why"] == "both sides at the ceiling (1)"
+    helps = Claim(statement="vote helps the weak base", metric="pass@1", lhs="rl", op=">", rhs="base")
+    bottom = check_claim(helps, board([0.0, 0.004, 0.0], [0.0, 0.0, 0.002], "pass@1"), "t")
+    assert bottom["verdict"] == "saturated" and bottom["why"] == "both sides at the floor (0)"
+    assert one_line([top, bottom], []) == "claims: 2 saturated; reported: 0/0 reproduced"
+    # one side off the ceiling beyond the noise: a real verdict
+    assert check_claim(no_rise, board([0.90, 0.91, 0.92], [1.0, 1.0, 1.0]), "t")["verdict"] == "holds"
+    # a threshold is no measured side: never saturated
+    at_least = Claim(statement="solves everything", metric="pass@8", lhs="rl", op=">=", rhs="1.0")
+    assert check_claim(at_least, board([1.0, 1.0, 1.0], [1.0, 1.0, 1.0]), "t")["verdict"] == "holds"

@@ -4,12 +4,14 @@
   of it, `not reproduced` when outside, `not comparable` when the evaluation protocol differs
   from the one the paper used, `not run` when there is no result for it.
 - A claim (a qualitative statement, usually checked at toy scale) `holds`, `does not hold`, is
-  `inconclusive` (within seed noise) or `not run`.
+  `inconclusive` (within seed noise), `saturated` (both variants at the rate's ceiling 1 or floor 0, within the
+  noise margin: the run cannot tell them apart) or `not run`.
 Seed noise is two standard errors of the mean: sqrt(std^2 / n) per side.
 """
 
 from __future__ import annotations
 
+from harness.config.claims import RATES
 from harness.config.plain import to_plain
 from harness.config.schema import Claim, ReportedResult
 from harness.evaluation.protocol import differences
@@ -61,12 +63,32 @@ def check_claim(claim: Claim, rows: list[dict], task: str) -> dict:
     else:
         verdict = "holds" if diff > margin else "does not hold" if diff <= -margin else "inconclusive"
     sides = [by_variant[v] for v in (claim.lhs, claim.rhs) if v in by_variant]
+    if len(sides) == 2 and RATES.fullmatch(claim.metric) and (bound := _bound(lhs["mean"], rhs["mean"], margin)):
+        return out | {"verdict": "saturated", "margin": margin, "why": f"both sides at the {bound}"}
     questions = min(
         (r["metrics"].get("questions", {}).get("mean", FEW_QUESTIONS) for r in sides), default=FEW_QUESTIONS
     )
     flags = [f"{questions:.0f} questions and one seed: sampling error alone can decide it"] if (
         questions < FEW_QUESTIONS and any(len(r.get("seeds", [])) == 1 for r in sides)) else []  # fmt: skip
     return out | {"verdict": verdict, "margin": margin} | ({"flags": flags} if flags else {})
+
+
+SATURATION = 0.005
+"""How near 1 (or 0) both sides of a claim on a rate must be, at least, to be at its ceiling (floor)."""
+
+
+def _bound(a: float, b: float, margin: float) -> str | None:
+    """'ceiling (1)' or 'floor (0)' when both rates sit within the noise margin of it, else None.
+
+    >>> _bound(1.0, 0.999, 0.0), _bound(0.0, 0.01, 0.02), _bound(0.9, 1.0, 0.05)
+    ('ceiling (1)', 'floor (0)', None)
+    """
+    near = max(margin, SATURATION)
+    if min(a, b) >= 1 - near:
+        return "ceiling (1)"
+    if max(a, b) <= near:
+        return "floor (0)"
+    return None
 
 
 def _incomparable(rows: list[dict]) -> str:
@@ -129,6 +151,6 @@ def one_line(claims: list[dict], reported: list[dict]) -> str:
         return ", ".join(f"{sum(i['verdict'] == v for i in items)} {v}" for v in seen) or "none"
 
     repro = sum(r["verdict"] == "reproduced" for r in reported)
-    return (f"claims: {count(claims, ('holds', 'does not hold', 'inconclusive', 'not comparable', 'not run'))}; "
+    return (f"claims: {count(claims, ('holds', 'does not hold', 'inconclusive', 'saturated', 'not comparable', 'not run'))}; "
             f"reported: {repro}/{len(reported)} reproduced"
             + (f" ({count(reported, ('not reproduced', 'not comparable', 'not run'))})" if len(reported) > repro else ""))  # fmt: skip
