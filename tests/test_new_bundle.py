@@ -49,7 +49,7 @@ def test_fresh_bundle_of_existing_pieces_runs_end_to_end(tmp_path):
     run_snakemake(tmp_path)
     board = json.loads((tmp_path / "results/runs/recombined/toy/leaderboard.json").read_text())
     assert sorted(r["variant"] for r in board["rows"]) == ["base", "invented"]
-    assert board["claims"][0]["verdict"] in ("holds", "does not hold", "inconclusive")
+    assert board["claims"][0]["verdict"] in ("holds", "does not hold", "inconclusive", "saturated")
 
     run = tmp_path / "results/runs/recombined/toy/invented/seed0"
     log = json.loads((run / "stage0/train.json").read_text())["log_history"]
