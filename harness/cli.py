@@ -2,6 +2,7 @@
 
 harness validate [PAPER ...] [--scale S]     check bundles without running anything
 harness leaderboard [PAPER ...] [--scale S]  ranked runs, mean +/- spread over seeds
+harness tables @SET [--write README.md]      README result tables from results/ (with commit and machine)
 harness compare EVAL_A EVAL_B                two evaluations side by side; says when protocols differ
 harness world data|model|convert ...         build the CPU world (called by Snakemake)
 harness fetch [PAPER ...] --scale S [--pin]  download the hub items of a scale for offline compute nodes
@@ -354,6 +355,27 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_tables(args) -> int:
+    """Markdown result tables from results/ (harness/reporting/tables.py), printed or written into a README block."""
+    from harness.plan import select_papers
+    from harness.reporting import tables
+
+    try:
+        found = tables.boards(select_papers(args.papers, args.papers_dir, args.scale), args.scale, Path(args.results))
+        text = tables.render(found, board=args.board)
+        if args.write:
+            changed = tables.write_block(Path(args.write), args.block or args.papers.lstrip("@"), text)
+            print(
+                f"{args.write}: block {args.block or args.papers.lstrip('@')} {'updated' if changed else 'up to date'}"
+            )
+        else:
+            print(text)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_ui(args) -> int:
     from harness.reporting.tracking import leaderboard_links, public_uri, tracking_uri, ui_command
 
@@ -395,6 +417,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default="results")
     p.add_argument("--index-only", action="store_true", help="rewrite only the index page")
     p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("tables", help="Markdown result tables from results/ (claims' verdicts, or --board)")
+    p.add_argument("papers", help="bundles as for Snakemake's papers=: a name, a comma list, @<set> or all")
+    p.add_argument("--scale", default="toy")
+    p.add_argument("--results", default="results")
+    p.add_argument("--board", action="store_true", help="each bundle's leaderboard instead of the claims")
+    p.add_argument("--write", metavar="README", help="replace the README's block instead of printing")
+    p.add_argument("--block", help="the block's name (default: the papers argument)")
+    p.set_defaults(fn=cmd_tables)
 
     p = sub.add_parser("ui", help="browse the leaderboards: the MLflow UI over results/ (or MLFLOW_TRACKING_URI)")
     p.add_argument("--host", default="127.0.0.1")

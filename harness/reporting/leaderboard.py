@@ -16,6 +16,7 @@ from harness.evaluation.metrics import COUNTS
 from harness.evaluation.protocol import common
 from harness.evaluation.results import read_result
 from harness.layout import eval_file, leaderboard_file, leaderboard_files, write_atomic
+from harness.reporting.tables import provenance
 from harness.reporting.verdicts import check_claim, check_reported, one_line
 
 SHOWN = ("pass@1", "maj@{n}", "pass@{n}")
@@ -84,7 +85,7 @@ def summarize_paper(plan, paper: str) -> dict:
     reported = [check_reported(r, rows if r.scale == plan.scale else []) for r in rp.reported]
     board = {"paper": paper, "title": rp.meta.title, "scale": plan.scale, "rows": rows, "claims": claims,
              "reported": reported, "summary": one_line(claims, reported),
-             "deviations": [dataclasses.asdict(d) for d in rp.deviations]}  # fmt: skip
+             "deviations": [dataclasses.asdict(d) for d in rp.deviations], "made": provenance()}  # fmt: skip
     out = Path(leaderboard_file(paper, plan.scale))
     write_atomic(out, json.dumps(board, indent=1))
     md = out.with_suffix(".md")
