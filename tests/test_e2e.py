@@ -119,7 +119,7 @@ def test_training_wrote_checkpoints_and_curves(workdir):
     assert (stage / "model" / "config.json").is_file()
 
 
-def test_mlflow_mirrors_results(workdir):
+def test_mlflow_mirrors_results(workdir, monkeypatch):
     runs = mlflow_runs(workdir, "run")
     assert len(runs) == 6  # 3 variants x 2 seeds
     for r in runs:
@@ -143,6 +143,22 @@ def test_mlflow_mirrors_results(workdir):
     assert summary.data.tags["verdicts"] == board["summary"]
     assert summary.data.tags["claim.0"].startswith("holds: ")
     assert {r.data.tags["method"] for r in runs} == {"base", "grpo[exact_match]@train", "grpo[majority_vote]@pool"}
+    # the experiment's page reads at a glance: its description is the generated leaderboard with the verdicts, and
+    # the UI link opens the aggregate runs best first by the headline metric
+    import mlflow
+
+    from harness.reporting.tracking import leaderboard_links
+
+    exp = mlflow.get_experiment_by_name("smoke")
+    note = exp.tags["mlflow.note.content"]
+    assert note == (workdir / "results/runs/smoke/toy/leaderboard.md").read_text()
+    for row in board["rows"]:
+        assert f"| {row['variant']} | {row['model']} | {row['metrics']['pass@1']['mean']:.3f} ± " in note
+    assert f"[{board['claims'][0]['verdict']}] {board['claims'][0]['statement']}" in note
+    assert exp.tags["harness.headline"] == "toy_arith/pass_at_1_mean"
+    monkeypatch.chdir(workdir)  # the store under results/ of the working directory
+    (link,) = [line for line in leaderboard_links("http://ui") if line.startswith("smoke: ")]
+    assert link.endswith("&orderByKey=metrics.%60toy_arith%2Fpass_at_1_mean%60&orderByAsc=false"), link
 
 
 def test_no_change_rerun_does_nothing(workdir):

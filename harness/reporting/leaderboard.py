@@ -88,10 +88,10 @@ def summarize_paper(plan, paper: str) -> dict:
              "deviations": [dataclasses.asdict(d) for d in rp.deviations], "made": provenance()}  # fmt: skip
     out = Path(leaderboard_file(paper, plan.scale))
     write_atomic(out, json.dumps(board, indent=1))
-    md = out.with_suffix(".md")
-    write_atomic(md, format_board(board))
-    log_summary(paper, plan.scale, board, [out, md])
-    print(format_board(board))
+    md, text = out.with_suffix(".md"), format_board(board)
+    write_atomic(md, text)
+    log_summary(paper, plan.scale, board, [out, md], text)
+    print(text)
     return board
 
 

@@ -74,8 +74,13 @@ def leaderboard_links(base_url: str) -> list[str]:
     with _session() as mlflow:
         experiments = [e for e in mlflow.search_experiments() if e.name != "Default"]
     query = quote("tags.`harness.kind` = 'aggregate'")
+
+    def order(e) -> str:  # best first by the leaderboard's headline metric (mean over seeds)
+        headline = e.tags.get("harness.headline")
+        return f"&orderByKey={quote(f'metrics.`{headline}`', safe='')}&orderByAsc=false" if headline else ""
+
     return [f"{e.name}: {base_url}/#/experiments/{e.experiment_id}/runs?workflowType=machine_learning&searchFilter={query}"
-            for e in experiments]  # fmt: skip
+            + order(e) for e in experiments]  # fmt: skip
 
 
 def metric_name(name: str) -> str:
@@ -277,8 +282,9 @@ def _during_training(plan, run: Run, stages: list[dict], final: dict) -> list[tu
             for k, v in m.items() if isinstance(v, (int, float)) and k not in COUNTS and not k.startswith("avg@")]  # fmt: skip
 
 
-def log_summary(paper: str, scale: str, board: dict, files: list[Path]) -> None:
-    """Aggregate runs (one per variant: mean and spread over seeds) and the paper's summary run."""
+def log_summary(paper: str, scale: str, board: dict, files: list[Path], text: str = "") -> None:
+    """Aggregate runs (one per variant: mean and spread over seeds), the paper's summary run, and `text` (the
+    leaderboard and verdicts in Markdown) as the experiment's description."""
     with _session() as mlflow:
         exp_id = _experiment(mlflow, paper)
         for row in board["rows"]:
@@ -308,3 +314,21 @@ def log_summary(paper: str, scale: str, board: dict, files: list[Path]) -> None:
         for f in files:
             mlflow.MlflowClient().log_artifact(run_id, str(f))
         mlflow.MlflowClient().set_terminated(run_id)
+        _describe(mlflow.MlflowClient(), exp_id, scale, board, text)
+
+
+NOTE = "mlflow.note.content"
+"""The experiment tag MLflow's UI shows as the experiment's description (Markdown)."""
+
+
+def _describe(client, exp_id: str, scale: str, board: dict, text: str) -> None:
+    """The experiment's description: each scale's generated leaderboard and verdicts (`text`, Markdown), so the
+    paper's page reads at a glance; `harness.headline`: the metric its leaderboard link sorts by."""
+    client.set_experiment_tag(exp_id, f"harness.board.{scale}", text[:6000])
+    tags = client.get_experiment(exp_id).tags
+    boards = [tags[k] for k in sorted(tags) if k.startswith("harness.board.")]
+    client.set_experiment_tag(exp_id, NOTE, "\n\n".join(boards)[:20000])  # MLflow keeps 20,000 characters
+    if board["rows"]:
+        client.set_experiment_tag(
+            exp_id, "harness.headline", f"{board['rows'][0]['task']}/{metric_name('pass@1')}_mean"
+        )
