@@ -122,15 +122,15 @@ def cmd_world(args) -> int:
             return 2
         convert(cfg.package, cfg.file, Path(layout.model_dir(args.name)))
     else:
-        from harness.world.toy_model import pretrain
+        from harness.world.toy_model import SkillError, pretrain
 
         cfg = load_component("models", args.name, CONFIGS / "models", "model")
-        pretrain(
-            cfg.toy,
-            Path(layout.data_dir(cfg.dataset)),
-            Path(layout.tokenizer_dir(cfg.dataset)),
-            Path(layout.model_dir(args.name)),
-        )
+        try:
+            pretrain(cfg.toy, Path(layout.data_dir(cfg.dataset)), Path(layout.tokenizer_dir(cfg.dataset)),
+                     Path(layout.model_dir(args.name)))  # fmt: skip
+        except SkillError as e:
+            print(f"error: configs/models/{args.name}.yaml: toy.skill: {e}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -26,8 +26,18 @@ from harness.evaluation.metrics import COUNTS
 from harness.evaluation.results import read_result
 from harness.hub import run_revisions
 from harness.launch import job_ids
+from harness.layout import (
+    PRETRAIN_SUMMARY,
+    ROOT,
+    Run,
+    checkpoint_eval_file,
+    eval_file,
+    model_dir,
+    stage_summary,
+    tracked_file,
+    write_atomic,
+)
 from harness.layout import RESULTS as RESULTS_DIR
-from harness.layout import ROOT, Run, checkpoint_eval_file, eval_file, stage_summary, tracked_file, write_atomic
 from harness.stages import STAGES
 
 RESULTS = Path(RESULTS_DIR)
@@ -246,6 +256,7 @@ def track_run(plan, run: Run) -> dict:
     for i, st in enumerate(stages):  # how each stage generated (engine, version, vLLM mode); older ones say nothing
         tags |= {f"generation.stage{i}.{k}": str(v) for k, v in st.get("generation", {}).items()}
     tags |= run_revisions(rp, run.variant)  # the hub commit of each hub item it read (none for toy runs)
+    tags |= base_skill(variant.model, rp.models[variant.model].source)
     with _session() as mlflow:
         exp_id = _experiment(mlflow, run.paper)
         run_id = _open_run(mlflow, exp_id, run.key, f"{run.scale}/{run.variant}/seed{run.seed}", config_hash)
@@ -265,6 +276,17 @@ def track_run(plan, run: Run) -> dict:
     write_atomic(tracked_file(run), json.dumps(info, indent=1))
     print(f"tracked {run.key} as MLflow run {run_id}")
     return info
+
+
+def base_skill(model: str, source: str) -> dict[str, str]:
+    """A toy base's skill as its build measured it (pretrain.json): `base.greedy_accuracy`, `base.skill_band`,
+    `base.pretrain_steps`; nothing for other models or a base built before skills were recorded."""
+    file = Path(model_dir(model)) / PRETRAIN_SUMMARY
+    if source != "toy" or not file.is_file():
+        return {}
+    made = json.loads(file.read_text())
+    out = {"base.greedy_accuracy": f"{made['greedy_test_accuracy']:.3f}", "base.pretrain_steps": str(made["steps"])}
+    return out | ({"base.skill_band": "-".join(f"{v:g}" for v in made["skill"])} if made.get("skill") else {})
 
 
 def _during_training(plan, run: Run, stages: list[dict], final: dict) -> list[tuple[str, float, int]]:

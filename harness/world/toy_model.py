@@ -1,8 +1,12 @@
 """A tiny Llama built from a config and pre-trained from scratch to a chosen skill level.
 
 Pre-training is plain next-token prediction on `prompt + solution + eos`, with the loss on the
-solution tokens only (the solution is the answer, or a scratchpad ending in it: harness.world.arithmetic);
-`pretrain_steps` is the skill knob (few steps: a weak base, many: a strong one).
+solution tokens only (the solution is the answer, or a scratchpad ending in it: harness.world.arithmetic).
+A base is defined by the skill it reaches, not by its step count (numerics differ between CPUs, and over
+thousands of steps they compound): with `skill: [low, high]`, pre-training stops at the first check (every
+`check_every` steps) whose greedy accuracy on held-out rows (the first VALIDATION_ROWS of the RL `train` split,
+never pre-trained on) lies in the band, and the build fails when none does within `pretrain_steps`.
+Training runs on `threads` threads with torch's deterministic algorithms, as reproducible as the CPU allows.
 """
 
 from __future__ import annotations
@@ -27,10 +31,25 @@ class ToyModelSpec:
     num_kv_heads: int = 2
     intermediate_size: int = 384
     pretrain_steps: int = 1500
-    """Optimizer steps of next-token pre-training on the dataset's pretrain split: the skill knob."""
+    """Optimizer steps of next-token pre-training on the dataset's pretrain split (with `skill`: at most these)."""
     learning_rate: float = 3e-3
     batch_size: int = 64
     seed: int = 0
+    skill: list[float] | None = None
+    """[low, high]: the held-out greedy accuracy the base is built to (see the module docstring); None: train for
+    pretrain_steps whatever it reaches."""
+    check_every: int = 100
+    """With `skill`: steps between two checks of it."""
+    threads: int = 2
+    """CPU threads pre-training runs on (fixed: the order of floating-point sums depends on it)."""
+
+
+VALIDATION_ROWS = 200
+"""Held-out rows the skill is checked on during pre-training (the test split is kept for the final measure)."""
+
+
+class SkillError(RuntimeError):
+    """A base that cannot be built to its stated skill."""
 
 
 def build_model(spec: ToyModelSpec, tokenizer):
@@ -75,22 +94,38 @@ def _solution(row: dict) -> str:
 
 
 def pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: Path, log_every: int = 100) -> dict:
-    """Train from scratch and save a Hugging Face checkpoint (model + tokenizer) in `out_dir`."""
+    """Train from scratch (to `spec.skill` when set) and save a Hugging Face checkpoint (model + tokenizer) in
+    `out_dir`, with pretrain.json: steps taken, skill checks, held-out accuracy. SkillError: no step in the band."""
     import torch
     from transformers import AutoTokenizer
 
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(spec.threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _pretrain(spec, data_dir, tokenizer_dir, out_dir, log_every, AutoTokenizer)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: Path, log_every: int,
+              auto_tokenizer) -> dict:  # fmt: skip
+    import torch
+
     torch.manual_seed(spec.seed)
     rng = random.Random(spec.seed)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = auto_tokenizer.from_pretrained(tokenizer_dir)
     model = build_model(spec, tokenizer)
     rows = read_split(data_dir, "pretrain")
+    held_out = read_split(data_dir, "train")[:VALIDATION_ROWS] if spec.skill else []
     opt = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01)
     warmup = max(1, spec.pretrain_steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 1 - s / max(1, spec.pretrain_steps))
     )
     model.train()
-    start, history = time.time(), []
+    start, history, checks, step = time.time(), [], [], 0
     for step in range(1, spec.pretrain_steps + 1):
         ids, labels, mask = _batch(rng.sample(rows, spec.batch_size), tokenizer)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -105,21 +140,43 @@ def pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: P
                 f"pretrain step {step}/{spec.pretrain_steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)",
                 flush=True,
             )
+        if spec.skill and (step % spec.check_every == 0 or step == spec.pretrain_steps):
+            model.eval()
+            checks.append({"step": step, "accuracy": greedy_accuracy(model, tokenizer, held_out)})
+            model.train()
+            low, high = spec.skill
+            print(f"skill check at step {step}: held-out greedy accuracy {checks[-1]['accuracy']:.3f} "
+                  f"(band {low:g}-{high:g})", flush=True)  # fmt: skip
+            if checks[-1]["accuracy"] > high:
+                raise SkillError(f"the base jumped past its skill band {low:g}-{high:g} between two checks "
+                                 f"({_trace(checks)}): check more often (check_every) or lower its learning rate")  # fmt: skip
+            if checks[-1]["accuracy"] >= low:
+                break
+    if spec.skill and not checks[-1]["accuracy"] >= spec.skill[0]:
+        raise SkillError(f"the base did not reach its skill band {spec.skill[0]:g}-{spec.skill[1]:g} in "
+                         f"{spec.pretrain_steps} steps ({_trace(checks)}): raise pretrain_steps")  # fmt: skip
     model.eval()
     acc = greedy_accuracy(model, tokenizer, read_split(data_dir, "test"))
-    print(f"pretrain done: greedy held-out accuracy {acc:.3f}", flush=True)
+    print(f"pretrain done after {step} steps: greedy held-out accuracy {acc:.3f}", flush=True)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     summary = {
-        "steps": spec.pretrain_steps,
+        "steps": step,
         "seconds": time.time() - start,
         "greedy_test_accuracy": acc,
+        "skill": spec.skill,
+        "skill_checks": checks,
+        "threads": spec.threads,
         "history": history,
     }
     write_atomic(Path(out_dir) / PRETRAIN_SUMMARY, json.dumps(summary, indent=1))
     return summary
+
+
+def _trace(checks: list[dict]) -> str:
+    return ", ".join(f"{c['accuracy']:.2f} at {c['step']}" for c in checks[-4:])
 
 
 def greedy_accuracy(model, tokenizer, rows: list[dict], batch_size: int = 100) -> float:
