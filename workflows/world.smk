@@ -21,7 +21,7 @@ rule pretrain_model:
         "results/world/models/{model}/pretrain.json",
     params:
         fingerprint=per_job(lambda w: PLAN.model_fingerprint(w.model)),
-    threads: 1
+    threads: 2  # a toy base trains on the threads its spec fixes (ToyModelSpec.threads, 2): keep the cores for it
     log:
         "results/world/logs/model-{model}.log",
     shell:
