@@ -131,7 +131,9 @@ def test_mlflow_mirrors_results(workdir, monkeypatch):
         )
         assert metrics["toy_arith/pass_at_1"] == pytest.approx(evaluated["metrics"]["toy_arith"]["pass@1"])
         assert r.data.params["eval.n_samples"] == "4"
-        assert 0 <= float(tags["base.greedy_accuracy"]) <= 1 and int(tags["base.pretrain_steps"]) >= 1  # the base's skill
+        assert (
+            0 <= float(tags["base.greedy_accuracy"]) <= 1 and int(tags["base.pretrain_steps"]) >= 1
+        )  # the base's skill
         if tags["variant"] != "base":
             assert "train/reward" in metrics
     board = json.loads((workdir / "results/runs/smoke/toy/leaderboard.json").read_text())
