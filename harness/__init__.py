@@ -7,7 +7,8 @@ Layers, top to bottom; a module imports from its own layer and those below it, n
     plan                             configs -> runs, paths, job fingerprints: the Snakefile's API
     reporting/                       leaderboards, verdicts, HTML reports, MLflow
     evaluation/                      lm-eval runs, sampling metrics, evaluation protocols
-    config/load, config/checks, config/claims, config/constraints, launch, memory, hub, pinning, serve
+    config/load, config/stage_changes, config/checks, config/claims, config/constraints, launch, memory, hub,
+    pinning, serve
                                      resolving and checking bundles (they read the registries below), the
                                      README table of their ranges;
                                      SLURM via submitit; the memory plan; fetching the hub for offline

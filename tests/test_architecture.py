@@ -110,6 +110,7 @@ LAYERS = [  # bottom to top, as harness/__init__.py lists them
      "harness.config.parallel", "harness.config.schema", "harness.config.plain", "harness.files"),
     ("harness.stages",),
     ("harness.config.checks", "harness.config.claims", "harness.config.load", "harness.config.constraints",
+     "harness.config.stage_changes",
      "harness.launch", "harness.memory", "harness.hub", "harness.pinning", "harness.serve"),
     ("harness.evaluation",),
     ("harness.reporting",),

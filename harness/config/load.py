@@ -49,6 +49,7 @@ from harness.config.schema import (
     Variant,
 )
 from harness.config.stage import RewardSpec, StageConfig
+from harness.config.stage_changes import check_stage_changes, scale_stage, stage_change, stage_names
 from harness.layout import CONFIGS, PAPERS
 from harness.memory import TOY_VOCAB, host_memory_gb, shape_of
 from harness.rewards import REWARDS
@@ -142,7 +143,7 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
     if sc.instruction is not None and evalc.instruction is None:
         evalc = dataclasses.replace(evalc, instruction=sc.instruction)
     models = {sc.model: load_component("models", sc.model, file, f"{key}.model")}
-    check_stage_changes(sc.stages, _stage_names(paper), file, f"{key}.stages")
+    check_stage_changes(sc.stages, stage_names(paper), file, f"{key}.stages")
     variants: dict[str, Variant] = {}
     stage_keys: dict[str, list[str]] = {}
     for name in paper.variants:
@@ -213,7 +214,7 @@ def _resolve_scale(paper: PaperConfig, scale: str, file: Path, overrides: list[s
             if layer.get("parallel"):
                 layer["parallel"] = typed.check(ParallelConfig, layer["parallel"], "parallel")
             for name, change in (layer.get("stages") or {}).items():
-                layer["stages"][name] = _stage_change(change, f"stages.{name}")
+                layer["stages"][name] = stage_change(change, f"stages.{name}")
         except Invalid as e:
             raise e.at(where, prefix) from None
         checked.append(layer)
@@ -221,26 +222,6 @@ def _resolve_scale(paper: PaperConfig, scale: str, file: Path, overrides: list[s
         return typed.build(ScaleConfig, typed.merge(*checked))
     except Invalid as e:
         raise e.at(file, f"scales.{scale}") from None
-
-
-def _stage_change(change: dict, key: str) -> dict:
-    """One entry of a scale's `stages:`, checked as a partial stage: any field but its kind."""
-    if isinstance(change, dict) and "kind" in change:
-        raise Invalid(f"{key}.kind", "a scale changes a stage's settings, not its kind (write another variant)")
-    return typed.check(StageConfig, change, key)
-
-
-def _scale_stage(st: StageConfig, changes: dict[str, dict], names: list[str], file: Path,
-                 key: str) -> tuple[StageConfig, list[str]]:  # fmt: skip
-    """`st` with a scale's changes for it (`ScaleConfig.stages`, at `key`): those under each of `names` in turn
-    (the stage's key where it is written, then the variant's own when it inherits the stage); and the names applied."""
-    given = [n for n in dict.fromkeys(names) if n in changes]
-    if not given:
-        return st, []
-    try:
-        return typed.build(StageConfig, typed.merge(to_plain(st), *(changes[n] for n in given))), given
-    except Invalid as e:
-        raise e.at(file, f"{key}.{given[-1]}") from None
 
 
 def _resolved_where_written(st: StageConfig, sc: ScaleConfig, file: Path, key: str, changed: str,
@@ -255,29 +236,6 @@ def _resolved_where_written(st: StageConfig, sc: ScaleConfig, file: Path, key: s
         if owner is None:
             raise
         raise ConfigError(e.file, f"{changed}.{owner}.{rest}", e.message) from None
-
-
-def _stage_names(paper: PaperConfig) -> set[str]:
-    """Every stage's key in the bundle without `variants.`, also as inherited by a variant that extends another."""
-    names = set()
-    for name in paper.variants:
-        cur, seen, stages, rounds = name, set(), None, None
-        while cur in paper.variants and cur not in seen:  # the nearest link that writes them
-            seen.add(cur)
-            stages = paper.variants[cur].stages if stages is None else stages
-            rounds = paper.variants[cur].rounds if rounds is None else rounds
-            cur = paper.variants[cur].extends
-        names |= {f"{name}.stages.{i}" for i in range(len(stages or []))}
-        names |= {f"{name}.rounds.stages.{j}" for j in range(len(rounds.stages or []))} if rounds else set()
-    return names
-
-
-def check_stage_changes(changes: dict[str, dict], keys: set[str], file: Path, key: str) -> None:
-    """Each of a scale's stage changes names a stage of the bundle (`keys`: `<variant>.stages.<i>` ...)."""
-    for name in changes:
-        if name not in keys:
-            shown = ", ".join(sorted(keys)) or "none: no variant has stages"
-            raise ConfigError(file, f"{key}.{name}", f"names no stage of this bundle (stages: {shown})")
 
 
 def _dotlist(overrides: list[str]) -> dict:
@@ -311,12 +269,12 @@ def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path,
         description = vc.description or description
     changed = f"scales.{scale}.stages"
     keyed = [(f"variants.{name}.stages.{i}",
-              *_scale_stage(st, sc.stages, [f"{stages_of}.stages.{i}", f"{name}.stages.{i}"], file, changed))
+              *scale_stage(st, sc.stages, [f"{stages_of}.stages.{i}", f"{name}.stages.{i}"], file, changed))
              for i, st in enumerate(stages_cfg)]  # fmt: skip
     if rounds is not None:
         if rounds.count < 1 or not rounds.stages:
             raise ConfigError(file, f"variants.{name}.rounds", "needs count >= 1 and at least one stage")
-        in_round = [_scale_stage(st, sc.stages, [f"{rounds_of}.rounds.stages.{j}", f"{name}.rounds.stages.{j}"],
+        in_round = [scale_stage(st, sc.stages, [f"{rounds_of}.rounds.stages.{j}", f"{name}.rounds.stages.{j}"],
                                  file, changed) for j, st in enumerate(rounds.stages)]  # fmt: skip
         keyed += [(f"variants.{name}.rounds.stages.{j}", *pair) for _ in range(rounds.count)
                   for j, pair in enumerate(in_round)]  # fmt: skip
