@@ -48,40 +48,13 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
         p.add_argument("--stage", type=int, required=True)
 
 
-def validate_paper(name: str, papers_dir: Path, scale: str | None, cluster, site: str) -> list[str]:
-    """What `harness validate` checks of one bundle at `scale` (None: each scale it defines): it loads and
-    resolves, and each GPU stage fits `cluster`'s GPUs. Raises ConfigError; returns the lines to print."""
-    from harness.config.claims import unsourced
-    from harness.config.load import check_has_scales, load_paper_config, paper_file
-    from harness.memory import check_paper
-
-    lines, file = [], paper_file(name, papers_dir)
-    paper = load_paper_config(file)
-    check_has_scales(paper, file)
-    for s in [scale] if scale else list(paper.scales):
-        rp = load_paper(name, s, papers_dir=papers_dir)
-        plans = [p for p in check_paper(rp, cluster.gpu_mem_gb, site, cluster.node_mem_gb) if p.on_gpu]
-        lines.append(f"ok  {name} [{s}]: {len(rp.variants)} variants x {len(rp.seeds)} seeds")
-        lines += [f"      memory {line}" for line in dict.fromkeys(p.line() for p in plans)]  # a round's stages: once
-        lines += [f"      deviation {d.field}: paper {d.paper}, ours {d.ours} ({d.why})" for d in rp.deviations]
-        if s == "paper" and (assumed := unsourced(paper, s)):
-            lines.append(f"      unsourced ({len(assumed)}, neither a source nor a deviation): {', '.join(assumed)}")
-    return lines
-
-
-def validation_site(cluster_name: str, scale: str | None):
-    """(cluster config, its file) whose GPUs a validation plans memory for: the GPU site for a CPU-only plan."""
-    from harness.config.load import load_cluster
-
-    site_name = "slurm" if cluster_name == "local" and scale == "paper" else cluster_name
-    return load_cluster(site_name), f"configs/cluster/{site_name}.yaml"
-
-
 def cmd_validate(args) -> int:
     names = args.papers or list_papers(args.papers_dir)
     if not names:
         print(f"no paper bundles in {args.papers_dir}", file=sys.stderr)
         return 1
+    from harness.validate import validate_paper, validation_site
+
     cluster, site = validation_site(args.cluster, args.scale)
     failed = 0
     for name in names:

@@ -11,11 +11,11 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from harness.cli import validate_paper, validation_site
 from harness.config.errors import ConfigError
 from harness.config.load import load_paper
 from harness.layout import PAPERS
 from harness.plan import Plan
+from harness.validate import validate_paper, validation_site
 from tests.conftest import run_snakemake, write_bundle
 
 SOURCE = yaml.safe_load((PAPERS / "ttrl-majority-vote" / "paper.yaml").read_text())

@@ -29,13 +29,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.cli import validate_paper, validation_site
 from harness.config.errors import ConfigError
 from harness.config.load import load_paper
 from harness.config.plain import to_plain
 from harness.config.typed import SLUG
 from harness.layout import PAPERS
 from harness.plan import Plan
+from harness.validate import validate_paper, validation_site
 
 BUNDLES = sorted(p.parent.name for p in PAPERS.glob("*/paper.yaml"))
 TREES = {
