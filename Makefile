@@ -4,6 +4,7 @@
 #   make passk   install, run the two reasoning-boundary bundles: pass@k curves to k=256 (opt-in)
 #   make small-real  install, run three bundles on SmolLM2-135M-Instruct, a real pretrained model (opt-in)
 #   make multistage  install, run the eleven multi-stage bundles (SFT+RL, preference, rounds, reward models; opt-in)
+#   make bands PAPERS=<bundle> [SEEDS=0]  install, run a bundle (one seed: a quick cut) and check its metric bands
 #   make test    install with test tools, run the test suite (what CI runs)
 PY      ?= python3
 VENV    := .venv
@@ -13,7 +14,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 
-.PHONY: install install-small-real demo rlvr passk small-real multistage test lint clean
+.PHONY: install install-small-real demo rlvr passk small-real multistage bands test lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -64,6 +65,14 @@ small-real: install-small-real
 multistage: install
 	$(BIN)/snakemake --cores $(CORES) --config papers=@multistage
 	$(BIN)/harness leaderboard chord hpt-unified-view relift intuitive-fine-tuning tpo cpl copg a-lol dno easy-to-hard maxmin-rlhf --scale toy
+
+# Run bundles and fail when a number leaves its band (papers/<bundle>/bands.yaml), naming it. CI runs
+# `make bands SEEDS=0`: a one-seed cut of the demo, checked against the bands of its full 3-seed run.
+PAPERS ?= ttrl-majority-vote
+SEEDS  ?=
+bands: install
+	$(BIN)/snakemake --cores $(CORES) --config papers=$(PAPERS) $(if $(SEEDS),seeds=[$(SEEDS)])
+	$(BIN)/harness bands $(PAPERS) --scale toy
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

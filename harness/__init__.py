@@ -4,7 +4,8 @@ Layers, top to bottom; a module imports from its own layer and those below it, n
 (tests/test_architecture.py checks this order, and that there is no import cycle at all):
 
     cli                              the `harness` command (only __main__ imports it)
-    plan                             configs -> runs, paths, job fingerprints: the Snakefile's API
+    plan, validate                   configs -> runs, paths, job fingerprints: the Snakefile's API;
+                                     what `harness validate` checks of a bundle (memory plan, bands)
     reporting/                       leaderboards, verdicts, HTML reports, MLflow
     evaluation/                      lm-eval runs, sampling metrics, evaluation protocols
     config/load, config/stage_changes, config/checks, config/claims, config/constraints, launch, memory, hub,

@@ -3,6 +3,7 @@
 harness validate [PAPER ...] [--scale S]     check bundles without running anything
 harness leaderboard [PAPER ...] [--scale S]  ranked runs, mean +/- spread over seeds
 harness tables @SET [--write README.md]      README result tables from results/ (with commit and machine)
+harness bands PAPER [--write]               check results against the bundle's metric bands (or write them)
 harness compare EVAL_A EVAL_B                two evaluations side by side; says when protocols differ
 harness world data|model|convert ...         build the CPU world (called by Snakemake)
 harness fetch [PAPER ...] --scale S [--pin]  download the hub items of a scale for offline compute nodes
@@ -349,6 +350,31 @@ def cmd_tables(args) -> int:
     return 0
 
 
+def cmd_bands(args) -> int:
+    """Check a bundle's leaderboard against its metric bands (harness/reporting/bands.py), or --write them."""
+    from harness.plan import select_papers
+    from harness.reporting import bands, tables
+
+    try:
+        papers = select_papers(args.papers, args.papers_dir, args.scale)
+        outside = 0
+        for paper, board in zip(papers, tables.boards(papers, args.scale, Path(args.results)), strict=True):
+            if args.write:
+                print(f"wrote {bands.write(paper, args.scale, board, args.papers_dir, args.min_width)}")
+                continue
+            lines, out = bands.check(paper, args.scale, board, args.papers_dir)
+            print("\n".join(lines))
+            outside += out
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if outside:
+        print(f"{outside} number(s) outside their bands: the toy world or a method has moved (see OUT above)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
 def cmd_ui(args) -> int:
     from harness.reporting.tracking import leaderboard_links, public_uri, tracking_uri, ui_command
 
@@ -399,6 +425,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write", metavar="README", help="replace the README's block instead of printing")
     p.add_argument("--block", help="the block's name (default: the papers argument)")
     p.set_defaults(fn=cmd_tables)
+
+    p = sub.add_parser("bands", help="check a bundle's leaderboard against its metric bands (papers/P/bands.yaml)")
+    p.add_argument("papers", help="bundles as for Snakemake's papers=: a name, a comma list, @<set> or all")
+    p.add_argument("--scale", default="toy")
+    p.add_argument("--results", default="results")
+    p.add_argument("--write", action="store_true", help="write the bands from the leaderboard instead of checking")
+    p.add_argument("--min-width", type=float, default=0.03, help="with --write: the least widening of a band")
+    p.set_defaults(fn=cmd_bands)
 
     p = sub.add_parser("ui", help="browse the leaderboards: the MLflow UI over results/ (or MLFLOW_TRACKING_URI)")
     p.add_argument("--host", default="127.0.0.1")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.config.errors import ConfigError
 from harness.config.load import load_paper
 
 
 def validate_paper(name: str, papers_dir: Path, scale: str | None, cluster, site: str) -> list[str]:
     """What `harness validate` checks of one bundle at `scale` (None: each scale it defines): it loads and
-    resolves, and each GPU stage fits `cluster`'s GPUs. Raises ConfigError; returns the lines to print."""
+    resolves, each GPU stage fits `cluster`'s GPUs, and its metric bands (bands.yaml) name its scales and variants.
+    Raises ConfigError; returns the lines to print."""
     from harness.config.claims import unsourced
     from harness.config.load import check_has_scales, load_paper_config, paper_file
     from harness.memory import check_paper
@@ -26,7 +28,26 @@ def validate_paper(name: str, papers_dir: Path, scale: str | None, cluster, site
         lines += [f"      deviation {d.field}: paper {d.paper}, ours {d.ours} ({d.why})" for d in rp.deviations]
         if s == "paper" and (assumed := unsourced(paper, s)):
             lines.append(f"      unsourced ({len(assumed)}, neither a source nor a deviation): {', '.join(assumed)}")
+    check_bands(name, papers_dir, list(paper.scales), scale)
     return lines
+
+
+def check_bands(name: str, papers_dir: Path, defined: list[str], scale: str | None = None) -> None:
+    """The bundle's bands.yaml (if any) bands only scales it defines and variants it runs at them (at `scale` only,
+    when given); ConfigError naming the file and key otherwise."""
+    from harness.reporting.bands import bands_file, read
+
+    file = bands_file(name, papers_dir)
+    for s, section in read(name, papers_dir).items():
+        if s not in defined:
+            raise ConfigError(file, s, f"not a scale of {name} (its scales: {', '.join(defined)})")
+        if scale is not None and s != scale:
+            continue
+        variants = load_paper(name, s, papers_dir=papers_dir).variants
+        for v in section["bands"]:
+            if v not in variants:
+                raise ConfigError(file, f"{s}.bands.{v}", f"not a variant of {name} at scale {s} "
+                                  f"(its variants: {', '.join(variants)})")  # fmt: skip
 
 
 def validation_site(cluster_name: str, scale: str | None):

@@ -114,7 +114,7 @@ LAYERS = [  # bottom to top, as harness/__init__.py lists them
      "harness.launch", "harness.memory", "harness.hub", "harness.pinning", "harness.serve"),
     ("harness.evaluation",),
     ("harness.reporting",),
-    ("harness.plan",),
+    ("harness.plan", "harness.validate"),
     ("harness.cli", "harness.__main__"),
 ]  # fmt: skip
 

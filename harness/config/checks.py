@@ -34,7 +34,7 @@ def check_model(model: ModelConfig, file: Path) -> None:
     skill = model.toy.skill
     if skill is not None and not (len(skill) == 2 and 0 <= skill[0] <= skill[1] <= 1):
         raise ConfigError(file, "toy.skill", f"a band [low, high] of accuracies, 0 <= low <= high <= 1; got {skill}")
-    for name in ("pretrain_steps", "check_every", "threads", "batch_size"):
+    for name in ("pretrain_steps", "check_every", "settle", "threads", "batch_size"):
         if getattr(model.toy, name) < 1:
             raise ConfigError(file, f"toy.{name}", f"must be at least 1, got {getattr(model.toy, name)}")
 
