@@ -4,7 +4,8 @@
 #   make passk   install, run the two reasoning-boundary bundles: pass@k curves to k=256 (opt-in)
 #   make small-real  install, run three bundles on SmolLM2-135M-Instruct, a real pretrained model (opt-in)
 #   make multistage  install, run the eleven multi-stage bundles (SFT+RL, preference, rounds, reward models; opt-in)
-#   make bands PAPERS=<bundle> [SEEDS=0]  install, run a bundle (one seed: a quick cut) and check its metric bands
+#   make bands PAPERS=<bundle> [SEEDS=0] [VARIANTS=a,b]  install, run a bundle (or a cut of it), check its metric bands
+#   make demo-cut  seed 0 of the demo's weak-base half against the demo's bands (what CI runs after the tests)
 #   make test    install with test tools, run the test suite (what CI runs)
 PY      ?= python3
 VENV    := .venv
@@ -14,7 +15,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 
-.PHONY: install install-small-real demo rlvr passk small-real multistage bands test lint clean
+.PHONY: install install-small-real demo rlvr passk small-real multistage bands demo-cut test lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -66,13 +67,19 @@ multistage: install
 	$(BIN)/snakemake --cores $(CORES) --config papers=@multistage
 	$(BIN)/harness leaderboard chord hpt-unified-view relift intuitive-fine-tuning tpo cpl copg a-lol dno easy-to-hard maxmin-rlhf --scale toy
 
-# Run bundles and fail when a number leaves its band (papers/<bundle>/bands.yaml), naming it. CI runs
-# `make bands SEEDS=0`: a one-seed cut of the demo, checked against the bands of its full 3-seed run.
-PAPERS ?= ttrl-majority-vote
-SEEDS  ?=
+# Run bundles and fail when a number leaves its band (papers/<bundle>/bands.yaml), naming it; SEEDS and VARIANTS
+# make a quick cut (comma lists), checked against the bands of the full run.
+PAPERS   ?= ttrl-majority-vote
+SEEDS    ?=
+VARIANTS ?=
 bands: install
-	$(BIN)/snakemake --cores $(CORES) --config papers=$(PAPERS) $(if $(SEEDS),seeds=[$(SEEDS)])
-	$(BIN)/harness bands $(PAPERS) --scale toy
+	$(BIN)/snakemake --cores $(CORES) --config papers=$(PAPERS) $(if $(SEEDS),seeds=[$(SEEDS)]) $(if $(VARIANTS),variants=[$(VARIANTS)])
+	$(BIN)/harness $(if $(VARIANTS),--variants $(VARIANTS)) bands $(PAPERS) --scale toy
+
+# What CI runs after the tests: seed 0 of the demo's weak-base half (its base built to skill, majority-vote GRPO,
+# both evaluated; about 5 minutes) against the demo's bands, so a change that moves the toy world fails CI.
+demo-cut:
+	$(MAKE) bands PAPERS=ttrl-majority-vote SEEDS=0 VARIANTS=base_weak,majority_vote_weak
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

@@ -2,6 +2,7 @@
 #   snakemake --cores 2                          the default paper set (papers/sets.yaml), CPU default (toy scale)
 #   snakemake -n --config scale=paper            dry-run the paper scale (scale=small-real: SmolLM2-135M on CPU)
 #   snakemake --cores 2 --config papers=a,b      only some papers (papers=@rlvr: a named set; papers=all: every one)
+#   snakemake --cores 2 --config seeds=[0] variants=[base,gold]   a quick cut: one seed, some variants
 #   snakemake --profile slurm                    train/evaluate on SLURM via submitit (profiles/slurm)
 # Logic lives in harness/ (plan.py); the rules only wire paths to `python -m harness` commands.
 import re
@@ -19,12 +20,14 @@ try:
     SCALE = CONFIG.get("scale", "toy")
     CLUSTER = CONFIG.get("cluster", "local")  # configs/cluster/<name>.yaml; the slurm profile sets `slurm`
     SEEDS = CONFIG.get("seeds")  # None: each scale's seeds
+    VARIANTS = CONFIG.get("variants")  # None: every variant
     PY = sys.executable
     HARNESS = (f"{PY} -m harness --papers-dir {CONFIG.get('papers_dir', 'papers')} --cluster {CLUSTER}"
-               + (f" --seeds {','.join(map(str, SEEDS))}" if SEEDS is not None else ""))
+               + (f" --seeds {','.join(map(str, SEEDS))}" if SEEDS is not None else "")
+               + (f" --variants {','.join(VARIANTS)}" if VARIANTS is not None else ""))
     SITE = load_cluster(CLUSTER)
     PAPERS_DIR = CONFIG.get("papers_dir", "papers")
-    PLAN = Plan(select_papers(CONFIG.get("papers"), PAPERS_DIR, SCALE), SCALE, PAPERS_DIR, seeds=SEEDS)
+    PLAN = Plan(select_papers(CONFIG.get("papers"), PAPERS_DIR, SCALE), SCALE, PAPERS_DIR, seeds=SEEDS, variants=VARIANTS)
     # The memory plan of every GPU stage, checked against the site's GPUs before anything is submitted.
     MEMORY = [(paper, s) for paper, rp in PLAN.papers.items()
               for s in check_paper(rp, SITE.gpu_mem_gb, f"configs/cluster/{CLUSTER}.yaml", SITE.node_mem_gb) if s.on_gpu]

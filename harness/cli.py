@@ -37,7 +37,7 @@ def _seed_list(text: str) -> list[int]:
 def _plan(args):
     from harness.plan import Plan
 
-    return Plan([args.paper], args.scale, args.papers_dir, seeds=args.seeds)
+    return Plan([args.paper], args.scale, args.papers_dir, seeds=args.seeds, variants=args.variants)
 
 
 def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
@@ -362,7 +362,7 @@ def cmd_bands(args) -> int:
             if args.write:
                 print(f"wrote {bands.write(paper, args.scale, board, args.papers_dir, args.min_width)}")
                 continue
-            lines, out = bands.check(paper, args.scale, board, args.papers_dir)
+            lines, out = bands.check(paper, args.scale, board, args.papers_dir, args.variants)
             print("\n".join(lines))
             outside += out
     except ValueError as e:
@@ -397,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cluster", default="local", help="configs/cluster/<name>.yaml: where train/evaluate run")
     ap.add_argument("--seeds", type=_seed_list, default=None,
                     help="comma-separated seeds run instead of each scale's (Snakemake: --config seeds=[0,1])")  # fmt: skip
+    ap.add_argument("--variants", type=lambda t: [v for v in t.split(",") if v], default=None,
+                    help="comma-separated variants, the only ones run (Snakemake: --config variants=[a,b])")  # fmt: skip
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("validate", help="check paper bundles without running anything")

@@ -8,6 +8,7 @@ comes from its declaration (harness/stages/); paths from harness/layout.py.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +82,7 @@ WORKFLOW_CONFIG = {
     "scale": "configs/scales/<scale>.yaml (default toy)",
     "papers": "a bundle, a comma list, @<set> of papers/sets.yaml, or all (default: the default set)",
     "seeds": "seeds run instead of each scale's, e.g. [0] or [0,1,2]",
+    "variants": "only these variants of the selected papers, e.g. [base_weak,majority_vote_weak] (a quick cut)",
     "cluster": "configs/cluster/<name>.yaml (the slurm profile sets slurm)",
     "papers_dir": "where bundles live (default papers/)",
 }
@@ -113,6 +115,29 @@ def workflow_config(config: dict) -> dict:
             out["seeds"] = [int(s) for s in items]
         except (TypeError, ValueError):
             raise ConfigError(where, "seeds", f"expected integers, e.g. [0] or [0,1,2]; got {seeds!r}") from None
+    if "variants" in out:
+        chosen = out["variants"]
+        out["variants"] = [str(v) for v in (chosen if isinstance(chosen, list) else str(chosen).split(",")) if v]
+        if not out["variants"]:
+            raise ConfigError(where, "variants", f"expected variant names, e.g. [base,gold_grpo]; got {chosen!r}")
+    return out
+
+
+def only_variants(papers: dict[str, ResolvedPaper], variants: list[str]) -> dict[str, ResolvedPaper]:
+    """Each paper with only the listed variants it has; ConfigError when a name is no paper's variant, or a paper
+    keeps none (`snakemake --config variants=[...]`)."""
+    where = "<snakemake --config>"
+    for name in variants:
+        if not any(name in rp.variants for rp in papers.values()):
+            known = sorted({v for rp in papers.values() for v in rp.variants})
+            raise ConfigError(where, "variants", f"{name!r} is a variant of none of {', '.join(papers)} at this "
+                              f"scale (known: {', '.join(known)})")  # fmt: skip
+    out = {}
+    for slug, rp in papers.items():
+        kept = {v: x for v, x in rp.variants.items() if v in variants}
+        if not kept:
+            raise ConfigError(where, "variants", f"none of {', '.join(variants)} is a variant of {slug}")
+        out[slug] = dataclasses.replace(rp, variants=kept)
     return out
 
 
@@ -167,14 +192,17 @@ class Plan:
     """
 
     def __init__(self, papers: list[str] | None, scale: str, papers_dir: Path | str = PAPERS,
-                 seeds: list[int] | None = None) -> None:  # fmt: skip
-        """`seeds`: run only these seeds instead of each scale's (`snakemake --config seeds=[0]`)."""
+                 seeds: list[int] | None = None, variants: list[str] | None = None) -> None:  # fmt: skip
+        """`seeds`: run only these seeds instead of each scale's (`snakemake --config seeds=[0]`); `variants`:
+        only these variants (`--config variants=[a,b]`)."""
         self.scale, self.papers_dir = scale, Path(papers_dir)
         names = papers if papers is not None else select_papers(None, self.papers_dir)
         overrides = [f"seeds=[{','.join(map(str, seeds))}]"] if seeds is not None else None
         self.papers: dict[str, ResolvedPaper] = {
             p: load_paper(p, scale, overrides=overrides, papers_dir=self.papers_dir) for p in names
         }
+        if variants is not None:
+            self.papers = only_variants(self.papers, variants)
         self._memo: dict[tuple, Any] = {}
 
     def _once(self, key: tuple, compute) -> Any:

@@ -132,6 +132,18 @@ def run_snakemake(
     return proc
 
 
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """A working directory where tests/test_e2e.py's smoke bundle ran through Snakemake once, with credentials in the
+    environment (shared by test_e2e, which also changes and re-runs it, and test_ui, which reads its store)."""
+    from tests.test_e2e import BUNDLE, SECRETS
+
+    wd = tmp_path_factory.mktemp("e2e")
+    write_bundle(wd / "papers", "smoke", BUNDLE)
+    run_snakemake(wd, env=SECRETS)
+    return wd
+
+
 def write_bundle(papers_dir: Path, slug: str, text: str) -> Path:
     path = papers_dir / slug / "paper.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

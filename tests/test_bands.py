@@ -58,8 +58,10 @@ def test_bands_written_from_a_full_run_pass_it_and_name_a_one_seed_cut_that_move
     assert "OUT demo [toy] base pass@8 seed 0: 1.000 outside [0.89, 0.97]" in captured.out
     assert "3 number(s) outside their bands" in captured.err  # the base's pass@1, maj@8 and pass@8
 
-    put(results, [row("base", [0.78], [0.93], seeds=[0])])
-    assert main(common) == 2
+    put(results, [row("base", [0.78], [0.93], seeds=[0])])  # a cut of one variant: checked on its own bands only
+    assert main(common[:2] + ["--variants", "base"] + common[2:]) == 0
+    assert "gold_grpo" not in capsys.readouterr().out
+    assert main(common) == 2  # without saying so, a missing variant is an error
     assert "the leaderboard has no gold_grpo on toy_arith, which bands.yaml bands" in capsys.readouterr().err
 
 

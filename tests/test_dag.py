@@ -39,6 +39,16 @@ def test_small_real_set_dry_run_converts_the_packaged_model_and_builds_word_prob
     assert "results/world/data/word-problems/test.jsonl" in out
 
 
+def test_calibration_bundles_dry_run_from_their_own_directory(tmp_path):
+    # configs/calibration/ holds bundles like papers/ does, run with papers_dir= (README, "Calibration")
+    shutil.copytree(CONFIGS / "calibration", tmp_path / "papers")
+    out = run_snakemake(tmp_path, "-n").stdout
+    for world in ("toy-arith", "toy-arith-weak", "toy-chain"):
+        assert f"results/runs/grpo-budget-{world}/toy/leaderboard.json" in out
+        assert f"results/world/models/{world}/pretrain.json" in out
+    assert "results/runs/ttrl-majority-vote" not in out
+
+
 def test_toy_dry_run_builds_the_world_first(shipped):
     out = run_snakemake(shipped, "-n").stdout
     assert "build_dataset" in out and "pretrain_model" in out

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.conftest import run_snakemake, write_bundle
+from tests.conftest import run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -56,11 +56,8 @@ SECRETS = {
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("e2e")
-    write_bundle(wd / "papers", "smoke", BUNDLE)
-    run_snakemake(wd, env=SECRETS)
-    return wd
+def workdir(smoke_run):
+    return smoke_run  # tests/conftest.py: the smoke bundle run once per session (test_ui reads it too)
 
 
 def test_no_credential_from_the_environment_lands_in_results_logs_or_mlflow(workdir):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Callable
 
 import pytest
@@ -207,7 +208,7 @@ def test_the_seeds_override_selects_the_runs_and_is_checked():
     assert info.value.key == "seeds" and "must not be empty" in str(info.value)
 
 
-def test_snakemake_refuses_an_unknown_config_key_and_takes_seeds(tmp_path):
+def test_snakemake_refuses_an_unknown_config_key_and_takes_seeds_and_variants(tmp_path):
     (tmp_path / "papers").mkdir()
     write_bundle(tmp_path / "papers", "p", yaml.safe_dump(SOURCE, sort_keys=False))
     bad = run_snakemake(tmp_path, "-n", check=False, config=("papers=p", "seed=0"))
@@ -215,6 +216,17 @@ def test_snakemake_refuses_an_unknown_config_key_and_takes_seeds(tmp_path):
     assert "seed: unknown key; did you mean 'seeds'?" in bad.stdout + bad.stderr
     out = run_snakemake(tmp_path, "-n", "-p", config=("papers=p", "seeds=[2]")).stdout
     assert "seed2" in out and "seed0" not in out and "--seeds 2 " in out
+    # a cut: one seed of two variants; every job (the summary too) is told which
+    out = run_snakemake(
+        tmp_path, "-n", "-p", config=("papers=p", "seeds=[0]", "variants=[base_weak,majority_vote_weak]")
+    )
+    ran = set(re.findall(r"--variant (\w+)", out.stdout))
+    assert ran == {"base_weak", "majority_vote_weak"} and "--variants base_weak,majority_vote_weak " in out.stdout
+    assert "results/world/models/toy-arith-weak/pretrain.json" in out.stdout
+    assert "results/world/models/toy-arith/pretrain.json" not in out.stdout  # no variant of the cut needs it
+    bad = run_snakemake(tmp_path, "-n", check=False, config=("papers=p", "variants=[base,bsae]"))
+    assert bad.returncode != 0
+    assert "variants: 'bsae' is a variant of none of p at this scale (known: base, " in bad.stdout + bad.stderr
 
 
 def test_a_scale_grades_exact_match_as_the_paper_does():

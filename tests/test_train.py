@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -84,6 +85,21 @@ def test_a_checkpoint_interrupted_while_saving_is_never_resumed_from(world, tmp_
     resumed, uninterrupted = (load_file(str(d / "model" / "model.safetensors")) for d in (tmp_path, straight))
     for name in resumed:
         torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_a_base_rebuilt_under_the_same_config_discards_old_checkpoints(world, tmp_path):
+    # The fingerprint names the base by its path. A base built again there (same config, new weights: a toy base
+    # rebuilt to its skill) must not be continued from the old one's checkpoints, which once left RL runs untrained.
+    root, dataset = world
+    base, out = tmp_path / "base", tmp_path / "stage"
+    shutil.copytree(root / "model", base)
+    run_stage(grpo_stage(2), str(base), dataset, root / "data", 0, out, "fp")
+    again = run_stage(grpo_stage(2), str(base), dataset, root / "data", 0, out, "fp")
+    assert again["resumed_from"].endswith("checkpoint-2")  # the same base: resumed, nothing left to train
+    weights = base / "model.safetensors"
+    weights.write_bytes(weights.read_bytes())  # the base written again
+    rebuilt = run_stage(grpo_stage(2), str(base), dataset, root / "data", 0, out, "fp")
+    assert rebuilt["resumed_from"] is None and rebuilt["global_step"] == 2
 
 
 def test_changed_config_discards_old_checkpoints(world, tmp_path):

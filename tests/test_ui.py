@@ -12,6 +12,7 @@ leaderboard.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,12 +28,9 @@ from tests.conftest import (
     ROOT,
     clean_env,
     free_port,
-    run_snakemake,
     stop_group,
     wait_until_up,
-    write_bundle,
 )
-from tests.test_e2e import BUNDLE
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the UI test needs `pip install playwright` (test extra)")
 expect = sync_api.expect
@@ -68,13 +66,11 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    """A working directory whose results/mlflow.db holds the smoke paper of test_e2e."""
-    wd = tmp_path_factory.mktemp("ui")
-    write_bundle(wd / "papers", "smoke", BUNDLE)
-    run_snakemake(wd)
-    assert (wd / "results" / "mlflow.db").is_file()
-    return wd
+def store(smoke_run) -> Path:
+    """A working directory whose results/mlflow.db holds the smoke paper of test_e2e (run once per session; after
+    test_e2e changed one of its values and re-ran it, when that ran first)."""
+    assert (smoke_run / "results" / "mlflow.db").is_file()
+    return smoke_run
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +165,37 @@ def test_leaderboard_ranks_every_run_by_its_metric(leaderboard, runs):
     assert sorted(i for i, _ in shown) == list(range(len(runs)))
     assert values == sorted(values, reverse=True), f"not ranked by {METRIC}: {values}"
     expect(page.get_by_text("toy/gold/mean")).to_have_count(0)  # the aggregate runs are filtered out
+
+
+def test_the_link_harness_ui_prints_opens_the_leaderboard_with_its_numbers_and_ranked(leaderboard, store):
+    """What a user sees from the link alone: the experiment's description carries the generated leaderboard (read
+    off the page, number by number), and the aggregate runs come sorted by the headline metric, best first."""
+    link = next(line.split(": ", 1)[1] for line in (store / "ui.log").read_text().splitlines()
+                if line.startswith("  smoke: "))  # fmt: skip
+    board = json.loads((store / "results" / "runs" / "smoke" / "toy" / "leaderboard.json").read_text())
+    rows = [r for r in board["rows"] if r["task"] == board["rows"][0]["task"]]
+    page = leaderboard.context.browser.new_page(viewport=VIEWPORT)  # a fresh page of the same browser, at the link
+    try:
+        page.goto(link, wait_until="domcontentloaded", timeout=120_000)
+        expect(page.get_by_text(f"{len(rows)} matching runs")).to_be_visible(timeout=120_000)
+        text = page.inner_text("body")
+        for r in rows:
+            m = r["metrics"]["pass@1"]
+            line = f"{r['rank']}\t{r['variant']}\t{r['model']}\t{m['mean']:.3f} ± {m['std']:.3f}"
+            assert line in text, f"the description lacks {line!r}"
+        for c in board["claims"]:
+            assert f"[{c['verdict']}] {c['statement']}" in text
+        names = page.locator('[role=row][row-index]:has([col-id="attributes.`Run Name`"])')
+        expect(names).to_have_count(len(rows))
+        at = {int(names.nth(i).get_attribute("row-index")):
+              names.nth(i).locator('[col-id="attributes.`Run Name`"]').inner_text().split()[-1]  # after its colour
+              for i in range(len(rows))}  # fmt: skip
+        shown = [at[i] for i in sorted(at)]
+    finally:
+        page.close()
+    by_name = {f"toy/{r['variant']}/mean": r["metrics"]["pass@1"]["mean"] for r in rows}
+    assert sorted(shown) == sorted(by_name), shown
+    assert [by_name[n] for n in shown] == sorted(by_name.values(), reverse=True), f"not best first: {shown}"
 
 
 def test_screenshot_of_the_leaderboard(leaderboard):

@@ -7,8 +7,8 @@ of its seeds' values widened on each side by the larger of three standard deviat
 `harness bands PAPER` (the default action) checks the current leaderboard against the file: every seed's value of
 every banded metric must lie in its band; each one outside is named with its value and band.
 
-A one-seed cut (`snakemake --config seeds=[0]`, then `harness bands`) is how CI checks that the toy world has not
-moved: its numbers are checked against the bands of the full run.
+A cut (`snakemake --config seeds=[0] variants=[...]`, then `harness --variants ... bands`) is how CI checks that
+the toy world has not moved: its numbers are checked against the bands of the full run.
 """
 
 from __future__ import annotations
@@ -96,9 +96,11 @@ def write(paper: str, scale: str, board: dict, papers_dir: Path, min_width: floa
     return file
 
 
-def check(paper: str, scale: str, board: dict, papers_dir: Path) -> tuple[list[str], int]:
-    """(lines to print, how many numbers lie outside their bands) for `board` against the bundle's bands at `scale`.
-    ValueError when the bundle has no bands at that scale, or the board lacks a banded variant or metric."""
+def check(paper: str, scale: str, board: dict, papers_dir: Path, variants: list[str] | None = None
+          ) -> tuple[list[str], int]:  # fmt: skip
+    """(lines to print, how many numbers lie outside their bands) for `board` against the bundle's bands at `scale`
+    (only `variants`' bands, when given: a cut that ran some variants). ValueError when the bundle has no bands at
+    that scale, or the board lacks a banded variant or metric."""
     section = read(paper, papers_dir).get(scale)
     if section is None:
         raise ValueError(f"{bands_file(paper, papers_dir)} has no {scale} bands: run the bundle at full seeds, "
@@ -106,6 +108,8 @@ def check(paper: str, scale: str, board: dict, papers_dir: Path) -> tuple[list[s
     rows = {r["variant"]: r for r in board["rows"] if r["task"] == section.get("task", board["rows"][0]["task"])}
     lines, outside = [], 0
     for variant, metrics in section["bands"].items():
+        if variants is not None and variant not in variants:
+            continue
         if variant not in rows:
             raise ValueError(f"{paper} [{scale}]: the leaderboard has no {variant} on {section.get('task')}, "
                              f"which {BANDS_FILE} bands")  # fmt: skip

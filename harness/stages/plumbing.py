@@ -3,7 +3,8 @@ checkpoints, reward building, progress and snapshot callbacks, and the train-sav
 
 A stage writes checkpoints to `<stage dir>/checkpoints/` every `save_steps` and resumes from the
 last one when restarted, so a killed or preempted run loses at most `save_steps` steps. The
-checkpoints are tagged with the job's fingerprint: a changed config starts afresh; a checkpoint is
+checkpoints are tagged with the job's fingerprint and what it starts from as built (`checkpoint_key`): a changed
+config, or a base model rebuilt under the same config, starts afresh; a checkpoint is
 resumed from only once marked complete (a kill while saving leaves one that is discarded). When training
 ends, the model goes to `<stage dir>/model/` and the summary to `<stage dir>/train.json` (written
 last: its presence means the stage is complete).
@@ -24,6 +25,23 @@ from harness.layout import CHECKPOINT_DONE, CHECKPOINT_TAG, CHECKPOINTS, MODEL, 
 from harness.rewards import REWARDS, across_processes
 from harness.stages.args import trl_args
 from harness.stages.kind import StageJob
+
+
+def checkpoint_key(job: StageJob) -> str:
+    """The tag a stage's checkpoints are valid under: the job's fingerprint (its config) plus what it starts from as
+    built. The fingerprint names the base model and upstream stages by path only; a base rebuilt since a checkpoint
+    was saved (a toy base built again to its skill, an earlier stage run again) leaves that path and the fingerprint
+    as they were, and resuming would continue training the old model. Files' names, sizes and modification times
+    stand for their content (hashing a paper-scale model's weights would take minutes); a hub id stands for itself
+    (its pinned revision is in the fingerprint)."""
+    import hashlib
+
+    parts = []
+    for p in [job.model, *job.upstream.values()]:
+        path = Path(p)
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path] if path.is_file() else []
+        parts += [f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files] or [str(p)]
+    return f"{job.fingerprint}+{hashlib.sha256(chr(10).join(parts).encode()).hexdigest()[:16]}"
 
 
 def prepare_checkpoints(ckpt_dir: Path, fingerprint: str, wait_s: float = 600.0) -> str | None:
@@ -153,7 +171,7 @@ def fit(job: StageJob, build: Builder, rows=None, on_resume=None, after_save=Non
     """
     start, stage = time.time(), job.stage
     ckpt_dir = job.dir / CHECKPOINTS
-    resume = prepare_checkpoints(ckpt_dir, job.fingerprint)
+    resume = prepare_checkpoints(ckpt_dir, checkpoint_key(job))
     print(f"stage {stage.kind} from {job.model}: " + (f"resuming from {resume}" if resume else "starting"), flush=True)
     if rows is not None and stage.data_args.lowest_likelihood is not None:
         from harness.stages.curation import lowest_likelihood

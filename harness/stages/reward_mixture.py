@@ -75,10 +75,11 @@ def train_mixture(job: StageJob, args_type: type) -> dict:
     """Fit the mixture (see the module docstring); returns the summary also written to train.json.
     `args_type`: the stage's args dataclass (which of its fields go to TRL)."""
     from harness.stages.generate import read_pairs
+    from harness.stages.plumbing import checkpoint_key
 
     start, a = time.time(), job.stage.args
     stage, model_path, pairs_dir, seed, stage_dir, fingerprint = (job.stage, job.model, job.upstream[UPSTREAM_SAMPLES],
-                                                                   job.seed, job.dir, job.fingerprint)  # fmt: skip
+                                                                   job.seed, job.dir, checkpoint_key(job))  # fmt: skip
     k, rounds = int(a["num_groups"]), a.get("em_iterations") or 3
     data = read_pairs(pairs_dir)
     if "labeler" not in data.column_names:
