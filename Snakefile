@@ -12,11 +12,12 @@ from harness.config.errors import ConfigError
 from harness.config.load import load_cluster
 from harness.layout import CONFIGS
 from harness.memory import check_paper
-from harness.plan import Plan, per_job, select_papers, workflow_config
+from harness.config.selection import select_papers, workflow_config
+from harness.plan import Plan, per_job
 
 
 try:
-    CONFIG = workflow_config(config)  # --config keys (harness.plan.WORKFLOW_CONFIG); a misspelt one is refused
+    CONFIG = workflow_config(config)  # --config keys (harness.config.selection.WORKFLOW_CONFIG); a misspelt one is refused
     SCALE = CONFIG.get("scale", "toy")
     CLUSTER = CONFIG.get("cluster", "local")  # configs/cluster/<name>.yaml; the slurm profile sets `slurm`
     SEEDS = CONFIG.get("seeds")  # None: each scale's seeds

@@ -6,12 +6,12 @@ Layers, top to bottom; a module imports from its own layer and those below it, n
     cli                              the `harness` command (only __main__ imports it)
     plan, validate                   configs -> runs, paths, job fingerprints: the Snakefile's API;
                                      what `harness validate` checks of a bundle (memory plan, bands)
-    reporting/                       leaderboards, verdicts, HTML reports, MLflow
+    reporting/                       leaderboards, verdicts, bands, HTML reports, MLflow; the commands reading them
     evaluation/                      lm-eval runs, sampling metrics, evaluation protocols
-    config/load, config/stage_changes, config/checks, config/claims, config/constraints, launch, memory, hub,
-    pinning, serve
+    config/load, config/stage_changes, config/checks, config/claims, config/constraints, config/selection,
+    launch, memory, hub, pinning, serve
                                      resolving and checking bundles (they read the registries below), the
-                                     README table of their ranges;
+                                     README table of their ranges; what a run covers (papers, variants);
                                      SLURM via submitit; the memory plan; fetching the hub for offline
                                      compute nodes, pinning its items; the vLLM server job
     stages/                          the stage-kind registry, one module per kind, shared trainer plumbing

@@ -110,6 +110,7 @@ LAYERS = [  # bottom to top, as harness/__init__.py lists them
      "harness.config.parallel", "harness.config.schema", "harness.config.plain", "harness.files"),
     ("harness.stages",),
     ("harness.config.checks", "harness.config.claims", "harness.config.load", "harness.config.constraints",
+     "harness.config.selection",
      "harness.config.stage_changes",
      "harness.launch", "harness.memory", "harness.hub", "harness.pinning", "harness.serve"),
     ("harness.evaluation",),
@@ -201,7 +202,8 @@ def test_the_kind_sets_are_derived_from_the_declarations():
 def test_config_checks_and_planning_import_no_torch():
     code = textwrap.dedent("""
         import sys
-        from harness.plan import Plan, select_papers
+        from harness.config.selection import select_papers
+        from harness.plan import Plan
         from harness.config.load import load_paper_config, paper_file
         from harness.cli import main
         for scale in ("toy", "small-real", "paper"):

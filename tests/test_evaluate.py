@@ -139,7 +139,7 @@ def test_eval_suite_refusal_names_file_and_key(tmp_path, monkeypatch, text, key,
 
 
 def test_one_line_metrics_shows_pass_at_n_only_with_several_samples():
-    from harness.cli import one_line_metrics
+    from harness.evaluation.results import one_line_metrics
 
     greedy = {"metrics": {"t": {"samples_per_question": 1, "pass@1": 0.2, "maj@1": 0.2}}}
     sampled = {"metrics": {"t": {"samples_per_question": 4, "pass@1": 0.2, "pass@4": 0.5, "maj@4": 0.3}}}

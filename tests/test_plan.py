@@ -10,8 +10,9 @@ import yaml
 
 from harness.config.errors import ConfigError
 from harness.config.plain import fingerprint
+from harness.config.selection import select_papers
 from harness.layout import Run, leaderboard_file
-from harness.plan import Plan, select_papers
+from harness.plan import Plan
 
 BUNDLE = {
     "paper": {"title": "a test paper"},

@@ -39,3 +39,16 @@ def upgrade(result: dict) -> dict:
         task: {_OLD_COUNTS.get(k, k): v for k, v in m.items()} for task, m in (out.get("metrics") or {}).items()
     }
     return out
+
+
+def one_line_metrics(result: dict) -> str:
+    """pass@1, pass@n and maj@n per task (lm-eval's own metrics for tasks without samples to grade)."""
+    lines = []
+    for task, m in result["metrics"].items():
+        if "samples_per_question" not in m:
+            lines.append(f"{task}: " + "  ".join(f"{k} {v:.3f}" for k, v in m.get("lm_eval", {}).items()))
+            continue
+        n = m["samples_per_question"]
+        more = f"  pass@{n} {m[f'pass@{n}']:.3f}  maj@{n} {m[f'maj@{n}']:.3f}" if n > 1 else " (one sample)"
+        lines.append(f"{task}: pass@1 {m['pass@1']:.3f}{more}")
+    return "\n".join(lines)
