@@ -6,6 +6,7 @@
 #   make multistage  install, run the eleven multi-stage bundles (SFT+RL, preference, rounds, reward models; opt-in)
 #   make bands PAPERS=<bundle> [SEEDS=0] [VARIANTS=a,b]  install, run a bundle (or a cut of it), check its metric bands
 #   make demo-cut  seed 0 of the demo's weak-base half against the demo's bands (what CI runs after the tests)
+#   make calibrate  install, run the toy worlds' GRPO-budget calibration (configs/calibration/, opt-in)
 #   make test    install with test tools, run the test suite (what CI runs)
 PY      ?= python3
 VENV    := .venv
@@ -15,7 +16,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 
-.PHONY: install install-small-real demo rlvr passk small-real multistage bands demo-cut test lint clean
+.PHONY: install install-small-real demo rlvr passk small-real multistage calibrate bands demo-cut test lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -66,6 +67,11 @@ small-real: install-small-real
 multistage: install
 	$(BIN)/snakemake --cores $(CORES) --config papers=@multistage
 	$(BIN)/harness leaderboard chord hpt-unified-view relift intuitive-fine-tuning tpo cpl copg a-lol dno easy-to-hard maxmin-rlhf --scale toy
+
+# Opt-in: gold-reward GRPO's gain over each toy base at several budgets, 3 seeds (configs/calibration/).
+calibrate: install
+	$(BIN)/snakemake --cores $(CORES) --config papers_dir=configs/calibration
+	$(BIN)/harness leaderboard grpo-budget-toy-arith grpo-budget-toy-arith-weak grpo-budget-toy-chain --scale toy
 
 # Run bundles and fail when a number leaves its band (papers/<bundle>/bands.yaml), naming it; SEEDS and VARIANTS
 # make a quick cut (comma lists), checked against the bands of the full run.
