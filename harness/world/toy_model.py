@@ -153,11 +153,9 @@ def _pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: 
             if checks[-1]["accuracy"] > high:
                 raise SkillError(f"the base jumped past its skill band {low:g}-{high:g} between two checks "
                                  f"({_trace(checks)}): check more often (check_every) or lower its learning rate")  # fmt: skip
-            if len(checks) >= spec.settle and all(c["accuracy"] >= low for c in checks[-spec.settle :]):
+            if _settled(checks, spec):
                 break
-    if spec.skill and not (
-        len(checks) >= spec.settle and all(c["accuracy"] >= spec.skill[0] for c in checks[-spec.settle :])
-    ):
+    if spec.skill and not _settled(checks, spec):
         raise SkillError(f"the base did not settle in its skill band {spec.skill[0]:g}-{spec.skill[1]:g} "
                          f"({spec.settle} checks in a row) in {spec.pretrain_steps} steps ({_trace(checks)}): "
                          "raise pretrain_steps")  # fmt: skip
@@ -185,6 +183,11 @@ def _pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: 
     }
     write_atomic(Path(out_dir) / PRETRAIN_SUMMARY, json.dumps(summary, indent=1))
     return summary
+
+
+def _settled(checks: list[dict], spec: ToyModelSpec) -> bool:
+    """The last `spec.settle` checks all lie in the band (none above it: pre-training stops at the first that is)."""
+    return len(checks) >= spec.settle and all(c["accuracy"] >= spec.skill[0] for c in checks[-spec.settle :])
 
 
 def _within(accuracy: float, band: list[float], n: int) -> bool:
