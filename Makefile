@@ -83,7 +83,7 @@ bands: install
 	$(BIN)/harness $(if $(VARIANTS),--variants $(VARIANTS)) bands $(PAPERS) --scale toy
 
 # What CI runs after the tests: seed 0 of the demo's weak-base half (its base built to skill, majority-vote GRPO,
-# both evaluated; about 5 minutes) against the demo's bands, so a change that moves the toy world fails CI.
+# both evaluated; under 2 minutes) against the demo's bands, so a change that moves the toy world fails CI.
 demo-cut:
 	$(MAKE) bands PAPERS=ttrl-majority-vote SEEDS=0 VARIANTS=base_weak,majority_vote_weak
 
