@@ -19,7 +19,8 @@ Layers, top to bottom; a module imports from its own layer and those below it, n
                                      data files pinned by digest (a paper's own subset)
     rewards/, algorithms/            registries of reward functions and RL objective pieces
     world/                           the CPU world: dataset generators, tokenizer, toy and packaged models
-    grader, device, layout, registry answer extraction, GPU/vLLM presence, file layout, the generic registry
+    grader, device, layout, registry answer extraction, GPU/vLLM presence, file layout, the generic registry,
+    sandbox                          running model-written code isolated (bubblewrap) and limited
 """
 
 import os

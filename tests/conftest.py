@@ -200,6 +200,26 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 30) -> list[int]:
     return left
 
 
+def debian_package(package: str, path: str, why: str) -> str:
+    """`path`, from Debian's `package`, installed with apt-get when missing; the test is skipped (saying `why`)
+    where that is impossible (not root, no apt-get), and fails when apt-get fails."""
+    if Path(path).exists():
+        return path
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip(f"{why} needs {path}: `apt-get install {package}` (needs root and apt-get)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=600", package]
+    proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=1800)
+    if proc.returncode != 0:  # a stale package list: refresh it once
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
+        proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=1800)
+    if proc.returncode != 0 or not Path(path).exists():
+        pytest.fail(
+            f"apt-get could not install {package} ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return path
+
+
 SLURM_SCRIPT = ROOT / ".ci" / "slurm-local.sh"
 
 

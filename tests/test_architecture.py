@@ -103,7 +103,7 @@ def test_the_package_has_no_import_cycles():
 
 
 LAYERS = [  # bottom to top, as harness/__init__.py lists them
-    ("harness.registry", "harness.layout", "harness.device", "harness.grader"),
+    ("harness.registry", "harness.layout", "harness.device", "harness.grader", "harness.sandbox"),
     ("harness.world",),
     ("harness.rewards", "harness.algorithms"),
     ("harness.config.errors", "harness.config.typed", "harness.config.stage", "harness.config.components",

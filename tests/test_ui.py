@@ -27,6 +27,7 @@ import pytest
 from tests.conftest import (
     ROOT,
     clean_env,
+    debian_package,
     free_port,
     stop_group,
     wait_until_up,
@@ -48,8 +49,7 @@ VIEWPORT = {"width": 1600, "height": 1000}
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's chromium, installed with apt-get when missing (Playwright cannot download browsers here)."""
-    if Path(CHROMIUM).exists():
-        return CHROMIUM
+    return debian_package("chromium", CHROMIUM, "the UI test")
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         pytest.skip(f"the UI test needs {CHROMIUM}: `apt-get install chromium` (needs root and apt-get)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")

@@ -255,6 +255,7 @@ def track_run(plan, run: Run) -> dict:
     }  # fmt: skip
     for i, st in enumerate(stages):  # how each stage generated (engine, version, vLLM mode); older ones say nothing
         tags |= {f"generation.stage{i}.{k}": str(v) for k, v in st.get("generation", {}).items()}
+        tags |= {f"sandbox.stage{i}.{k}": str(v) for k, v in st.get("sandbox", {}).items()}  # code rewards' isolation
     tags |= run_revisions(rp, run.variant)  # the hub commit of each hub item it read (none for toy runs)
     tags |= base_skill(variant.model, rp.models[variant.model].source)
     with _session() as mlflow:

@@ -8,7 +8,8 @@ completion as unscorable: TRL turns it into NaN and its advantage into 0.
 Kinds, told apart by the factory's flags: per-sample (basic.py), group-aware (group.py: scored
 against the other completions of the same `id`), model-aware (model.py: scored by the policy, which
 the trainer attaches as `fn.policy`), stateful (stateful.py: objects that remember earlier visits of
-each `id` and checkpoint that memory with `state_dict()` / `load_state_dict()`).
+each `id` and checkpoint that memory with `state_dict()` / `load_state_dict()`), code-executing (code.py:
+programs and queries run in `harness.sandbox`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class RewardFactory:
     stateful: bool = False
     """Remembers earlier visits of each `id`; the trainer checkpoints `fn.state_dict()` and restores it
     with `fn.load_state_dict(d)` on resume."""
+    runs_code: bool = False
+    """Executes model-written code (in harness.sandbox); the stage records its `isolation` argument in the run's
+    tags."""
     reads_scorer: str | None = None
     """Scores with a model an earlier stage trained, of this sort (harness.layout.SCORERS: sequence, mixture,
     steps): the harness passes that stage's model folder as the factory's `model` argument."""
@@ -103,6 +107,7 @@ def register_reward(
     partial_labels: bool = False,
     needs_policy: bool = False,
     stateful: bool = False,
+    runs_code: bool = False,
     reads_scorer: str | None = None,
     validate: Callable[..., object] | None = None,
 ):
@@ -115,7 +120,7 @@ def register_reward(
             return fn
 
         factory = RewardFactory(
-            named_build, needs_labels, group_aware, partial_labels, needs_policy, stateful, reads_scorer,
+            named_build, needs_labels, group_aware, partial_labels, needs_policy, stateful, runs_code, reads_scorer,
             inspect.signature(build), validate,
         )  # fmt: skip
         REWARDS.register(name)(factory)
@@ -228,6 +233,7 @@ def _local_log_extra(log_extra: Callable, start: int, n: int, total: int) -> Cal
 
 # Imported for their registrations; aliased so that `register_reward`'s flags do not shadow module names.
 from harness.rewards import basic as _basic  # noqa: E402,F401
+from harness.rewards import code as _code  # noqa: E402,F401
 from harness.rewards import group as _group  # noqa: E402,F401
 from harness.rewards import learned as _learned  # noqa: E402,F401
 from harness.rewards import math as _math  # noqa: E402,F401

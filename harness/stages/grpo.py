@@ -133,9 +133,18 @@ def build_trainer(job: StageJob, rows, ckpt_dir):
     )
 
 
+def sandbox_record(stage) -> dict[str, str]:
+    """How each reward that executes code isolates it (harness.sandbox), for the run's tags."""
+    from harness.rewards import REWARDS
+
+    return {r.name: r.args.get("isolation", "bubblewrap") for r in stage.rewards if REWARDS.get(r.name).runs_code}
+
+
 def run(job: StageJob) -> dict:
     from harness.stages.plumbing import fit, split_rows
 
     record = {"generation": generation_record(generation_args(job.stage.args))}
+    if sandboxed := sandbox_record(job.stage):
+        record["sandbox"] = sandboxed
     return fit(job, build_trainer, split_rows(job), on_resume=lambda trainer, ckpt: trainer.load_reward_state(ckpt),
                record=record)  # fmt: skip
