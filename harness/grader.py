@@ -256,3 +256,111 @@ def _math_gold(target: str) -> str:
 EXTRACTORS.register("math_verify")(
     Extractor(extract_math, f"1+math-verify-{_math_verify_version()}", _math_gold, math_equivalent)
 )
+
+
+PROGRAM_INPUTS = (-3, -1, 0, 1, 2, 5, 7, 10)
+"""Where a written expression of x is compared with the reference (the toy program world's test inputs)."""
+
+_COMPARE = """\
+import json, sys
+nonce = sys.stdin.readline().strip()
+def values(source):
+    try:
+        f = eval("lambda x: (" + source + "\\n)", {{}})
+    except BaseException as e:
+        return type(e).__name__
+    out = []
+    for x in {inputs!r}:
+        try:
+            out.append(repr(f(x)))
+        except BaseException as e:
+            out.append(type(e).__name__)
+    return out
+gold = values({gold!r})
+mine = values({answer!r})
+sys.stdout.write(nonce + json.dumps([mine, gold]) + "\\n")
+"""
+
+
+def extract_expression(text: str) -> str | None:
+    """The first line of a completion, stripped: a one-line program (the toy program world's return expression).
+
+    >>> extract_expression(" (x+3)*2\\nmore"), extract_expression("   ")
+    ('(x+3)*2', None)
+    """
+    line = text.strip().split("\n", 1)[0].strip()
+    return line or None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def same_values(answer: str, gold: str) -> bool:
+    """Whether the expression `answer` gives the reference expression `gold`'s value at every one of
+    PROGRAM_INPUTS, both run as `lambda x: ...` inside harness.sandbox (bubblewrap; refused where it cannot isolate).
+    An error is a value like any other: both must raise it, or neither."""
+    import json
+    import secrets
+
+    from harness.sandbox import Limits, run
+
+    nonce = secrets.token_hex(16)
+    out = run(_COMPARE.format(inputs=PROGRAM_INPUTS, gold=gold, answer=answer), stdin=nonce + "\n",
+              limits=Limits(wall_s=5.0, cpu_s=5, memory_mb=256))  # fmt: skip
+    line = next((x for x in out.stdout.splitlines() if x.startswith(nonce)), None)
+    if line is None:
+        return False
+    mine, theirs = json.loads(line[len(nonce) :])
+    return isinstance(theirs, list) and mine == theirs
+
+
+EXTRACTORS.register("python_expression")(
+    Extractor(extract_expression, "1+sandbox-bubblewrap", lambda t: t.strip(), same_values)
+)
+
+
+_PROGRAM_RUNNER = """\
+import sys as _sys
+_nonce = _sys.stdin.readline().strip()
+_write = _sys.stdout.write
+exec(compile({program!r}, "<program>", "exec"), {{"__name__": "__main__"}})
+_write("\\n" + _nonce + "\\n")
+"""
+
+
+def gold_program(target: str) -> str:
+    """A code benchmark's target as its task writes it: JSON {"prefix", "tests", "entry_point"} (the function's
+    signature and docstring to put before a bare body, the test code, the function the tests call)."""
+    return target.strip()
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def passes_tests(answer: str, gold: str) -> bool:
+    """Whether the program `answer` (with the prompt's signature in front when it does not define the entry point
+    itself) runs the gold's tests to their end inside harness.sandbox (bubblewrap; refused where it cannot isolate).
+    The end is marked by a nonce the program never sees in its text, so exiting early is a failure."""
+    import json
+    import secrets
+
+    from harness.sandbox import Limits, run
+
+    spec = json.loads(gold)
+    entry = spec.get("entry_point")
+    defines = entry and re.search(rf"^\s*def\s+{re.escape(entry)}\s*\(", answer, re.MULTILINE)
+    program = ("" if defines or not spec.get("prefix") else spec["prefix"]) + answer + "\n\n" + spec["tests"] + "\n"
+    nonce = secrets.token_hex(16)
+    out = run(_PROGRAM_RUNNER.format(program=program), stdin=nonce + "\n",
+              limits=Limits(wall_s=10.0, cpu_s=10, memory_mb=1024))  # fmt: skip
+    return out.ok and nonce in out.stdout.splitlines()
+
+
+def extract_program(text: str) -> str | None:
+    """The program of a completion: its last fenced code block, or the whole text when it has none.
+
+    >>> extract_program("Sure:\\n```python\\ndef f():\\n    return 1\\n```\\n"), extract_program("  ")
+    ('def f():\\n    return 1\\n', None)
+    """
+    blocks = re.findall(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", text, re.DOTALL)
+    code = blocks[-1] if blocks else text
+    return code if code.strip() else None
+
+
+EXTRACTORS.register("python_program")(Extractor(extract_program, "1+sandbox-bubblewrap", gold_program, passes_tests))

@@ -12,6 +12,7 @@ from harness.config.stage import RewardSpec
 from harness.config.typed import MAX_BATCH, MAX_SAMPLES, MAX_TEMPERATURE, MAX_TOKENS, MISSING, limited
 from harness.world.arithmetic import ArithmeticSpec
 from harness.world.generators import GENERATORS
+from harness.world.programs import ProgramSpec
 from harness.world.toy_model import ToyModelSpec
 from harness.world.word_problems import WordProblemSpec
 
@@ -81,7 +82,7 @@ class DatasetConfig:
 
     source: str = MISSING
     """A registered generator (harness/world/generators.py): `toy-arithmetic` (spec under `arithmetic:`) or
-    `toy-word-problems` (`word_problems:`), generated here; `hub`: loaded by name at paper scale; `url`: one file
+    `toy-word-problems` (`word_problems:`) or `toy-programs` (`programs:`), generated here; `hub`: loaded by name at paper scale; `url`: one file
     pinned by its digest (`url`, `sha256`)."""
     hub_path: str | None = None
     hub_name: str | None = None
@@ -104,6 +105,10 @@ class DatasetConfig:
     """The instruction every prompt of the file already ends with (its authors' "think step by step ... \\boxed{}"):
     removed when the rows are read, so that the scale's `instruction` asks training and evaluation alike; a prompt
     without it stops the stage."""
+    tests_field: str | None = None
+    """hub/url: a column (dotted like prompt_field) holding each problem's tests, read into the rows' `tests` for the
+    `unit_tests` reward: a list of assert statements, stdin/stdout pairs, or {inputs: [...], outputs: [...]}
+    (code_contests, TACO), as a list or its JSON text. Generated program worlds write `tests` themselves."""
     paraphrase_field: str | None = None
     """hub/url: a column holding each prompt's reworded twin as the data ships it (Co-Reward's rewordings), which
     `data_args.paraphrase` pairs with the prompt (the toy arithmetic world rewords its rows itself)."""
@@ -114,6 +119,7 @@ class DatasetConfig:
     """hub: keep only rows whose column has one of the listed values (`{level: [1, 2, 3]}`)."""
     arithmetic: ArithmeticSpec = field(default_factory=ArithmeticSpec)
     word_problems: WordProblemSpec = field(default_factory=WordProblemSpec)
+    programs: ProgramSpec = field(default_factory=ProgramSpec)
     description: str = ""
 
     @property

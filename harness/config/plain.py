@@ -23,8 +23,11 @@ LATER_EVAL_FIELDS = ("judges", "revisions", "instruction", "ask")
 LATER_REPORTED_FIELDS = {"over": None, "checkpoint": "unstated"}
 """Reported-result fields added after results existed, with their defaults: left out while at them."""
 LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share", "revision", "prompt_tokens", "url",
-                        "sha256", "paraphrase_field", "shipped_instruction")  # fmt: skip
+                        "sha256", "paraphrase_field", "shipped_instruction", "tests_field")  # fmt: skip
 """The same for DatasetConfig."""
+LATER_GENERATOR_SPECS = {"programs": "toy-programs"}
+"""Generator specs added after results existed (field -> its source): a dataset of another source leaves them out
+of its fingerprint (they default to a spec, never None)."""
 
 
 def to_plain(obj: Any) -> Any:
@@ -46,8 +49,13 @@ def plain_model(model: Any) -> dict:
 
 
 def plain_dataset(dataset: Any) -> dict:
-    """A dataset config as plain data for hashing, without the LATER_DATASET_FIELDS that are unset."""
-    return _drop_unset(to_plain(dataset), LATER_DATASET_FIELDS)
+    """A dataset config as plain data for hashing, without the LATER_DATASET_FIELDS that are unset and the
+    LATER_GENERATOR_SPECS of other sources."""
+    out = _drop_unset(to_plain(dataset), LATER_DATASET_FIELDS)
+    for spec, source in LATER_GENERATOR_SPECS.items():
+        if out.get("source") != source:
+            out.pop(spec, None)
+    return out
 
 
 def plain_reported(reported: Any) -> dict:

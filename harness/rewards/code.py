@@ -42,8 +42,21 @@ def code_of(completion: str) -> str:
 
 
 def _tests_of(value) -> list:
-    """A row's tests: a list (of assert strings or {input, output} dicts) or its JSON text."""
+    """A row's tests: a list (of assert strings or {input, output} dicts), {inputs: [...], outputs: [...]} (the
+    stdin/stdout columns of code_contests and TACO), or the JSON text of either.
+
+    >>> _tests_of('{"inputs": ["1 2"], "outputs": ["3"]}'), _tests_of(["assert f(1) == 2"])
+    ([{'input': '1 2', 'output': '3'}], ['assert f(1) == 2'])
+    """
     tests = json.loads(value) if isinstance(value, str) else value
+    if (
+        isinstance(tests, dict)
+        and {"inputs", "outputs"} <= set(tests)
+        or isinstance(tests, dict)
+        and {"input", "output"} <= set(tests)
+    ):
+        ins, outs = (tests["inputs"], tests["outputs"]) if "inputs" in tests else (tests["input"], tests["output"])
+        tests = [{"input": i, "output": o} for i, o in zip(ins, outs, strict=True)]
     if not isinstance(tests, list) or not tests:
         raise ValueError(f"unit_tests: a row's tests must be a non-empty list, got {str(value)[:80]!r}")
     return tests
