@@ -13,6 +13,7 @@ from harness.config.typed import MAX_BATCH, MAX_SAMPLES, MAX_TEMPERATURE, MAX_TO
 from harness.world.arithmetic import ArithmeticSpec
 from harness.world.generators import GENERATORS
 from harness.world.programs import ProgramSpec
+from harness.world.sql import SqlSpec
 from harness.world.toy_model import ToyModelSpec
 from harness.world.word_problems import WordProblemSpec
 
@@ -82,7 +83,7 @@ class DatasetConfig:
 
     source: str = MISSING
     """A registered generator (harness/world/generators.py): `toy-arithmetic` (spec under `arithmetic:`) or
-    `toy-word-problems` (`word_problems:`) or `toy-programs` (`programs:`), generated here; `hub`: loaded by name at paper scale; `url`: one file
+    `toy-word-problems` (`word_problems:`), `toy-programs` (`programs:`) or `toy-sql` (`sql:`), generated here; `hub`: loaded by name at paper scale; `url`: one file
     pinned by its digest (`url`, `sha256`)."""
     hub_path: str | None = None
     hub_name: str | None = None
@@ -120,6 +121,7 @@ class DatasetConfig:
     arithmetic: ArithmeticSpec = field(default_factory=ArithmeticSpec)
     word_problems: WordProblemSpec = field(default_factory=WordProblemSpec)
     programs: ProgramSpec = field(default_factory=ProgramSpec)
+    sql: SqlSpec = field(default_factory=SqlSpec)
     description: str = ""
 
     @property

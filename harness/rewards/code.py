@@ -5,7 +5,7 @@
   its output compared here, outside the sandbox, so a program cannot forge a pass). Reward: the fraction of
   tests passed, or 1/0 for all-or-nothing.
 - `sql_match`: the completion is an SQLite query; it and the gold query (`answer`) run on the row's database
-  (`database`: a path to an SQLite file) inside one sandbox, read-only; the reward is 1 when their result sets
+  (`database`: a path to an SQLite file, opened read-only, or the SQL text that creates it) inside one sandbox; the reward is 1 when their result sets
   are equal (as sets of rows, as BIRD's execution accuracy compares them; `ordered: true` compares lists).
 
 A program that fails, times out, exhausts a limit or prints too much scores 0 and the reason is logged
@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from pathlib import Path
 
+from harness.grader import database_files, same_rows, sql_job, sql_outcome
 from harness.rewards import RewardFn, register_reward
 
 FENCE = re.compile(r"```(?:python|py|sql|sqlite)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -170,36 +170,6 @@ def unit_tests(mode: str = "fraction", timeout_s: float = 5.0, memory_mb: int = 
     return reward
 
 
-SQL_RUNNER = """\
-import json, sqlite3, sys
-nonce = sys.stdin.readline().strip()
-db = sqlite3.connect("file:/sandbox/db.sqlite?mode=ro&immutable=1", uri=True)
-def rows(query):
-    try:
-        return [list(r) for r in db.execute(query).fetchmany({limit})], None
-    except Exception as e:
-        return None, type(e).__name__ + ": " + str(e)[:200]
-gold = rows({gold!r})
-pred = rows({pred!r})
-sys.stdout.write(nonce + json.dumps({{"gold": gold, "pred": pred}}, default=repr) + "\\n")
-"""
-
-
-def same_rows(pred: list | None, gold: list | None, ordered: bool) -> bool:
-    """Result sets equal: as sets of rows (BIRD), or as lists when `ordered`.
-
-    >>> same_rows([[1, "a"], [2, "b"]], [[2, "b"], [1, "a"]], ordered=False)
-    True
-    >>> same_rows([[1, "a"], [2, "b"]], [[2, "b"], [1, "a"]], ordered=True)
-    False
-    """
-    if pred is None or gold is None:
-        return False
-    if ordered:
-        return pred == gold
-    return {json.dumps(r) for r in pred} == {json.dumps(r) for r in gold}
-
-
 @register_reward("sql_match", needs_labels=True, runs_code=True, validate=_check)
 def sql_match(ordered: bool = False, max_rows: int = 10000, timeout_s: float = 5.0, memory_mb: int = 512,
               isolation: str = "bubblewrap", workers: int = 0) -> RewardFn:  # fmt: skip
@@ -209,26 +179,23 @@ def sql_match(ordered: bool = False, max_rows: int = 10000, timeout_s: float = 5
 
     check_isolation(isolation)
     limits = _limits(timeout_s, memory_mb)
-    databases: dict[str, bytes] = {}
+    databases: dict[str, dict[str, bytes]] = {}
 
     def reward(completions: list[str], answer: list[str], database: list[str], log_extra=None, **_) -> list[float]:
         jobs, nonces = [], []
         for completion, gold, db in zip(completions, answer, database, strict=True):
             if db not in databases:
-                databases[db] = Path(db).read_bytes()
-            nonce = secrets.token_hex(16)
-            program = SQL_RUNNER.format(gold=gold, pred=code_of(completion).strip(), limit=max_rows + 1)
-            jobs.append({"program": program, "stdin": nonce + "\n", "files": {"db.sqlite": databases[db]},
-                         "limits": limits, "isolation": isolation})  # fmt: skip
+                databases[db] = database_files(db)
+            job, nonce = sql_job(code_of(completion).strip(), gold, databases[db], max_rows)
+            jobs.append(job | {"limits": limits, "isolation": isolation})
             nonces.append(nonce)
         scores, reasons = [], []
         for outcome, nonce in zip(run_many(jobs, workers or None), nonces, strict=True):
-            line = next((x for x in outcome.stdout.splitlines() if x.startswith(nonce)), None)
-            if line is None:
+            got = sql_outcome(outcome, nonce)
+            if got is None:
                 scores.append(0.0)
                 reasons.append(outcome.reason or "no result")
                 continue
-            got = json.loads(line[len(nonce) :])
             (gold_rows, gold_error), (pred_rows, pred_error) = got["gold"], got["pred"]
             if gold_error:
                 raise ValueError(f"sql_match: the gold query fails on its database: {gold_error}")

@@ -91,6 +91,26 @@ def _batch(rows: list[dict], tokenizer):
     return ids, lab, (ids != pad).long()
 
 
+def _correct(texts: list[str], rows: list[dict]) -> list[bool]:
+    """The final answer's exact match; for program rows (`tests`) the same function as the reference, read off
+    the syntax tree and never run; for SQL rows (`database`) the same result set, both queries run in the sandbox."""
+    from harness.grader import extract_query, is_correct, same_rows, sql_job, sql_outcome
+    from harness.sandbox import run_many
+    from harness.world.programs import same_function
+
+    if rows and "database" in rows[0]:
+        jobs = [
+            sql_job(extract_query(t) or "", r["answer"], {"db.sql": r["database"].encode()})
+            for t, r in zip(texts, rows, strict=True)
+        ]
+        outs = run_many([j for j, _ in jobs])
+        got = [sql_outcome(o, nonce) for o, (_, nonce) in zip(outs, jobs, strict=True)]
+        return [g is not None and same_rows(g["pred"][0], g["gold"][0], ordered=False) for g in got]
+    if rows and "tests" in rows[0]:
+        return [same_function(t.split("\n")[0], r["answer"]) for t, r in zip(texts, rows, strict=True)]
+    return [is_correct(t, r["answer"]) for t, r in zip(texts, rows, strict=True)]
+
+
 def _solution(row: dict) -> str:
     # Data built before solutions existed has answers only, which is what its solutions would be.
     return row.get("solution", row["answer"])
@@ -207,12 +227,8 @@ def _trace(checks: list[dict]) -> str:
 
 
 def greedy_accuracy(model, tokenizer, rows: list[dict], batch_size: int = 100) -> float:
-    """Accuracy of greedy answers (a quick check of the skill level, not the eval): the final answer's exact match,
-    or for program rows (with `tests`) the same function as the reference, read off its syntax tree, never run."""
+    """Accuracy of greedy answers (a quick check of the skill level, not the eval): see `_correct`."""
     import torch
-
-    from harness.grader import is_correct
-    from harness.world.programs import same_function
 
     # Room for the longest solution and eos; never under 8, the budget answer-only worlds were measured with.
     width = max(len(tokenizer(_solution(r), add_special_tokens=False)["input_ids"]) for r in rows) + 1
@@ -224,6 +240,5 @@ def greedy_accuracy(model, tokenizer, rows: list[dict], batch_size: int = 100) -
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
         texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-        correct += sum((same_function(t.split("\n")[0], r["answer"]) if "tests" in r else is_correct(t, r["answer"]))
-                       for t, r in zip(texts, chunk, strict=True))  # fmt: skip
+        correct += sum(_correct(texts, chunk))
     return correct / len(rows)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from harness.grader import EXTRACTORS, majority_answer
+from harness.evaluation.tasks.utils import graded_scores
 
 FENCE_ASK = "Write the complete function in one ```python code block."
 
@@ -47,24 +47,11 @@ def mbpp_target(doc: dict) -> str:
     return json.dumps({"prefix": "", "tests": tests, "entry_point": None})
 
 
-def process_results(doc: dict, results: list[list[str]], target: str) -> dict[str, float]:
+def process_humaneval(doc: dict, results: list[list[str]]) -> dict[str, float]:
     """pass@1: the share of samples whose program passes every test; maj@n: whether the program written most often
     (as text) does."""
-    (responses,) = results
-    grade = EXTRACTORS.get("python_program")
-    gold = grade.gold(target)
-    programs = [grade(r) for r in responses]
-    passed = {p: grade.canonical(p, gold) == gold for p in set(programs) if p is not None}
-    vote = majority_answer(programs)
-    return {
-        "pass@1": sum(passed.get(p, False) for p in programs) / len(programs),
-        "maj@n": float(passed.get(vote, False)),
-    }
-
-
-def process_humaneval(doc: dict, results: list[list[str]]) -> dict[str, float]:
-    return process_results(doc, results, humaneval_target(doc))
+    return graded_scores("python_program", humaneval_target(doc), results[0])
 
 
 def process_mbpp(doc: dict, results: list[list[str]]) -> dict[str, float]:
-    return process_results(doc, results, mbpp_target(doc))
+    return graded_scores("python_program", mbpp_target(doc), results[0])

@@ -26,3 +26,34 @@ def process_results(doc: dict, results: list[list[str]]) -> dict[str, float]:
     """
     (results,) = results
     return repeat_scores(results, doc["answer"])
+
+
+def sql_target(doc: dict) -> str:
+    """The toy SQL world's gold for the `sql_result` extractor: the reference query and the SQL creating its table."""
+    import json
+
+    return json.dumps({"query": doc["answer"], "database": doc["database"]})
+
+
+def graded_scores(extractor: str, gold: str, responses: list[str]) -> dict[str, float]:
+    """lm-eval's per-question metrics when an extractor decides correctness (code and SQL graders that run the
+    answer in the sandbox): pass@1, the share of samples graded right; maj@n, whether the answer written most often
+    (as text) is. Each distinct answer is graded once."""
+    from harness.grader import EXTRACTORS, majority_answer
+
+    grade = EXTRACTORS.get(extractor)
+    gold = grade.gold(gold)
+    answers = [grade(r) for r in responses]
+    right = {a: grade.canonical(a, gold) == gold for a in set(answers) if a is not None}
+    vote = majority_answer(answers)
+    return {"pass@1": sum(right.get(a, False) for a in answers) / len(answers), "maj@n": float(right.get(vote, False))}
+
+
+def process_sql(doc: dict, results: list[list[str]]) -> dict[str, float]:
+    """The toy SQL world's metrics: queries graded by their rows (`sql_result`)."""
+    return graded_scores("sql_result", sql_target(doc), results[0])
+
+
+def process_programs(doc: dict, results: list[list[str]]) -> dict[str, float]:
+    """The toy program world's metrics: expressions graded by their values (`python_expression`)."""
+    return graded_scores("python_expression", doc["answer"], results[0])
