@@ -66,11 +66,21 @@ def question(rng: random.Random) -> tuple[str, str, list[str]]:
         q, conds = f"how many people are between {lo} and {hi} years old", [f"age >= {lo}", f"age <= {hi}"]
         alt, col = [f"age BETWEEN {lo} AND {hi}"], "COUNT(*)"
     elif kind == 4:
-        q, conds, alt, col = f"names of people with {k} pets in {city}", [f"pets = {k}", in_city], [in_city, f"pets = {k}"], "name"
+        q, conds, alt, col = (
+            f"names of people with {k} pets in {city}",
+            [f"pets = {k}", in_city],
+            [in_city, f"pets = {k}"],
+            "name",
+        )
     elif kind == 5:
         q, conds, alt, col = f"total pets of people older than {n}", [older], [f"{n} < age"], "SUM(pets)"
     else:
-        q, conds, alt, col = f"how many people in {city} have {k} pets", [in_city, f"pets = {k}"], [f"pets = {k}", in_city], "COUNT(*)"
+        q, conds, alt, col = (
+            f"how many people in {city} have {k} pets",
+            [in_city, f"pets = {k}"],
+            [f"pets = {k}", in_city],
+            "COUNT(*)",
+        )
     ref = f"SELECT {col} FROM people{_where(conds)}"
     other_col = "COUNT(name)" if col == "COUNT(*)" else col
     others = [f"SELECT {other_col} FROM people{_where(alt)}", f"SELECT {col} FROM people{_where(alt)}"]
