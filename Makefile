@@ -4,6 +4,7 @@
 #   make passk   install, run the two reasoning-boundary bundles: pass@k curves to k=256 (opt-in)
 #   make small-real  install, run three bundles on SmolLM2-135M-Instruct, a real pretrained model (opt-in)
 #   make multistage  install, run the eleven multi-stage bundles (SFT+RL, preference, rounds, reward models; opt-in)
+#   make code    install, run the code and SQL bundles (programs and queries run in the bubblewrap sandbox; opt-in)
 #   make bands PAPERS=<bundle> [SEEDS=0] [VARIANTS=a,b]  install, run a bundle (or a cut of it), check its metric bands
 #   make demo-cut  seed 0 of the demo's weak-base half against the demo's bands (what CI runs after the tests)
 #   make calibrate  install, run the toy worlds' GRPO-budget calibration (configs/calibration/, opt-in)
@@ -16,7 +17,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 
-.PHONY: install install-small-real demo rlvr passk small-real multistage calibrate bands demo-cut test lint clean
+.PHONY: install install-small-real demo rlvr passk small-real multistage code calibrate bands demo-cut test lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -67,6 +68,12 @@ small-real: install-small-real
 multistage: install
 	$(BIN)/snakemake --cores $(CORES) --config papers=@multistage
 	$(BIN)/harness leaderboard chord hpt-unified-view relift intuitive-fine-tuning tpo cpl copg a-lol dno easy-to-hard maxmin-rlhf --scale toy
+
+# Opt-in: the code and SQL bundles (papers/sets.yaml: code); their rewards and graders need bubblewrap (`apt-get install
+# bubblewrap`; README, "Running model-written code").
+code: install
+	$(BIN)/snakemake --cores $(CORES) --config papers=@code
+	$(BIN)/harness leaderboard drive-code-rl revisql --scale toy
 
 # Opt-in: gold-reward GRPO's gain over each toy base at several budgets, 3 seeds (configs/calibration/).
 calibrate: install
