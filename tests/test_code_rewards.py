@@ -107,9 +107,17 @@ def test_sql_match_compares_result_sets_and_cannot_change_the_database(database)
     assert ordered == [1.0, 0.0]  # table order is cup, mug (as gold's ORDER BY name); DESC gives mug, cup
 
 
-def test_a_gold_query_that_fails_is_an_error_not_a_zero(database):
-    with pytest.raises(ValueError, match="gold query fails"):
-        REWARDS.get("sql_match").build()(["SELECT 1"], answer=["SELECT nope FROM items"], database=[database])
+def test_a_gold_query_that_fails_leaves_its_row_unscored(database):
+    scores, reasons = scored(REWARDS.get("sql_match").build(), ["SELECT 1", "SELECT name FROM items"],
+                             answer=["SELECT nope FROM items", "SELECT name FROM items"], database=[database] * 2)  # fmt: skip
+    assert scores == [None, 1.0] and reasons[0].startswith("gold query fails: OperationalError")
+
+
+def test_a_database_given_as_sql_text_is_built_in_the_sandbox():
+    script = "CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1), (2), (3);"
+    scores, _ = scored(REWARDS.get("sql_match").build(), ["SELECT a FROM t WHERE a > 1", "SELECT a FROM t"],
+                       answer=["SELECT a FROM t WHERE a >= 2"] * 2, database=[script] * 2)  # fmt: skip
+    assert scores == [1.0, 0.0]
 
 
 def test_config_time_checks_name_the_bad_argument():

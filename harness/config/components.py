@@ -106,6 +106,9 @@ class DatasetConfig:
     """The instruction every prompt of the file already ends with (its authors' "think step by step ... \\boxed{}"):
     removed when the rows are read, so that the scale's `instruction` asks training and evaluation alike; a prompt
     without it stops the stage."""
+    database_field: str | None = None
+    """hub/url: a column holding each question's database for the `sql_match` reward, read into the rows' `database`:
+    the SQL text that creates it (gretelai/synthetic_text_to_sql's `sql_context`) or a path to an SQLite file."""
     tests_field: str | None = None
     """hub/url: a column (dotted like prompt_field) holding each problem's tests, read into the rows' `tests` for the
     `unit_tests` reward: a list of assert statements, stdin/stdout pairs, or {inputs: [...], outputs: [...]}

@@ -23,7 +23,7 @@ LATER_EVAL_FIELDS = ("judges", "revisions", "instruction", "ask")
 LATER_REPORTED_FIELDS = {"over": None, "checkpoint": "unstated"}
 """Reported-result fields added after results existed, with their defaults: left out while at them."""
 LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share", "revision", "prompt_tokens", "url",
-                        "sha256", "paraphrase_field", "shipped_instruction", "tests_field")  # fmt: skip
+                        "sha256", "paraphrase_field", "shipped_instruction", "tests_field", "database_field")  # fmt: skip
 """The same for DatasetConfig."""
 LATER_GENERATOR_SPECS = {"programs": "toy-programs", "sql": "toy-sql"}
 """Generator specs added after results existed (field -> its source): a dataset of another source leaves them out

@@ -173,7 +173,8 @@ def unit_tests(mode: str = "fraction", timeout_s: float = 5.0, memory_mb: int = 
 @register_reward("sql_match", needs_labels=True, runs_code=True, validate=_check)
 def sql_match(ordered: bool = False, max_rows: int = 10000, timeout_s: float = 5.0, memory_mb: int = 512,
               isolation: str = "bubblewrap", workers: int = 0) -> RewardFn:  # fmt: skip
-    """1 when the completion's query returns the gold query's (`answer`) result on the row's `database`, else 0."""
+    """1 when the completion's query returns the gold query's (`answer`) result on the row's `database`, else 0; None
+    (unscorable: no advantage) when the gold query itself fails there."""
     _check(None, isolation, timeout_s, memory_mb)
     from harness.sandbox import check_isolation, run_many
 
@@ -181,7 +182,9 @@ def sql_match(ordered: bool = False, max_rows: int = 10000, timeout_s: float = 5
     limits = _limits(timeout_s, memory_mb)
     databases: dict[str, dict[str, bytes]] = {}
 
-    def reward(completions: list[str], answer: list[str], database: list[str], log_extra=None, **_) -> list[float]:
+    def reward(
+        completions: list[str], answer: list[str], database: list[str], log_extra=None, **_
+    ) -> list[float | None]:
         jobs, nonces = [], []
         for completion, gold, db in zip(completions, answer, database, strict=True):
             if db not in databases:
@@ -197,8 +200,10 @@ def sql_match(ordered: bool = False, max_rows: int = 10000, timeout_s: float = 5
                 reasons.append(outcome.reason or "no result")
                 continue
             (gold_rows, gold_error), (pred_rows, pred_error) = got["gold"], got["pred"]
-            if gold_error:
-                raise ValueError(f"sql_match: the gold query fails on its database: {gold_error}")
+            if gold_error:  # a dataset row whose own query fails (another SQL dialect): unscorable, not wrong
+                scores.append(None)
+                reasons.append(f"gold query fails: {gold_error}")
+                continue
             scores.append(float(same_rows(pred_rows, gold_rows, ordered)))
             reasons.append(pred_error or ("match" if scores[-1] else "different rows"))
         _report(log_extra, reasons)

@@ -106,6 +106,7 @@ def load_rows(dataset: DatasetConfig, split: str, data_dir: Path | None) -> list
         | ({"solution": str(column_value(row, solution))} if solution else {})
         | ({"paraphrase": str(column_value(row, dataset.paraphrase_field))} if dataset.paraphrase_field else {})
         | ({"tests": column_value(row, dataset.tests_field)} if dataset.tests_field else {})
+        | ({"database": str(column_value(row, dataset.database_field))} if dataset.database_field else {})
         for i, row in enumerate(ds)
     ]
 
