@@ -1,4 +1,4 @@
-"""The math_verify grader (harness/grader.py) on equivalences a string match gets wrong, with expectations checked
+"""The math_verify grader (harness/grader/) on equivalences a string match gets wrong, with expectations checked
 by hand: the same number, interval, set or expression written differently is the same answer; a different one is
 not. Also what it reads out of a whole response, the reward built on it, and what an evaluation records."""
 

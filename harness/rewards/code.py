@@ -23,7 +23,7 @@ import json
 import re
 import secrets
 
-from harness.grader import database_files, same_rows, sql_job, sql_outcome
+from harness.grader.executed import database_files, same_rows, sql_job, sql_outcome
 from harness.rewards import RewardFn, register_reward
 
 FENCE = re.compile(r"```(?:python|py|sql|sqlite)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)

@@ -94,7 +94,8 @@ def _batch(rows: list[dict], tokenizer):
 def _correct(texts: list[str], rows: list[dict]) -> list[bool]:
     """The final answer's exact match; for program rows (`tests`) the same function as the reference, read off
     the syntax tree and never run; for SQL rows (`database`) the same result set, both queries run in the sandbox."""
-    from harness.grader import extract_query, is_correct, same_rows, sql_job, sql_outcome
+    from harness.grader import is_correct
+    from harness.grader.executed import extract_query, same_rows, sql_job, sql_outcome
     from harness.sandbox import run_many
     from harness.world.programs import same_function
 
