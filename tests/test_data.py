@@ -237,3 +237,21 @@ def test_tokenizer_encodes_the_separator(tmp_path):
     bare = tmp_path / "bare"
     train_tokenizer(["12+34=46"], bare)  # a corpus without ';' still has it: the byte alphabet is always in
     assert AutoTokenizer.from_pretrained(bare).get_vocab() == tok.get_vocab()
+
+
+def test_code_and_sql_columns_are_read_as_tests_and_database(tmp_path):
+    """A hub/url code dataset names its tests column, an SQL one its tables' column (code_contests, gretel)."""
+    import json
+
+    from harness.config.components import DatasetConfig
+    from harness.stages.data import load_rows
+
+    rows = [{"q": "Add the numbers.", "name": "p1", "checks": {"input": ["1 2\n"], "output": ["3\n"]},
+             "ctx": "CREATE TABLE t (a INTEGER);"}]  # fmt: skip
+    (tmp_path / "probs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DatasetConfig(source="url", url="https://example.org/probs.jsonl", sha256="0" * 64, prompt_field="q",
+                        answer_field="name", tests_field="checks", database_field="ctx")  # fmt: skip
+    (row,) = load_rows(cfg, "train", tmp_path)
+    assert row["tests"] == {"input": ["1 2\n"], "output": ["3\n"]} and row["database"] == "CREATE TABLE t (a INTEGER);"
+    assert "tests" not in load_rows(DatasetConfig(source="url", url=cfg.url, sha256=cfg.sha256, prompt_field="q",
+                                                  answer_field="name"), "train", tmp_path)[0]  # fmt: skip
