@@ -139,3 +139,15 @@ def test_a_real_grpo_step_scores_completions_in_the_sandbox(world, tmp_path):
     logged = next(h for h in trainer.state.log_history if "rewards/unit_tests/mean" in h)
     assert 0.0 <= logged["rewards/unit_tests/mean"] <= 1.0
     assert sandbox_record(stage) == {"unit_tests": "bubblewrap"}
+
+
+def test_with_prepend_prompt_the_program_is_the_prompt_and_the_completion():
+    from harness.world.programs import ProgramSpec, make_splits
+
+    rows = make_splits(ProgramSpec(n_train=3, n_pool=1, n_test=1, n_pretrain=1))["train"]
+    reward = REWARDS.get("unit_tests").build(prepend_prompt=True)
+    completions = [rows[0]["answer"], rows[1]["answer"] + "+1", "x)"]
+    scores, _ = scored(reward, completions, tests=[r["tests"] for r in rows], prompts=[r["prompt"] for r in rows])
+    assert scores == [1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="plain-text prompts"):
+        reward(["x"], tests=[rows[0]["tests"]], prompts=[[{"role": "user", "content": "hi"}]])

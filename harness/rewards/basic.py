@@ -20,6 +20,24 @@ def exact_match() -> RewardFn:
     return reward
 
 
+@register_reward("reference_text", needs_labels=True)
+def reference_text() -> RewardFn:
+    r"""1 if the completion's first line, stripped, is the gold `answer` text exactly, else 0: matching one reference
+    program or query as written, with no execution (the contrast to `unit_tests` and `sql_match`).
+
+    >>> reference_text()(["(x+3)*2\nmore", "2*(x+3)"], answer=["(x+3)*2", "(x+3)*2"])
+    [1.0, 0.0]
+    """
+
+    def reward(completions: list[str], answer: list[str], **_) -> list[float]:
+        return [
+            float(c.strip().split("\n", 1)[0].strip() == str(a).strip())
+            for c, a in zip(completions, answer, strict=True)
+        ]
+
+    return reward
+
+
 @register_reward("format", needs_labels=False)
 def answer_format() -> RewardFn:
     """1 if a final answer can be extracted from the completion, else 0.

@@ -87,6 +87,13 @@ for _i, _c in enumerate(_t):
 """
 
 
+def _heads(prompts: list | None, n: int) -> list[str]:
+    """The prompts as program text: plain strings only (a chat prompt is not the start of a program)."""
+    if prompts is None or len(prompts) != n or not all(isinstance(p, str) for p in prompts):
+        raise ValueError("unit_tests(prepend_prompt=True) needs plain-text prompts, one per completion")
+    return list(prompts)
+
+
 def _assert_job(program: str, tests: list[str], limits, isolation: str) -> tuple[dict, str]:
     nonce = secrets.token_hex(16)
     runner = ASSERT_RUNNER.format(program=program, tests=tests)
@@ -125,11 +132,12 @@ def _report(log_extra, outcomes_by_completion: list[str]) -> None:
 
 @register_reward("unit_tests", needs_labels=False, runs_code=True, validate=_check)
 def unit_tests(mode: str = "fraction", timeout_s: float = 5.0, memory_mb: int = 512, isolation: str = "bubblewrap",
-               workers: int = 0) -> RewardFn:  # fmt: skip
+               workers: int = 0, prepend_prompt: bool = False) -> RewardFn:  # fmt: skip
     """Fraction of the row's `tests` the completion's program passes (`mode: all`: 1 only when every one does).
 
     Assert tests: `["assert add(2, 3) == 5", ...]`; stdin/stdout tests: `[{"input": "2 3", "output": "5"}, ...]`
-    (outputs compared with surrounding whitespace stripped).
+    (outputs compared with surrounding whitespace stripped). `prepend_prompt`: the program is the prompt followed by
+    the completion (the prompt writes the function's head, as HumanEval's and the toy program world's do).
     """
     _check(mode, isolation, timeout_s, memory_mb)
     from harness.sandbox import check_isolation, run_many
@@ -137,10 +145,11 @@ def unit_tests(mode: str = "fraction", timeout_s: float = 5.0, memory_mb: int = 
     check_isolation(isolation)
     limits = _limits(timeout_s, memory_mb)
 
-    def reward(completions: list[str], tests: list, log_extra=None, **_) -> list[float]:
+    def reward(completions: list[str], tests: list, prompts: list | None = None, log_extra=None, **_) -> list[float]:
         jobs, plan = [], []  # plan: per completion, (kind, first job, count, nonce or expected outputs)
-        for completion, row_tests in zip(completions, tests, strict=True):
-            program, cases = code_of(completion), _tests_of(row_tests)
+        heads = _heads(prompts, len(completions)) if prepend_prompt else [""] * len(completions)
+        for completion, row_tests, head in zip(completions, tests, heads, strict=True):
+            program, cases = head + code_of(completion), _tests_of(row_tests)
             if all(isinstance(c, str) for c in cases):
                 job, nonce = _assert_job(program, cases, limits, isolation)
                 plan.append(("asserts", len(jobs), len(cases), nonce))
