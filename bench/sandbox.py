@@ -12,7 +12,8 @@ has cores:
 - unit_tests: the `unit_tests` reward on a correct 3-assert program (one bubblewrap run per completion);
 - sql_match: the `sql_match` reward on a 3-row SQLite database.
 
-Numbers (executions per second, and the wall time of the batch) go to `--out` as JSON and to stdout.
+Numbers (executions per second, milliseconds per execution per worker, the overhead over `bare`, and the wall time
+of the batch) go to `--out` as JSON and to stdout.
 """
 
 from __future__ import annotations
@@ -77,8 +78,12 @@ def main() -> int:
         results = {}
         for name, fn in rows.items():
             seconds = timed(fn)
-            results[name] = {"n": a.n, "seconds": round(seconds, 3), "per_second": round(a.n / seconds, 1)}
-            print(f"{name:12s} {a.n / seconds:8.1f} executions/s  ({a.n} in {seconds:.1f} s, {workers} workers)")
+            per_ms = 1000 * seconds * workers / a.n  # wall time one worker spends per execution
+            over = per_ms - results["bare"]["ms_per_execution"] if results else 0.0
+            results[name] = {"n": a.n, "seconds": round(seconds, 3), "per_second": round(a.n / seconds, 1),
+                             "ms_per_execution": round(per_ms, 2), "overhead_ms_vs_bare": round(over, 2)}  # fmt: skip
+            print(f"{name:12s} {a.n / seconds:8.1f} executions/s  {per_ms:6.1f} ms each, +{over:5.1f} ms over bare  "
+                  f"({a.n} in {seconds:.1f} s, {workers} workers)")  # fmt: skip
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"workers": workers, "cpu": os.cpu_count(), "rows": results}, indent=2) + "\n")
