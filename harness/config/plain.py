@@ -16,7 +16,7 @@ from typing import Any
 LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.temporal_residual", "args.num_groups",
                       "args.em_iterations", "parallel", "args.instruction")  # fmt: skip
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
-LATER_MODEL_FIELDS = ("revision", "architecture")
+LATER_MODEL_FIELDS = ("revision", "architecture", "toy.max_positions")
 """The same for ModelConfig (`gated` is dropped while false)."""
 LATER_EVAL_FIELDS = ("judges", "revisions", "instruction", "ask")
 """The same for EvalConfig."""

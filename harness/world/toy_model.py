@@ -44,6 +44,9 @@ class ToyModelSpec:
     """With `skill`: consecutive checks in the band that stop pre-training."""
     threads: int = 2
     """CPU threads pre-training runs on (fixed: the order of floating-point sums depends on it)."""
+    max_positions: int | None = None
+    """The longest prompt plus answer the model is meant for (config.json's max_position_embeddings: lm-eval cuts a
+    prompt to it minus the tokens it generates); None: 64, enough for the arithmetic worlds."""
 
 
 VALIDATION_ROWS = 500
@@ -65,7 +68,7 @@ def build_model(spec: ToyModelSpec, tokenizer):
         num_hidden_layers=spec.num_layers,
         num_attention_heads=spec.num_heads,
         num_key_value_heads=spec.num_kv_heads,
-        max_position_embeddings=64,
+        max_position_embeddings=spec.max_positions or 64,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
