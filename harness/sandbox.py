@@ -30,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -211,11 +212,9 @@ def _supervise(cmd: list[str], stdin: bytes, limits: Limits, popen: dict) -> Out
         cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         env=env, **popen,
     )  # fmt: skip
-    try:
-        proc.stdin.write(stdin)
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass
+    # fed from a thread: a program that never reads a large stdin must not block us past the wall limit
+    feeder = threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True)
+    feeder.start()
     out = {proc.stdout: bytearray(), proc.stderr: bytearray()}
     status = None
     with selectors.DefaultSelector() as sel:
@@ -252,6 +251,14 @@ def _supervise(cmd: list[str], stdin: bytes, limits: Limits, popen: dict) -> Out
         status = "ok" if rc == 0 else ("killed" if rc < 0 or rc > 128 else "error")
     text = [bytes(out[s][: limits.output_bytes]).decode(errors="replace") for s in (proc.stdout, proc.stderr)]
     return Outcome(status, rc, text[0], text[1], time.monotonic() - start)
+
+
+def _feed(pipe, data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.close()
+    except (BrokenPipeError, ValueError, OSError):  # the program exited or was killed first
+        pass
 
 
 def _kill(proc: subprocess.Popen) -> None:

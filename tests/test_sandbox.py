@@ -136,6 +136,14 @@ def test_an_infinite_loop_and_a_sleeper_are_killed_at_the_wall_limit():
         assert out.status == "timeout" and time.monotonic() - start < 5, out
 
 
+def test_a_large_stdin_the_program_never_reads_does_not_hold_the_wall_limit():
+    start = time.monotonic()
+    out = sandbox.run("import time\ntime.sleep(100)", stdin="x" * (8 << 20), limits=Limits(wall_s=1.0))
+    assert out.status == "timeout" and time.monotonic() - start < 5
+    echoed = sandbox.run("import sys\nprint(len(sys.stdin.read()))", stdin="y" * (4 << 20))
+    assert echoed.stdout == f"{4 << 20}\n"
+
+
 def test_huge_output_is_cut_at_the_cap():
     out = sandbox.run("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)", limits=Limits(output_bytes=100_000))
     assert out.status == "output_limit" and len(out.stdout) == 100_000
