@@ -73,7 +73,7 @@ multistage: install
 # bubblewrap`; README, "Running model-written code").
 code: install
 	$(BIN)/snakemake --cores $(CORES) --config papers=@code
-	$(BIN)/harness leaderboard drive-code-rl revisql reasoning-sql --scale toy
+	$(BIN)/harness leaderboard drive-code-rl revisql reasoning-sql exec-verify --scale toy
 
 # Opt-in: gold-reward GRPO's gain over each toy base at several budgets, 3 seeds (configs/calibration/).
 calibrate: install

@@ -14,6 +14,7 @@ from harness.world.arithmetic import ArithmeticSpec
 from harness.world.generators import GENERATORS
 from harness.world.programs import ProgramSpec
 from harness.world.sql import SqlSpec
+from harness.world.traces import TraceSpec
 from harness.world.toy_model import ToyModelSpec
 from harness.world.word_problems import WordProblemSpec
 
@@ -83,7 +84,7 @@ class DatasetConfig:
 
     source: str = MISSING
     """A registered generator (harness/world/generators.py): `toy-arithmetic` (spec under `arithmetic:`) or
-    `toy-word-problems` (`word_problems:`), `toy-programs` (`programs:`) or `toy-sql` (`sql:`), generated here; `hub`: loaded by name at paper scale; `url`: one file
+    `toy-word-problems` (`word_problems:`), `toy-programs` (`programs:`), `toy-sql` (`sql:`) or `toy-traces` (`traces:`), generated here; `hub`: loaded by name at paper scale; `url`: one file
     pinned by its digest (`url`, `sha256`)."""
     hub_path: str | None = None
     hub_name: str | None = None
@@ -125,6 +126,7 @@ class DatasetConfig:
     word_problems: WordProblemSpec = field(default_factory=WordProblemSpec)
     programs: ProgramSpec = field(default_factory=ProgramSpec)
     sql: SqlSpec = field(default_factory=SqlSpec)
+    traces: TraceSpec = field(default_factory=TraceSpec)
     description: str = ""
 
     @property

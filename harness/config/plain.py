@@ -25,7 +25,7 @@ LATER_REPORTED_FIELDS = {"over": None, "checkpoint": "unstated"}
 LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share", "revision", "prompt_tokens", "url",
                         "sha256", "paraphrase_field", "shipped_instruction", "tests_field", "database_field")  # fmt: skip
 """The same for DatasetConfig."""
-LATER_GENERATOR_SPECS = {"programs": "toy-programs", "sql": "toy-sql"}
+LATER_GENERATOR_SPECS = {"programs": "toy-programs", "sql": "toy-sql", "traces": "toy-traces"}
 """Generator specs added after results existed (field -> its source): a dataset of another source leaves them out
 of its fingerprint (they default to a spec, never None)."""
 

@@ -9,7 +9,7 @@ Kinds, told apart by the factory's flags: per-sample (basic.py), group-aware (gr
 against the other completions of the same `id`), model-aware (model.py: scored by the policy, which
 the trainer attaches as `fn.policy`), stateful (stateful.py: objects that remember earlier visits of
 each `id` and checkpoint that memory with `state_dict()` / `load_state_dict()`), code-executing (code.py:
-programs and queries run in `harness.sandbox`; sql.py: Text-to-SQL partial credit).
+programs and queries run in `harness.sandbox`; sql.py: Text-to-SQL partial credit; trace.py: a program's execution trace).
 """
 
 from __future__ import annotations
@@ -242,4 +242,5 @@ from harness.rewards import preference_oracle as _preference_oracle  # noqa: E40
 from harness.rewards import process as _process  # noqa: E402,F401
 from harness.rewards import sql as _sql  # noqa: E402,F401
 from harness.rewards import stateful as _stateful  # noqa: E402,F401
+from harness.rewards import trace as _trace  # noqa: E402,F401
 from harness.rewards import users as _users  # noqa: E402,F401

@@ -1,5 +1,5 @@
 """The registry of dataset generators: a dataset config's `source` names one, and its spec lives in the
-config's field of the same name as the generator's spec (`arithmetic:`, `word_problems:`, `programs:`, `sql:`).
+config's field of the same name as the generator's spec (`arithmetic:`, `word_problems:`, `programs:`, `sql:`, `traces:`).
 
 A generator is a module with its spec dataclass, `check_spec(spec)` (raises ValueError), `make_splits(spec)`
 (rows per split, deterministic under the spec's seed) and `tokenizer_text(row)` (what the dataset's
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from harness.registry import Registry
-from harness.world import arithmetic, programs, sql, word_problems
+from harness.world import arithmetic, programs, sql, traces, word_problems
 
 
 @dataclass(frozen=True)
@@ -36,3 +36,4 @@ GENERATORS.register("toy-arithmetic")(Generator("arithmetic", arithmetic))
 GENERATORS.register("toy-word-problems")(Generator("word_problems", word_problems))
 GENERATORS.register("toy-programs")(Generator("programs", programs))
 GENERATORS.register("toy-sql")(Generator("sql", sql))
+GENERATORS.register("toy-traces")(Generator("traces", traces))
