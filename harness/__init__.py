@@ -18,7 +18,8 @@ Layers, top to bottom; a module imports from its own layer and those below it, n
     config/ schemas, files           schema, stage, components, parallel, typed (YAML onto them), plain, errors;
                                      data files pinned by digest (a paper's own subset)
     rewards/, algorithms/            registries of reward functions and RL objective pieces
-    world/                           the CPU world: dataset generators, tokenizer, toy and packaged models
+    world/, environments/            the CPU world: dataset generators, tokenizer, toy and packaged models;
+                                     environments for multi-turn episodes (tools, search) and the episodes
     grader, device, layout, registry answer extraction, GPU/vLLM presence, file layout, the generic registry,
     sandbox                          running model-written code isolated (bubblewrap) and limited
 """

@@ -82,11 +82,12 @@ def cmd_world(args) -> int:
             print(f"error: dataset {args.name!r} has source {cfg.source!r}: it is read from the hub", file=sys.stderr)
             return 2
         out, generator = Path(layout.data_dir(args.name)), GENERATORS.get(cfg.source)
-        splits = generator.make_splits(getattr(cfg, generator.spec_field))
+        spec = getattr(cfg, generator.spec_field)
+        splits = generator.make_splits(spec)
         write_rows(splits, out)
-        train_tokenizer(
-            [generator.tokenizer_text(r) for r in splits["pretrain"]], Path(layout.tokenizer_dir(args.name))
-        )
+        write_rows(generator.extra_files(spec), out)
+        train_tokenizer([generator.tokenizer_text(r) for r in splits["pretrain"]], Path(layout.tokenizer_dir(args.name)),
+                        isolated=generator.stops)  # fmt: skip
         print(f"wrote {out} and {layout.tokenizer_dir(args.name)}")
     elif args.what == "convert":
         from harness.world.packaged import convert
@@ -100,13 +101,28 @@ def cmd_world(args) -> int:
         from harness.world.toy_model import SkillError, pretrain
 
         cfg = load_component("models", args.name, CONFIGS / "models", "model")
+        data = Path(layout.data_dir(cfg.dataset))
         try:
-            pretrain(cfg.toy, Path(layout.data_dir(cfg.dataset)), Path(layout.tokenizer_dir(cfg.dataset)),
-                     Path(layout.model_dir(args.name)))  # fmt: skip
+            pretrain(cfg.toy, data, Path(layout.tokenizer_dir(cfg.dataset)), Path(layout.model_dir(args.name)),
+                     environment=_world_environment(cfg.dataset, data))  # fmt: skip
         except SkillError as e:
             print(f"error: configs/models/{args.name}.yaml: toy.skill: {e}", file=sys.stderr)
             return 2
     return 0
+
+
+def _world_environment(dataset: str, data: Path):
+    """A tool world's environment factory (its generator's ENVIRONMENT, with the world's corpus when it searches
+    one), for the skill checks of a base pre-trained on it; None for other worlds."""
+    from harness.config.load import load_component
+    from harness.environments import ENVIRONMENTS
+    from harness.world.generators import GENERATORS
+
+    name = GENERATORS.get(load_component("datasets", dataset, CONFIGS / "datasets", "dataset").source).environment
+    if name is None:
+        return None
+    factory = ENVIRONMENTS.get(name)
+    return factory.build(**({"corpus": str(data / "corpus.jsonl")} if factory.reads_corpus else {}))
 
 
 def _remote(args, resources, folder: Path, name: str, setup: list[str] | None = None, key: str | None = None) -> bool:
@@ -247,7 +263,12 @@ def cmd_evaluate(args) -> int:
         from harness.hub import local_model
 
         model = local_model(base.hub_id, base.revision, root)
-    result = evaluate(model, rp.eval, run.seed, out, data, hub_root=root)
+    if rp.eval.environment is not None:  # a tool world's suite: episodes, not lm-eval
+        from harness.evaluation.episodes import evaluate_episodes
+
+        result = evaluate_episodes(model, rp.eval, run.seed, out, data)
+    else:
+        result = evaluate(model, rp.eval, run.seed, out, data, hub_root=root)
     from harness.evaluation.results import one_line_metrics
 
     print(one_line_metrics(result))

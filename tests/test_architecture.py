@@ -104,7 +104,7 @@ def test_the_package_has_no_import_cycles():
 
 LAYERS = [  # bottom to top, as harness/__init__.py lists them
     ("harness.registry", "harness.layout", "harness.device", "harness.grader", "harness.sandbox"),
-    ("harness.world",),
+    ("harness.world", "harness.environments"),
     ("harness.rewards", "harness.algorithms"),
     ("harness.config.errors", "harness.config.typed", "harness.config.stage", "harness.config.components",
      "harness.config.parallel", "harness.config.schema", "harness.config.plain", "harness.files"),
@@ -173,7 +173,7 @@ def _string_constants(tree: ast.AST) -> list[ast.Constant]:
 def test_no_stage_kind_name_is_written_outside_the_stage_registry():
     """What a stage kind reads, makes and takes is asked of its declaration; no code elsewhere names a kind."""
     names = set(STAGES.names())
-    assert names == {"grpo", "sft", "dpo", "reward_model", "process_reward_model", "generate"}
+    assert names == {"grpo", "sft", "dpo", "reward_model", "process_reward_model", "generate", "multiturn_grpo"}
     found = []
     for f in sorted(PACKAGE.rglob("*.py")):
         if f.is_relative_to(PACKAGE / "stages"):
@@ -188,7 +188,8 @@ def test_no_stage_kind_name_is_written_outside_the_stage_registry():
 
 
 def test_the_kind_sets_are_derived_from_the_declarations():
-    assert kinds(makes=POLICY) == ("grpo", "sft", "dpo")
+    assert kinds(makes=POLICY) == ("grpo", "sft", "dpo", "multiturn_grpo")
+    assert kinds(environment=True) == ("multiturn_grpo",)
     assert kinds(makes=SCORER) == ("reward_model", "process_reward_model")
     assert kinds(makes=DATA) == ("generate",)
     assert tuple(n for n, k in STAGES.items() if k.reads_generated) == ("dpo", "reward_model", "process_reward_model")

@@ -13,6 +13,7 @@ from harness.config.components import ASK, MODEL_SOURCES, TASK_QUESTIONS, Datase
 from harness.config.errors import ConfigError, Invalid
 from harness.config.stage import GENERATED, SPLITS, DataArgs, ObjectiveConfig, StageConfig, data_args_problem
 from harness.device import ENGINES
+from harness.environments import ENVIRONMENTS
 from harness.files import SHA256, url_problem
 from harness.grader import EXTRACTORS
 from harness.layout import SCORERS
@@ -116,8 +117,31 @@ def check_stage(st: StageConfig, file: Path, key: str) -> None:
         _check_piece(
             alg.PREFERENCE_LOSSES, st.preference_loss.name, st.preference_loss.args, file, f"{key}.preference_loss"
         )
+    _check_environment(st, kind, file, key)
     if kind.labeled_rows and st.data != "train":
         raise ConfigError(file, f"{key}.data", f"a {st.kind} stage needs labels on every row; {st.data!r} lacks them")
+
+
+def _check_environment(st: StageConfig, kind, file: Path, key: str) -> None:
+    """A multi-turn kind names a registered environment with valid arguments; other kinds name none."""
+    if st.environment is None:
+        if kind.environment:
+            raise ConfigError(file, f"{key}.environment", f"a {st.kind} stage needs an environment "
+                              f"(known: {', '.join(ENVIRONMENTS.names())})")  # fmt: skip
+        return
+    if not kind.environment:
+        raise ConfigError(file, f"{key}.environment",
+                          f"only {_kinds_taking('environment')} stages take an environment, not {st.kind!r}")  # fmt: skip
+    if st.environment.name not in ENVIRONMENTS:
+        raise ConfigError(file, f"{key}.environment.name", ENVIRONMENTS.unknown_message(st.environment.name))
+    factory = ENVIRONMENTS.get(st.environment.name)
+    problem = factory.args_problem(st.environment.args)
+    if problem:
+        arg, why = problem
+        raise ConfigError(file, f"{key}.environment.args" + (f".{arg}" if arg else ""), why)
+    if st.data == "pool" and factory.needs_labels:
+        raise ConfigError(file, f"{key}.environment.name",
+                          f"environment {st.environment.name!r} scores with gold labels; split 'pool' has none")  # fmt: skip
 
 
 def _kinds_taking(flag: str) -> str:
@@ -227,6 +251,22 @@ def check_eval(cfg: EvalConfig, file: Path) -> None:
         raise ConfigError(
             file, "temperature", f"n_samples {cfg.n_samples} at temperature 0 gives {cfg.n_samples} identical answers"
         )
+    if cfg.environment is not None:
+        _check_eval_environment(cfg, file)
+
+
+def _check_eval_environment(cfg: EvalConfig, file: Path) -> None:
+    """An episode suite: one task name, a registered environment with valid arguments, transformers generation."""
+    if len(cfg.tasks) != 1:
+        raise ConfigError(file, "tasks", f"an episode suite files its metrics under one task name, got {cfg.tasks}")
+    if cfg.environment.name not in ENVIRONMENTS:
+        raise ConfigError(file, "environment.name", ENVIRONMENTS.unknown_message(cfg.environment.name))
+    problem = ENVIRONMENTS.get(cfg.environment.name).args_problem(cfg.environment.args)
+    if problem:
+        raise ConfigError(file, "environment.args" + (f".{problem[0]}" if problem[0] else ""), problem[1])
+    if cfg.engine == "vllm":
+        raise ConfigError(file, "engine", "episodes are generated with transformers (hf or auto); vLLM episodes are "
+                          "not built yet")  # fmt: skip
 
 
 def _check_judges(cfg: EvalConfig, file: Path) -> None:

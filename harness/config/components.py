@@ -8,14 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config.stage import RewardSpec
+from harness.config.stage import PieceSpec, RewardSpec
 from harness.config.typed import MAX_BATCH, MAX_SAMPLES, MAX_TEMPERATURE, MAX_TOKENS, MISSING, limited
 from harness.world.arithmetic import ArithmeticSpec
+from harness.world.calculator import CalculatorSpec
 from harness.world.generators import GENERATORS
 from harness.world.programs import ProgramSpec
+from harness.world.retrieval import RetrievalSpec
 from harness.world.sql import SqlSpec
-from harness.world.traces import TraceSpec
 from harness.world.toy_model import ToyModelSpec
+from harness.world.traces import TraceSpec
 from harness.world.word_problems import WordProblemSpec
 
 MODEL_SOURCES = ("toy", "hub", "package")
@@ -84,8 +86,9 @@ class DatasetConfig:
 
     source: str = MISSING
     """A registered generator (harness/world/generators.py): `toy-arithmetic` (spec under `arithmetic:`) or
-    `toy-word-problems` (`word_problems:`), `toy-programs` (`programs:`), `toy-sql` (`sql:`) or `toy-traces` (`traces:`), generated here; `hub`: loaded by name at paper scale; `url`: one file
-    pinned by its digest (`url`, `sha256`)."""
+    `toy-word-problems` (`word_problems:`), `toy-programs` (`programs:`), `toy-sql` (`sql:`), `toy-traces` (`traces:`),
+    `toy-calculator` (`calculator:`) or `toy-retrieval` (`retrieval:`), generated here; `hub`: loaded by name at paper
+    scale; `url`: one file pinned by its digest (`url`, `sha256`)."""
     hub_path: str | None = None
     hub_name: str | None = None
     revision: str | None = None
@@ -127,6 +130,8 @@ class DatasetConfig:
     programs: ProgramSpec = field(default_factory=ProgramSpec)
     sql: SqlSpec = field(default_factory=SqlSpec)
     traces: TraceSpec = field(default_factory=TraceSpec)
+    calculator: CalculatorSpec = field(default_factory=CalculatorSpec)
+    retrieval: RetrievalSpec = field(default_factory=RetrievalSpec)
     description: str = ""
 
     @property
@@ -186,6 +191,12 @@ class EvalConfig:
     judges: list[JudgeSpec] | None = None
     """Judges scoring every sample (`judge/<name>`: mean score per task; with two or more, `judge/min`: the
     worst-served judge's); per-sample rewards only. None: none."""
+    environment: PieceSpec | None = None
+    """A tool world's suite: episodes in this registered environment (harness/environments/) on the dataset's test
+    split instead of lm-eval (harness/evaluation/episodes.py); `tasks` then names the one task its metrics are
+    filed under, `max_new_tokens` bounds each policy turn. None: lm-eval tasks."""
+    max_turns: int | None = limited(None, ge=1, le=64)
+    """With an environment: policy turns per episode at most (None: 4)."""
     revisions: dict[str, str] | None = None
     """Hub commit (40 hex digits) of each hub dataset its lm-eval tasks read, by the task's `dataset_path`, e.g.
     {math-ai/amc23: <sha>}; what `harness fetch` downloads and evaluations read offline (`harness fetch --pin`

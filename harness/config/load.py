@@ -320,7 +320,7 @@ def _resolve_stage(st, sc: ScaleConfig, file: Path, key: str) -> Stage:
     rewards = [_regraded(r, sc, file, f"{key}.rewards.{i}") for i, r in enumerate(st.rewards)]
     return Stage(kind=st.kind, data=st.data, rewards=rewards, args=args, resources=resources,
                  data_args=st.data_args, objective=st.objective, dataset=st.dataset,
-                 preference_loss=st.preference_loss, parallel=parallel)  # fmt: skip
+                 preference_loss=st.preference_loss, parallel=parallel, environment=st.environment)  # fmt: skip
 
 
 def _regraded(spec: RewardSpec, sc: ScaleConfig, file: Path, key: str) -> RewardSpec:

@@ -14,18 +14,19 @@ import json
 from typing import Any
 
 LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.temporal_residual", "args.num_groups",
-                      "args.em_iterations", "parallel", "args.instruction")  # fmt: skip
+                      "args.em_iterations", "parallel", "args.instruction", "environment")  # fmt: skip
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
 LATER_MODEL_FIELDS = ("revision", "architecture", "toy.max_positions")
 """The same for ModelConfig (`gated` is dropped while false)."""
-LATER_EVAL_FIELDS = ("judges", "revisions", "instruction", "ask")
+LATER_EVAL_FIELDS = ("judges", "revisions", "instruction", "ask", "environment", "max_turns")
 """The same for EvalConfig."""
 LATER_REPORTED_FIELDS = {"over": None, "checkpoint": "unstated"}
 """Reported-result fields added after results existed, with their defaults: left out while at them."""
 LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share", "revision", "prompt_tokens", "url",
                         "sha256", "paraphrase_field", "shipped_instruction", "tests_field", "database_field")  # fmt: skip
 """The same for DatasetConfig."""
-LATER_GENERATOR_SPECS = {"programs": "toy-programs", "sql": "toy-sql", "traces": "toy-traces"}
+LATER_GENERATOR_SPECS = {"programs": "toy-programs", "sql": "toy-sql", "traces": "toy-traces",
+                         "calculator": "toy-calculator", "retrieval": "toy-retrieval"}  # fmt: skip
 """Generator specs added after results existed (field -> its source): a dataset of another source leaves them out
 of its fingerprint (they default to a spec, never None)."""
 

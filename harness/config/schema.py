@@ -244,6 +244,8 @@ class Stage:
     preference_loss: PieceSpec | None = None
     parallel: ParallelConfig | None = None
     """Its parallelism (the scale's `parallel:` <- the stage's); None: neither sets any (plain DDP)."""
+    environment: PieceSpec | None = None
+    """multiturn_grpo: the environment its episodes run in."""
 
 
 @dataclass

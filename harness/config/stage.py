@@ -93,6 +93,8 @@ class StageConfig:
     """grpo only: advantage estimator, policy loss, aggregation and auxiliary terms."""
     preference_loss: PieceSpec | None = None
     """dpo only: a registered preference loss (harness/algorithms/preference.py) instead of TRL's loss_type."""
+    environment: PieceSpec | None = None
+    """multiturn_grpo only: a registered environment (harness/environments/) and its arguments."""
     args: dict[str, Any] = field(default_factory=dict)
     """Overrides of this stage kind's hyper-parameters (checked against the kind's args, harness/stages/<kind>.py)."""
     resources: dict[str, Any] = field(default_factory=dict)

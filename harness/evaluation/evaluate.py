@@ -83,7 +83,8 @@ def protocol(cfg: EvalConfig, engine: str, seed: int, chat_template: str | None,
 def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_dir: str | None = None,
              hub_root: Path | None = None) -> dict:  # fmt: skip
     """Run every task of the suite on `model_path`; write metrics.json, samples.jsonl and passk.png to `out_dir`.
-    With `hub_root`, tasks read their hub datasets from that hub cache only (harness.hub)."""
+    With `hub_root`, tasks read their hub datasets from that hub cache only (harness.hub). (A suite with an
+    environment runs episodes instead: harness/evaluation/episodes.py.)"""
     from lm_eval import simple_evaluate
 
     start = time.time()

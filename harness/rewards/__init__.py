@@ -9,7 +9,7 @@ Kinds, told apart by the factory's flags: per-sample (basic.py), group-aware (gr
 against the other completions of the same `id`), model-aware (model.py: scored by the policy, which
 the trainer attaches as `fn.policy`), stateful (stateful.py: objects that remember earlier visits of
 each `id` and checkpoint that memory with `state_dict()` / `load_state_dict()`), code-executing (code.py:
-programs and queries run in `harness.sandbox`; sql.py: Text-to-SQL partial credit; trace.py: a program's execution trace).
+programs and queries run in `harness.sandbox`; sql.py: Text-to-SQL partial credit; trace.py: a program's execution trace), episode (episode.py: a multi-turn episode as its environment scored it).
 """
 
 from __future__ import annotations
@@ -234,6 +234,7 @@ def _local_log_extra(log_extra: Callable, start: int, n: int, total: int) -> Cal
 # Imported for their registrations; aliased so that `register_reward`'s flags do not shadow module names.
 from harness.rewards import basic as _basic  # noqa: E402,F401
 from harness.rewards import code as _code  # noqa: E402,F401
+from harness.rewards import episode as _episode  # noqa: E402,F401
 from harness.rewards import group as _group  # noqa: E402,F401
 from harness.rewards import learned as _learned  # noqa: E402,F401
 from harness.rewards import math as _math  # noqa: E402,F401

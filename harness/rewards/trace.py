@@ -94,7 +94,9 @@ def execution_trace(timeout_s: float = 5.0, memory_mb: int = 512, isolation: str
         outcomes = run_many([j | {"limits": limits, "isolation": isolation} for j, _ in jobs], workers or None)
         for p, (_, nonce), outcome in zip(new, jobs, outcomes, strict=True):
             line = next((x for x in outcome.stdout.splitlines() if x.startswith(nonce)), None)
-            traces[p] = json.loads(line[len(nonce) :]) if line else f"program not traced: {outcome.reason or 'no result'}"
+            traces[p] = (
+                json.loads(line[len(nonce) :]) if line else f"program not traced: {outcome.reason or 'no result'}"
+            )
         scores, reasons = [], []
         for completion, p in zip(completions, program, strict=True):
             gold = traces[p]

@@ -12,17 +12,17 @@ imported when a stage of that kind runs.
     data.py        the rows a stage sees (splits, data_args, paraphrases)
     curation.py    keep the rows the starting model finds hardest
     trainers/      TRL trainer subclasses (torch at import)
-    grpo.py sft.py dpo.py reward_model.py process_reward_model.py generate.py   the kinds
+    grpo.py sft.py dpo.py reward_model.py process_reward_model.py generate.py multiturn.py   the kinds
 """
 
 from __future__ import annotations
 
 from harness.registry import Registry
-from harness.stages import dpo, generate, grpo, process_reward_model, reward_model, sft
+from harness.stages import dpo, generate, grpo, multiturn, process_reward_model, reward_model, sft
 from harness.stages.kind import DATA, POLICY, SCORER, StageJob, StageKind
 
 STAGES: Registry[StageKind] = Registry("stage kind")
-for _module in (grpo, sft, dpo, reward_model, process_reward_model, generate):
+for _module in (grpo, sft, dpo, reward_model, process_reward_model, generate, multiturn):
     STAGES.register(_module.KIND.name)(_module.KIND)
 
 

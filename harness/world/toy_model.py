@@ -120,9 +120,12 @@ def _solution(row: dict) -> str:
     return row.get("solution", row["answer"])
 
 
-def pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: Path, log_every: int = 100) -> dict:
+def pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: Path, log_every: int = 100,
+             environment=None) -> dict:  # fmt: skip
     """Train from scratch (to `spec.skill` when set) and save a Hugging Face checkpoint (model + tokenizer) in
-    `out_dir`, with pretrain.json: steps taken, skill checks, held-out accuracy. SkillError: no step in the band."""
+    `out_dir`, with pretrain.json: steps taken, skill checks, held-out accuracy. SkillError: no step in the band.
+    `environment` (a factory of harness.environments environments): the world is a tool world, and skill is the
+    success rate of greedy episodes in it (tool calls answered by the environment, not by the model)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -130,14 +133,14 @@ def pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: P
     torch.set_num_threads(spec.threads)
     torch.use_deterministic_algorithms(True)
     try:
-        return _pretrain(spec, data_dir, tokenizer_dir, out_dir, log_every, AutoTokenizer)
+        return _pretrain(spec, data_dir, tokenizer_dir, out_dir, log_every, AutoTokenizer, environment)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
 
 
 def _pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: Path, log_every: int,
-              auto_tokenizer) -> dict:  # fmt: skip
+              auto_tokenizer, environment=None) -> dict:  # fmt: skip
     import torch
 
     torch.manual_seed(spec.seed)
@@ -169,7 +172,7 @@ def _pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: 
             )
         if spec.skill and (step % spec.check_every == 0 or step == spec.pretrain_steps):
             model.eval()
-            checks.append({"step": step, "accuracy": greedy_accuracy(model, tokenizer, held_out)})
+            checks.append({"step": step, "accuracy": greedy_accuracy(model, tokenizer, held_out, environment)})
             model.train()
             low, high = spec.skill
             print(f"skill check at step {step}: held-out greedy accuracy {checks[-1]['accuracy']:.3f} "
@@ -185,7 +188,7 @@ def _pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: 
                          "raise pretrain_steps")  # fmt: skip
     model.eval()
     test = read_split(data_dir, "test")
-    acc = greedy_accuracy(model, tokenizer, test)
+    acc = greedy_accuracy(model, tokenizer, test, environment)
     if spec.skill and not _within(acc, spec.skill, len(test)):
         raise SkillError(f"the base's greedy accuracy on the test split, {acc:.3f}, lies outside its skill band "
                          f"{spec.skill[0]:g}-{spec.skill[1]:g} by more than its sampling margin on {len(test)} rows "
@@ -230,8 +233,9 @@ def _trace(checks: list[dict]) -> str:
     return ", ".join(f"{c['accuracy']:.2f} at {c['step']}" for c in checks[-4:])
 
 
-def greedy_accuracy(model, tokenizer, rows: list[dict], batch_size: int = 100) -> float:
-    """Accuracy of greedy answers (a quick check of the skill level, not the eval): see `_correct`."""
+def greedy_accuracy(model, tokenizer, rows: list[dict], environment=None, batch_size: int = 100) -> float:
+    """Accuracy of greedy answers (a quick check of the skill level, not the eval): see `_correct`; in a tool world
+    (`environment`), the success rate of greedy episodes of up to 4 turns."""
     import torch
 
     # Room for the longest solution and eos; never under 8, the budget answer-only worlds were measured with.
@@ -239,6 +243,13 @@ def greedy_accuracy(model, tokenizer, rows: list[dict], batch_size: int = 100) -
     max_new_tokens, correct = max(8, width), 0
     for i in range(0, len(rows), batch_size):
         chunk = rows[i : i + batch_size]
+        if environment is not None:
+            from harness.environments.episodes import run_episodes
+
+            episodes = run_episodes(model, tokenizer, [r["prompt"] for r in chunk], chunk, environment, max_turns=4,
+                                    max_turn_tokens=max_new_tokens, max_tokens=4 * max_new_tokens, greedy=True)  # fmt: skip
+            correct += sum(e.stats.get("success", 0.0) for e in episodes)
+            continue
         enc = tokenizer([r["prompt"] for r in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,

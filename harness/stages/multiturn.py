@@ -1,0 +1,153 @@
+"""The multiturn_grpo stage kind: GRPO over multi-turn episodes with an environment (tools, search, a simulator).
+
+Each rollout is an episode (harness.environments.episodes): the policy's turns and the environment's answers up to
+`max_turns`, as one completion whose environment tokens carry no loss (TRL's `env_mask` -> the trainer's
+`tool_mask`). Rewards score the whole episode: `episode_reward` is the environment's own (final plus per-turn),
+and any other reward reads the episode's text. Group statistics, advantages, losses and aggregations are the grpo
+kind's, unchanged (the same HarnessGRPOTrainer), over whole episodes. Generation runs in this process
+(transformers); a vLLM engine for episodes is not built yet, so the stage refuses `generation_engine: vllm`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.config.errors import Invalid
+from harness.config.typed import MAX_TOKENS
+from harness.stages import grpo
+from harness.stages.args import ours
+from harness.stages.kind import POLICY, SPLIT, StageJob, StageKind
+
+
+@dataclass
+class MultiTurnArgs(grpo.GRPOArgs):
+    """A GRPO stage's hyper-parameters, with `max_completion_length` bounding a whole episode's tokens (the
+    policy's and the environment's), and the episode's own limits."""
+
+    max_turns: int = ours(4, ge=1, le=64)
+    """Policy turns per episode at most (a turn that calls no tool usually ends it first)."""
+    max_turn_tokens: int = ours(64, ge=1, le=MAX_TOKENS)
+    """Tokens one policy turn may sample before it is cut."""
+
+
+def check_args(args: dict) -> None:
+    grpo.check_args(args)
+    if args["generation_engine"] == "vllm":
+        raise Invalid("generation_engine", "episodes are generated with transformers here; vLLM episodes are not "
+                      "built yet (use hf or auto)")  # fmt: skip
+    if args["max_turn_tokens"] > args["max_completion_length"]:
+        raise Invalid("max_turn_tokens", f"{args['max_turn_tokens']} exceeds the episode's max_completion_length "
+                      f"{args['max_completion_length']}")  # fmt: skip
+
+
+KIND = StageKind(
+    "multiturn_grpo",
+    MultiTurnArgs,
+    reads=SPLIT,
+    makes=POLICY,
+    entry="harness.stages.multiturn:run",
+    rewards="required",
+    objective=True,
+    environment=True,
+    check_args=check_args,
+    trl_config="trl:GRPOConfig",
+    memory=grpo.memory,
+)
+
+
+def environment_factory(job: StageJob):
+    """The stage's environment factory, built with its arguments (and the dataset's corpus when it reads one)."""
+    from harness.environments import ENVIRONMENTS
+
+    spec = job.stage.environment
+    factory = ENVIRONMENTS.get(spec.name)
+    args = dict(spec.args)
+    if factory.reads_corpus:
+        args["corpus"] = str(corpus_file(job))
+    return factory.build(**args)
+
+
+def corpus_file(job: StageJob):
+    from pathlib import Path
+
+    if job.data_dir is None:
+        raise FileNotFoundError(f"environment {job.stage.environment.name!r} searches a corpus; the stage has no data")
+    path = Path(job.data_dir) / "corpus.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"environment {job.stage.environment.name!r} searches {path}, which is missing")
+    return path
+
+
+def rollout(rows, make_env, args: dict):
+    """TRL's rollout_func: one episode per prompt it is given (the sampler has repeated each num_generations
+    times), the environment's tokens masked, the episode's reward and counts as extra columns for the rewards."""
+    by_prompt = {r["prompt"]: r for r in rows}
+
+    def rollout_func(prompts: list, trainer) -> dict:
+        from harness.environments.episodes import run_episodes
+
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        was_training = model.training
+        model.eval()
+        try:
+            episodes = run_episodes(
+                model, trainer.processing_class, prompts, [by_prompt[p] for p in prompts], make_env,
+                max_turns=args["max_turns"], max_turn_tokens=args["max_turn_tokens"],
+                max_tokens=args["max_completion_length"], temperature=args["temperature"],
+                top_p=args.get("top_p", 1.0),
+            )  # fmt: skip
+        finally:
+            model.train(was_training)
+        metrics = trainer._metrics["train" if was_training else "eval"]
+        for key in sorted({k for e in episodes for k in e.stats}):
+            metrics[f"env/{key}"].append(sum(e.stats.get(key, 0.0) for e in episodes) / len(episodes))
+        return {
+            "prompt_ids": [e.prompt_ids for e in episodes],
+            "completion_ids": [e.ids for e in episodes],
+            "logprobs": None,
+            "env_mask": [e.mask for e in episodes],
+            "env_reward": [e.reward for e in episodes],
+            "env_success": [e.stats.get("success", 0.0) for e in episodes],
+        }
+
+    return rollout_func
+
+
+def build_trainer(job: StageJob, rows, ckpt_dir):
+    """grpo's trainer, generating through `rollout`."""
+    import os
+
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig
+
+    from harness.stages.plumbing import build_rewards, common_args
+    from harness.stages.trainers.grpo import HarnessGRPOTrainer
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is TRL's experimental hook, used knowingly
+    stage = job.stage
+    cfg = GRPOConfig(
+        **common_args(MultiTurnArgs, stage.args, job.seed, ckpt_dir, stage.parallel) | {"use_vllm": False},
+        reward_weights=[r.weight for r in stage.rewards],
+        beta=grpo.kl_coef(stage.objective),
+    )
+    rewards, policy_rewards, stateful = build_rewards(stage)
+    return HarnessGRPOTrainer(
+        model=job.model,
+        reward_funcs=rewards,
+        args=cfg,
+        train_dataset=rows,
+        processing_class=AutoTokenizer.from_pretrained(job.model),
+        objective=stage.objective,
+        policy_rewards=policy_rewards,
+        stateful_rewards=stateful,
+        rollout_func=rollout(list(rows), environment_factory(job), stage.args),
+    )
+
+
+def run(job: StageJob) -> dict:
+    from harness.stages.plumbing import fit, split_rows
+
+    spec = job.stage.environment
+    record = {"generation": {"engine": "hf", "episodes": True}, "environment": {"name": spec.name} | spec.args}
+    return fit(job, build_trainer, split_rows(job), on_resume=lambda trainer, ckpt: trainer.load_reward_state(ckpt),
+               record=record)  # fmt: skip
