@@ -274,6 +274,21 @@ REFUSALS = [
      "variants.gold.stages.0.args.generation_engine", "sglang"),
     ("negative-eval-checkpoints", lambda b: b["scales"]["toy"].update(eval_checkpoints=-1),
      "scales.toy.eval_checkpoints", "at least 0"),
+    ("multiturn-without-environment", lambda b: stage0(b).update(kind="multiturn_grpo"),
+     "variants.gold.stages.0.environment", "needs an environment (known: calculator, retrieval)"),
+    ("environment-on-grpo", lambda b: stage0(b).update(environment={"name": "calculator"}),
+     "variants.gold.stages.0.environment", "only multiturn_grpo stages take an environment"),
+    ("unknown-environment", lambda b: stage0(b).update(kind="multiturn_grpo", environment={"name": "calculater"}),
+     "variants.gold.stages.0.environment.name", "did you mean 'calculator'?"),
+    ("bad-environment-arg", lambda b: stage0(b).update(kind="multiturn_grpo",
+                                                        environment={"name": "calculator", "args": {"pen": 1}}),
+     "variants.gold.stages.0.environment.args.pen", "unknown argument"),
+    ("labeled-environment-on-pool", lambda b: stage0(b, "vote").update(kind="multiturn_grpo", rewards=[
+        {"name": "episode_reward"}], environment={"name": "calculator"}),
+     "variants.vote.stages.0.environment.name", "scores with gold labels; split 'pool' has none"),
+    ("turn-longer-than-episode", lambda b: stage0(b).update(kind="multiturn_grpo", environment={"name": "calculator"},
+                                                            args={"max_turn_tokens": 99, "max_completion_length": 50}),
+     "variants.gold.stages.0.args.max_turn_tokens", "exceeds the episode's max_completion_length 50"),
 ]  # fmt: skip
 
 

@@ -152,6 +152,24 @@ def test_retrieval_refuses_an_empty_query(corpus, call):
     assert env.stats() == {"success": 0.0, "tool_calls": 1, "invalid_calls": 1, "turns": 1, "hit": 0.0}
 
 
+def test_a_call_costs_call_penalty_and_noise_answers_with_random_documents(corpus):
+    name, facts = retrieval_world.entities(SPEC)[0]
+    right = f"={retrieval_world.document(name, facts)};"
+    env = retrieval_env(corpus, answer=facts["color"], call_penalty=0.1)
+    assert env.step(f"[{name} color]").reward == -0.1 and env.step("[]").reward == -0.1
+    assert retrieval_env(corpus, answer=facts["color"], noise=0.0).step(f"[{name} color]").observation == right
+    answers = []
+    for i in range(40):  # every call of a fully noisy engine draws a document, deterministically per question
+        env = retrieval_env(corpus, answer=facts["color"], noise=1.0)
+        env.question = f"question {i}"
+        answers.append(env.step(f"[{name} color]").observation)
+        again = retrieval_env(corpus, answer=facts["color"], noise=1.0)
+        again.question = f"question {i}"
+        assert again.step(f"[{name} color]").observation == answers[-1]
+    assert len(set(answers)) > 20 and answers.count(right) < 5
+    assert ENVIRONMENTS.get("retrieval").args_problem({"noise": 1.5}) is not None
+
+
 def test_retrieval_reads_its_corpus_once_per_factory(corpus, monkeypatch):
     from harness.environments import retrieval
 

@@ -5,6 +5,7 @@ one of its policy turns through the objective (group mean/std advantages, clippe
 from __future__ import annotations
 
 import itertools
+import json
 
 import datasets
 import pytest
@@ -157,3 +158,44 @@ def test_a_multiturn_grpo_step_masks_the_environment_and_spreads_the_episode_adv
     for i in range(adv.size(0)):
         values = per_token[i][mask[i] == 1]
         assert torch.allclose(values, -adv.reshape(-1)[i].expand_as(values), atol=1e-6)
+
+
+def test_the_episode_evaluation_scores_by_the_environment_and_logs_behaviour(world, tmp_path):
+    """The calculator environment on the arithmetic world's test split (its answers are integers too)."""
+    from harness.config.components import EvalConfig
+    from harness.config.stage import PieceSpec
+    from harness.evaluation.episodes import evaluate_episodes
+
+    root, _ = world
+    cfg = EvalConfig(tasks=["toy_calculator"], environment=PieceSpec(name="calculator"), max_turns=2, n_samples=4,
+                     temperature=1.0, max_new_tokens=6, batch_size=32)  # fmt: skip
+    result = evaluate_episodes(str(root / "model"), cfg, 0, tmp_path, str(root / "data"))
+    metrics = result["metrics"]["toy_calculator"]
+    assert metrics["samples_per_question"] == 4 and metrics["questions"] == 16
+    assert metrics["pass@1"] == pytest.approx(metrics["success"])
+    assert 1 <= metrics["turns"] <= 2 and 0 <= metrics["tool_use"] <= 1 and "invalid_calls" in metrics
+    assert result["protocol"]["environment"] == {"name": "calculator", "args": {}}
+    assert result["protocol"]["max_turns"] == 2
+    lines = (tmp_path / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 16 and len(json.loads(lines[0])["episodes"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "fragment"),
+    [
+        ({"tasks": ["a", "b"]}, "tasks", "one task name"),
+        ({"environment": {"name": "calc"}}, "environment.name", "unknown environment 'calc'"),
+        ({"environment": {"name": "calculator", "args": {"x": 1}}}, "environment.args.x", "unknown argument"),
+        ({"engine": "vllm"}, "engine", "vLLM episodes are not built yet"),
+    ],
+)
+def test_an_episode_suite_is_checked(tmp_path, change, key, fragment):
+    from harness.config.checks import check_eval
+    from harness.config.components import EvalConfig
+    from harness.config.errors import ConfigError
+    from harness.config.typed import build
+
+    suite = {"tasks": ["toy_calculator"], "environment": {"name": "calculator"}, "n_samples": 1, "temperature": 0.0}
+    with pytest.raises(ConfigError) as info:
+        check_eval(build(EvalConfig, suite | change), tmp_path / "s.yaml")
+    assert info.value.key == key and fragment in str(info.value)

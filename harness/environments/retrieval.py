@@ -13,12 +13,17 @@ An episode on the prompt `color of zorba?` (the toy world harness/world/retrieva
 
 The corpus is a JSONL file of {"id", "text"}, read once per factory call; its texts should hold no ";" (the end of
 an observation). The episode's reward is 1 when the final answer equals the row's `answer` (case-insensitively),
-else 0 (also when no final answer came before the turn limit).
+else 0 (also when no final answer came before the turn limit), minus `call_penalty` per call (a per-turn reward: a
+cost of searching). `noise`: the share of calls answered with a document drawn at random instead of the search's
+best (a degraded engine, as a simulated search engine is; drawn from a hash of the question, the query and the
+call's number, so a rerun answers alike).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 from functools import partial
 from pathlib import Path
 
@@ -62,10 +67,11 @@ class Retrieval:
 
     stop = (CLOSE,)
 
-    def __init__(self, index: BM25, top_k: int) -> None:
-        self.index, self.top_k = index, top_k
+    def __init__(self, index: BM25, top_k: int, noise: float = 0.0, call_penalty: float = 0.0) -> None:
+        self.index, self.top_k, self.noise, self.call_penalty = index, top_k, noise, call_penalty
 
     def reset(self, row: dict) -> None:
+        self.question = str(row.get("prompt", ""))
         self.gold = str(row["answer"]).strip().lower()
         self.final: str | None = None
         self.turns = self.tool_calls = self.invalid_calls = 0
@@ -82,10 +88,15 @@ class Retrieval:
         query = text[start + 1 : -1] if start >= 0 else ""
         if not words(query):
             self.invalid_calls += 1
-            return Turn(observation_text(None), done=False, tool_call=True, invalid=True)
-        observation = observation_text([self.index.documents[i] for i, _ in self.index.search(query, self.top_k)])
+            return Turn(observation_text(None), done=False, tool_call=True, invalid=True, reward=-self.call_penalty)
+        found = [i for i, _ in self.index.search(query, self.top_k)]
+        if self.noise:
+            draw = random.Random(hashlib.sha256(f"{self.question}\0{query}\0{self.tool_calls}".encode()).digest())
+            if draw.random() < self.noise:
+                found = draw.sample(range(len(self.index.documents)), min(self.top_k, len(self.index.documents)))
+        observation = observation_text([self.index.documents[i] for i in found])
         self.hit = self.hit or self.gold in words(observation)
-        return Turn(observation, done=False, tool_call=True)
+        return Turn(observation, done=False, tool_call=True, reward=-self.call_penalty)
 
     def reward(self) -> float:
         return float(self.final == self.gold)
@@ -95,7 +106,11 @@ class Retrieval:
                 "turns": self.turns, "hit": float(self.hit)}  # fmt: skip
 
 
-def _check(top_k: int = 1, k1: float = 1.2, b: float = 0.75) -> None:
+def _check(top_k: int = 1, k1: float = 1.2, b: float = 0.75, noise: float = 0.0, call_penalty: float = 0.0) -> None:
+    if not 0 <= noise <= 1:
+        raise ValueError(f"noise: a share of calls in [0, 1], got {noise}")
+    if not 0 <= call_penalty <= 1:
+        raise ValueError(f"call_penalty: in [0, 1] per call, got {call_penalty}")
     if not 1 <= top_k <= 20:
         raise ValueError(f"top_k: in 1..20 documents per call, got {top_k}")
     if k1 < 0:
@@ -105,8 +120,9 @@ def _check(top_k: int = 1, k1: float = 1.2, b: float = 0.75) -> None:
 
 
 @register_environment("retrieval", needs_labels=True, reads_corpus=True, validate=_check)
-def retrieval(corpus: str, top_k: int = 1, k1: float = 1.2, b: float = 0.75) -> partial[Retrieval]:
+def retrieval(corpus: str, top_k: int = 1, k1: float = 1.2, b: float = 0.75, noise: float = 0.0,
+              call_penalty: float = 0.0) -> partial[Retrieval]:  # fmt: skip
     """Episodes with a search tool over the documents of `corpus` (a JSONL file's path), scored by the final
     answer against the row's `answer`; the corpus is read and indexed once, here."""
-    _check(top_k, k1, b)
-    return partial(Retrieval, BM25(read_corpus(corpus), k1, b), top_k)
+    _check(top_k, k1, b, noise, call_penalty)
+    return partial(Retrieval, BM25(read_corpus(corpus), k1, b), top_k, noise, call_penalty)
