@@ -5,6 +5,7 @@
 #   make small-real  install, run three bundles on SmolLM2-135M-Instruct, a real pretrained model (opt-in)
 #   make multistage  install, run the eleven multi-stage bundles (SFT+RL, preference, rounds, reward models; opt-in)
 #   make code    install, run the code and SQL bundles (programs and queries run in the bubblewrap sandbox; opt-in)
+#   make agents  install, run the tool-using agent bundles (multi-turn episodes with a calculator or search; opt-in)
 #   make bands PAPERS=<bundle> [SEEDS=0] [VARIANTS=a,b]  install, run a bundle (or a cut of it), check its metric bands
 #   make demo-cut  seed 0 of the demo's weak-base half against the demo's bands (what CI runs after the tests)
 #   make calibrate  install, run the toy worlds' GRPO-budget calibration (configs/calibration/, opt-in)
@@ -17,7 +18,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 
-.PHONY: install install-small-real demo rlvr passk small-real multistage code calibrate bands demo-cut test lint clean
+.PHONY: install install-small-real demo rlvr passk small-real multistage code agents calibrate bands demo-cut test lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -74,6 +75,11 @@ multistage: install
 code: install
 	$(BIN)/snakemake --cores $(CORES) --config papers=@code
 	$(BIN)/harness leaderboard drive-code-rl revisql reasoning-sql exec-verify --scale toy
+
+# Opt-in: the tool-using agents (papers/sets.yaml: agents): multi-turn episodes with a calculator or a search tool.
+agents: install
+	$(BIN)/snakemake --cores $(CORES) --config papers=@agents
+	$(BIN)/harness leaderboard retool --scale toy
 
 # Opt-in: gold-reward GRPO's gain over each toy base at several budgets, 3 seeds (configs/calibration/).
 calibrate: install

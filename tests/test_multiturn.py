@@ -172,8 +172,9 @@ def test_the_episode_evaluation_scores_by_the_environment_and_logs_behaviour(wor
     result = evaluate_episodes(str(root / "model"), cfg, 0, tmp_path, str(root / "data"))
     metrics = result["metrics"]["toy_calculator"]
     assert metrics["samples_per_question"] == 4 and metrics["questions"] == 16
-    assert metrics["pass@1"] == pytest.approx(metrics["success"])
-    assert 1 <= metrics["turns"] <= 2 and 0 <= metrics["tool_use"] <= 1 and "invalid_calls" in metrics
+    assert metrics["pass@1"] == pytest.approx(metrics["episodes/success"])
+    assert 1 <= metrics["episodes/turns"] <= 2 and 0 <= metrics["episodes/tool_use"] <= 1
+    assert "episodes/invalid_calls" in metrics and "episodes/tool_calls" in metrics
     assert result["protocol"]["environment"] == {"name": "calculator", "args": {}}
     assert result["protocol"]["max_turns"] == 2
     lines = (tmp_path / "samples.jsonl").read_text().splitlines()

@@ -12,10 +12,11 @@ from harness.config.schema import CHECKPOINT_RULES, PaperConfig
 
 CLAIM_METRICS = re.compile(
     r"(pass|maj)@[1-9][0-9]*|avg@n|distinct_(answers|correct|[1-9])|judge/[A-Za-z0-9_.-]+|length/(all|correct|wrong)"
+    r"|episodes/(success|turns|tool_calls|invalid_calls|tool_use|hit)"
 )
-"""The metrics an evaluation writes (harness/evaluation/metrics.py, judges in evaluate.py): what a claim can
-test (tests/test_mutations.py checks every metric the evaluation writes matches)."""
-RATES = re.compile(r"(pass|maj|avg)@\w+|accuracy|win_rate")
+"""The metrics an evaluation writes (harness/evaluation/metrics.py, judges in evaluate.py, episodes in episodes.py):
+what a claim can test (tests/test_mutations.py checks every metric the evaluation writes matches)."""
+RATES = re.compile(r"(pass|maj|avg)@\w+|accuracy|win_rate|episodes/(success|tool_use|hit)")
 """Reported metrics that are fractions in [0, 1]."""
 
 
@@ -28,7 +29,8 @@ def check_claims(paper: PaperConfig, file: Path, variants: set[str]) -> None:
         if not CLAIM_METRICS.fullmatch(c.metric):
             raise ConfigError(file, f"claims.{i}.metric", f"unknown metric {c.metric!r} (known: pass@k and maj@k "
                               "for k >= 1, avg@n, distinct_answers, distinct_correct, distinct_<n>, judge/<name>, "
-                              "length/all, length/correct, length/wrong)")  # fmt: skip
+                              "length/all, length/correct, length/wrong, episodes/<success|turns|tool_calls|"
+                              "invalid_calls|tool_use|hit>)")  # fmt: skip
         if c.scale not in paper.scales:
             raise ConfigError(file, f"claims.{i}.scale", f"no scale {c.scale!r} in this bundle "
                               f"(has: {', '.join(paper.scales)})")  # fmt: skip

@@ -4,9 +4,9 @@ bands and claims read them alike.
 
 A sample is right when its episode succeeded (the environment's `success`); the sampling metrics (pass@k, maj@k
 over the final answers) come from harness.evaluation.metrics as for lm-eval tasks, and the episode's behaviour is
-added per task: `success`, `turns`, `tool_calls`, `invalid_calls` (means per episode), `tool_use` (the fraction of
-episodes that called a tool at least once) and `hit` where the environment reports it (a retrieval found the
-answer). The protocol records the environment and the turn limit beside the sampling settings.
+added per task under `episodes/`: `success`, `turns`, `tool_calls`, `invalid_calls` (means per episode), `tool_use`
+(the fraction of episodes that called a tool at least once) and `hit` where the environment reports it (a retrieval
+found the answer). The protocol records the environment and the turn limit beside the sampling settings.
 """
 
 from __future__ import annotations
@@ -108,6 +108,7 @@ def behaviour(episodes) -> dict[str, float]:
     totals = EpisodeStats()
     for e in episodes:
         totals.add(e.stats)
-    out = {k: v for k, v in totals.means().items() if k in ("success", "turns", "tool_calls", "invalid_calls", "hit")}
-    out["tool_use"] = sum(e.stats.get("tool_calls", 0) > 0 for e in episodes) / max(len(episodes), 1)
+    kept = ("success", "turns", "tool_calls", "invalid_calls", "hit")
+    out = {f"episodes/{k}": v for k, v in totals.means().items() if k in kept}
+    out["episodes/tool_use"] = sum(e.stats.get("tool_calls", 0) > 0 for e in episodes) / max(len(episodes), 1)
     return out
