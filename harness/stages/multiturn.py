@@ -5,7 +5,7 @@ Each rollout is an episode (harness.environments.episodes): the policy's turns a
 `tool_mask`). Rewards score the whole episode: `episode_reward` is the environment's own (final plus per-turn),
 and any other reward reads the episode's text. Group statistics, advantages, losses and aggregations are the grpo
 kind's, unchanged (the same HarnessGRPOTrainer), over whole episodes. Generation runs in this process
-(transformers); a vLLM engine for episodes is not built yet, so the stage refuses `generation_engine: vllm`.
+(transformers, `generation_engine: hf`); a vLLM engine for episodes is not built yet.
 """
 
 from __future__ import annotations
@@ -28,13 +28,16 @@ class MultiTurnArgs(grpo.GRPOArgs):
     """Policy turns per episode at most (a turn that calls no tool usually ends it first)."""
     max_turn_tokens: int = ours(64, ge=1, le=MAX_TOKENS)
     """Tokens one policy turn may sample before it is cut."""
+    generation_engine: str = ours("hf")
+    """Episodes are sampled with transformers in the trainer's process (`hf`, the only engine so far; the memory
+    plan counts its KV cache); vLLM episodes are not built yet."""
 
 
 def check_args(args: dict) -> None:
     grpo.check_args(args)
-    if args["generation_engine"] == "vllm":
-        raise Invalid("generation_engine", "episodes are generated with transformers here; vLLM episodes are not "
-                      "built yet (use hf or auto)")  # fmt: skip
+    if args["generation_engine"] != "hf":
+        raise Invalid("generation_engine", f"{args['generation_engine']!r}: episodes are generated with transformers "
+                      "(hf); vLLM episodes are not built yet")  # fmt: skip
     if args["max_turn_tokens"] > args["max_completion_length"]:
         raise Invalid("max_turn_tokens", f"{args['max_turn_tokens']} exceeds the episode's max_completion_length "
                       f"{args['max_completion_length']}")  # fmt: skip
