@@ -10,7 +10,8 @@ has cores:
 - weak: the weak-rlimits-only mode (prlimit, nobody, a private directory);
 - bubblewrap: the real sandbox (namespaces, a fresh root, limits);
 - unit_tests: the `unit_tests` reward on a correct 3-assert program (one bubblewrap run per completion);
-- sql_match: the `sql_match` reward on a 3-row SQLite database.
+- sql_match: the `sql_match` reward on a 3-row SQLite database, in groups of 8 completions per question (GRPO's
+  group: the reward runs each group's queries in one sandbox process), so the rate is completions per second.
 
 Numbers (executions per second, milliseconds per execution per worker, the overhead over `bare`, and the wall time
 of the batch) go to `--out` as JSON and to stdout.
@@ -71,7 +72,7 @@ def main() -> int:
             "unit_tests": lambda: unit([PROGRAM] * a.n, tests=[TESTS] * a.n),
             "sql_match": lambda: sql(
                 ["SELECT a FROM t WHERE b = 'x'"] * a.n,
-                answer=["SELECT a FROM t WHERE b='x'"] * a.n,
+                answer=[f"SELECT a FROM t WHERE b='x' AND a > {-1 - i // 8}" for i in range(a.n)],  # 8 per question
                 database=[db] * a.n,
             ),  # fmt: skip
         }

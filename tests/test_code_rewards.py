@@ -100,11 +100,21 @@ def test_sql_match_compares_result_sets_and_cannot_change_the_database(database)
                              database=[database] * len(queries))  # fmt: skip
     assert scores == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], reasons
     assert reasons[:3] == ["match", "match", "different rows"]
-    assert "readonly" in reasons[3] and reasons[6].startswith("timeout") and "syntax error" in reasons[7]
+    # one process ran the whole group: the runaway query was interrupted alone, the others were scored
+    assert "readonly" in reasons[3] and reasons[6] == "OperationalError: interrupted" and "syntax error" in reasons[7]
     assert hashlib.sha256(open(database, "rb").read()).hexdigest() == before
     ordered, _ = scored(REWARDS.get("sql_match").build(ordered=True), queries[:2], answer=[gold + " ORDER BY name"] * 2,
                         database=[database] * 2)  # fmt: skip
     assert ordered == [1.0, 0.0]  # table order is cup, mug (as gold's ORDER BY name); DESC gives mug, cup
+
+
+def test_a_query_cannot_change_what_the_next_query_of_its_group_sees():
+    script = "CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1), (2), (3);"
+    queries = ["PRAGMA query_only = OFF", "DROP TABLE t", "DELETE FROM t", "SELECT a FROM t WHERE a > 1"]
+    scores, reasons = scored(REWARDS.get("sql_match").build(), queries, answer=["SELECT a FROM t WHERE a >= 2"] * 4,
+                             database=[script] * 4)  # fmt: skip
+    assert scores == [0.0, 0.0, 0.0, 1.0], reasons
+    assert "readonly" in reasons[1] and "readonly" in reasons[2]
 
 
 def test_a_gold_query_that_fails_leaves_its_row_unscored(database):

@@ -61,16 +61,17 @@ def test_sql_syntax_runs_the_query_in_the_sandbox_and_credits_any_query_that_run
         "SELEC name FROM people",
         "SELECT nope FROM people",
         "SELECT 1; SELECT 2",  # one statement only
-        "DROP TABLE people",  # the in-memory copy is read-write: it runs and harms nothing outside
+        "DROP TABLE people",  # every query runs read-only: a write fails (and cannot change what the next query sees)
         "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
     ]
     logged = {}
     scores = REWARDS.get("sql_syntax").build(timeout_s=2.0)(
         queries, database=[DB] * len(queries), log_extra=lambda k, v: logged.__setitem__(k, v)
     )
-    assert scores == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0], logged["sandbox"]
+    assert scores == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0], logged["sandbox"]
     assert "syntax error" in logged["sandbox"][1] and "no such column" in logged["sandbox"][2]
-    assert logged["sandbox"][5].startswith("timeout")
+    assert "readonly" in logged["sandbox"][4]
+    assert logged["sandbox"][5] == "OperationalError: interrupted"  # its own time limit; the others still ran
 
 
 def test_the_bundles_weighted_sum_by_hand():

@@ -156,8 +156,44 @@ def sql_job(pred: str, gold: str, files: dict[str, bytes], max_rows: int = 10000
     return {"program": program, "stdin": nonce + "\n", "files": files}, nonce
 
 
+_SQL_GROUP_RUNNER = """\
+import json, os, sqlite3, sys, time
+nonce = sys.stdin.readline().strip()
+if os.path.exists("/sandbox/db.sql"):
+    db = sqlite3.connect(":memory:")
+    db.executescript(open("/sandbox/db.sql").read())
+else:
+    db = sqlite3.connect("file:/sandbox/db.sqlite?mode=ro&immutable=1", uri=True)
+deadline = [0.0]
+db.set_progress_handler(lambda: int(time.monotonic() > deadline[0]), 1000)
+def rows(query):
+    try:
+        db.execute("PRAGMA query_only = ON")
+        deadline[0] = time.monotonic() + {query_s}
+        return [list(r) for r in db.execute(query).fetchmany({limit})], None
+    except Exception as e:
+        return None, type(e).__name__ + ": " + str(e)[:200]
+out = {{"gold": rows({gold!r}), "preds": [rows(q) for q in {preds!r}]}}
+sys.stdout.write(nonce + json.dumps(out, default=repr) + "\\n")
+"""
+
+
+def sql_group_job(preds: list[str], gold: str, files: dict[str, bytes], max_rows: int = 10000,
+                  query_s: float = 5.0) -> tuple[dict, str]:  # fmt: skip
+    """One sandbox job running the gold query once and then every query of `preds` on the same database (a group of
+    completions for one question): one process start for the group. Each query runs alone, read-only (`query_only`
+    is set again before it, so no query changes what the next one sees), and is interrupted after `query_s`
+    seconds (its error then says so), so one runaway query costs only its own score."""
+    import secrets
+
+    nonce = secrets.token_hex(16)
+    program = _SQL_GROUP_RUNNER.format(gold=gold, preds=list(preds), limit=max_rows + 1, query_s=float(query_s))
+    return {"program": program, "stdin": nonce + "\n", "files": files}, nonce
+
+
 def sql_outcome(outcome, nonce: str) -> dict | None:
-    """{"gold": [rows, error], "pred": [rows, error]} from a finished sql_job, or None when it gave no result."""
+    """{"gold": [rows, error], "pred": [rows, error]} from a finished sql_job ({"gold": ..., "preds": [...]} from an
+    sql_group_job), or None when it gave no result."""
     import json
 
     line = next((x for x in outcome.stdout.splitlines() if x.startswith(nonce)), None)

@@ -5,8 +5,10 @@
   its output compared here, outside the sandbox, so a program cannot forge a pass). Reward: the fraction of
   tests passed, or 1/0 for all-or-nothing.
 - `sql_match`: the completion is an SQLite query; it and the gold query (`answer`) run on the row's database
-  (`database`: a path to an SQLite file, opened read-only, or the SQL text that creates it) inside one sandbox; the reward is 1 when their result sets
-  are equal (as sets of rows, as BIRD's execution accuracy compares them; `ordered: true` compares lists).
+  (`database`: a path to an SQLite file, opened read-only, or the SQL text that creates it) in the sandbox; the reward
+  is 1 when their result sets are equal (as sets of rows, as BIRD's execution accuracy compares them; `ordered: true`
+  compares lists). Group-batched: the completions of one question (same gold query and database) share one sandbox
+  process, each query read-only and with its own time limit (harness.grader.executed.sql_group_job).
 
 A program that fails, times out, exhausts a limit or prints too much scores 0 and the reason is logged
 (`log_extra("sandbox", ...)`); the training step goes on. The sandbox refuses to start when it cannot isolate,
@@ -23,7 +25,7 @@ import json
 import re
 import secrets
 
-from harness.grader.executed import database_files, same_rows, sql_job, sql_outcome
+from harness.grader.executed import database_files, same_rows, sql_group_job, sql_outcome
 from harness.rewards import RewardFn, register_reward
 
 FENCE = re.compile(r"```(?:python|py|sql|sqlite)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -125,6 +127,38 @@ def _check(mode: str | None = None, isolation: str = "bubblewrap", timeout_s: fl
         raise ValueError(f"memory_mb must be in [64, 65536], got {memory_mb}")
 
 
+def _group_limits(timeout_s: float, memory_mb: int, queries: int):
+    """A group job's limits: each query has `timeout_s` inside the job; the job's wall and CPU time cover them all
+    (capped at 600 s)."""
+    from harness.sandbox import Limits
+
+    budget = min(600.0, timeout_s * queries + 2.0)
+    return Limits(wall_s=budget, cpu_s=max(1, int(budget + 0.999)), memory_mb=memory_mb)
+
+
+def sql_groups(queries: list[str], golds: list[str], databases: list[str], files_of, max_rows: int, timeout_s: float,
+               memory_mb: int, isolation: str, workers: int) -> list[tuple[tuple | None, tuple | None, str]]:  # fmt: skip
+    """Run every query beside its gold query, one sandbox job per (gold, database) group: per query, (gold's
+    (rows, error), its own (rows, error), the job's failure reason or ""); None sides when the job gave no result."""
+    from harness.sandbox import run_many
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(golds, databases, strict=True)):
+        groups.setdefault(key, []).append(i)
+    jobs, nonces = [], []
+    for (gold, db), members in groups.items():
+        job, nonce = sql_group_job([queries[i] for i in members], gold, files_of(db), max_rows, timeout_s)
+        limits = _group_limits(timeout_s, memory_mb, len(members) + 1)
+        jobs.append(job | {"limits": limits, "isolation": isolation})
+        nonces.append(nonce)
+    out: list = [None] * len(queries)
+    for (_, members), outcome, nonce in zip(groups.items(), run_many(jobs, workers or None), nonces, strict=True):
+        got = sql_outcome(outcome, nonce)
+        for k, i in enumerate(members):
+            out[i] = (None, None, outcome.reason or "no result") if got is None else (got["gold"], got["preds"][k], "")
+    return out
+
+
 def _report(log_extra, outcomes_by_completion: list[str]) -> None:
     if callable(log_extra):
         log_extra("sandbox", outcomes_by_completion)
@@ -185,30 +219,28 @@ def sql_match(ordered: bool = False, max_rows: int = 10000, timeout_s: float = 5
     """1 when the completion's query returns the gold query's (`answer`) result on the row's `database`, else 0; None
     (unscorable: no advantage) when the gold query itself fails there."""
     _check(None, isolation, timeout_s, memory_mb)
-    from harness.sandbox import check_isolation, run_many
+    from harness.sandbox import check_isolation
 
     check_isolation(isolation)
-    limits = _limits(timeout_s, memory_mb)
     databases: dict[str, dict[str, bytes]] = {}
+
+    def files_of(db: str) -> dict[str, bytes]:
+        if db not in databases:
+            databases[db] = database_files(db)
+        return databases[db]
 
     def reward(
         completions: list[str], answer: list[str], database: list[str], log_extra=None, **_
     ) -> list[float | None]:
-        jobs, nonces = [], []
-        for completion, gold, db in zip(completions, answer, database, strict=True):
-            if db not in databases:
-                databases[db] = database_files(db)
-            job, nonce = sql_job(code_of(completion).strip(), gold, databases[db], max_rows)
-            jobs.append(job | {"limits": limits, "isolation": isolation})
-            nonces.append(nonce)
+        queries = [code_of(c).strip() for c in completions]
+        ran = sql_groups(queries, answer, database, files_of, max_rows, timeout_s, memory_mb, isolation, workers)
         scores, reasons = [], []
-        for outcome, nonce in zip(run_many(jobs, workers or None), nonces, strict=True):
-            got = sql_outcome(outcome, nonce)
-            if got is None:
+        for gold_side, pred_side, failed in ran:
+            if failed:
                 scores.append(0.0)
-                reasons.append(outcome.reason or "no result")
+                reasons.append(failed)
                 continue
-            (gold_rows, gold_error), (pred_rows, pred_error) = got["gold"], got["pred"]
+            (gold_rows, gold_error), (pred_rows, pred_error) = gold_side, pred_side
             if gold_error:  # a dataset row whose own query fails (another SQL dialect): unscorable, not wrong
                 scores.append(None)
                 reasons.append(f"gold query fails: {gold_error}")

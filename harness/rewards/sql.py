@@ -17,7 +17,7 @@ import functools
 import re
 
 from harness.rewards import RewardFn, register_reward
-from harness.rewards.code import _check, _limits, _report, code_of
+from harness.rewards.code import _check, _report, code_of, sql_groups
 
 TOKEN = re.compile(r"'(?:[^']|'')*'|\"[^\"]+\"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][A-Za-z0-9_$]*|\d+(?:\.\d+)?|<=|>=|<>|!=|\S")
 CREATE = re.compile(r"CREATE\s+(?:TEMP\w*\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[^;]*?\((?:[^;]*)\)", re.IGNORECASE)
@@ -119,28 +119,28 @@ def ngram_similarity(n: int = 2) -> RewardFn:
 @register_reward("sql_syntax", needs_labels=False, runs_code=True, validate=_check)
 def sql_syntax(timeout_s: float = 5.0, memory_mb: int = 512, isolation: str = "bubblewrap",
                workers: int = 0) -> RewardFn:  # fmt: skip
-    """1 when the completion's query runs on the row's `database` without an error (any result), else 0."""
+    """1 when the completion's query runs on the row's `database` without an error (any result), else 0. The
+    completions on one database share a sandbox process, as `sql_match`'s groups do."""
     _check(None, isolation, timeout_s, memory_mb)
-    from harness.grader.executed import database_files, sql_job, sql_outcome
-    from harness.sandbox import check_isolation, run_many
+    from harness.grader.executed import database_files
+    from harness.sandbox import check_isolation
 
     check_isolation(isolation)
-    limits = _limits(timeout_s, memory_mb)
     files: dict[str, dict[str, bytes]] = {}
 
+    def files_of(db: str) -> dict[str, bytes]:
+        if db not in files:
+            files[db] = database_files(db)
+        return files[db]
+
     def reward(completions: list[str], database: list[str], log_extra=None, **_) -> list[float]:
-        jobs, nonces = [], []
-        for completion, db in zip(completions, database, strict=True):
-            if db not in files:
-                files[db] = database_files(db)
-            job, nonce = sql_job(code_of(completion).strip(), "SELECT 1", files[db], max_rows=0)
-            jobs.append(job | {"limits": limits, "isolation": isolation})
-            nonces.append(nonce)
+        queries = [code_of(c).strip() for c in completions]
+        ran = sql_groups(queries, ["SELECT 1"] * len(queries), database, files_of, 0, timeout_s, memory_mb,
+                         isolation, workers)  # fmt: skip
         scores, reasons = [], []
-        for outcome, nonce in zip(run_many(jobs, workers or None), nonces, strict=True):
-            got = sql_outcome(outcome, nonce)
-            error = (outcome.reason or "no result") if got is None else got["pred"][1]
-            scores.append(float(error is None))
+        for _, pred_side, failed in ran:
+            error = failed or pred_side[1]
+            scores.append(float(not error))
             reasons.append(error or "runs")
         _report(log_extra, reasons)
         return scores
