@@ -26,6 +26,17 @@ def test_the_preference_is_complementary_and_cyclic():
     # so no per-sample score s can have s(7) > s(6) > s(8) > s(7): a Bradley-Terry model cannot fit it
 
 
+def test_brpo_scores_each_completion_against_one_drawn_reference_of_its_group():
+    reward = REWARDS.get("bootstrapped_winrate").build(preference="right_then_cyclic")
+    completions, ids = ["5", "7", "8", "x"] * 2, [1] * 4 + [0] * 4
+    # group 1 draws "8" (5 beats it; 7 - 8 = 2 mod 3: 7 loses; x has no number), group 0 draws the right "5"
+    assert [completions[oracle.reference_index(completions[:4], k)] for k in (1, 0)] == ["8", "5"]
+    assert reward(completions, id=ids, answer=["5"] * 8) == [1.0, 0.0, 0.5, 0.0, 0.5, 0.0, 0.0, 0.0]
+    # the draw depends on the group only: the same on every call (every process, after a resume)
+    assert reward(completions[4:] + completions[:4], id=ids[4:] + ids[:4], answer=["5"] * 8) == [
+        0.5, 0.0, 0.0, 0.0, 1.0, 0.0, 0.5, 0.0]  # fmt: skip
+
+
 def test_generate_with_the_oracle_pairs_by_win_rate(world, tmp_path):
     root, dataset = world
     args = dict(num_samples=4, temperature=1.0, max_new_tokens=4, max_prompts=16, batch_size=8,
