@@ -25,6 +25,8 @@ from harness.rewards.model import HFScorer
         ("refined_label", dict(needs_labels=True, group_aware=True, stateful=True)),
         ("trajectory_vote", dict(needs_labels=True, group_aware=True, partial_labels=True, stateful=True)),
         ("majority_vote", dict(needs_labels=False, group_aware=True)),
+        ("confidence_vote", dict(needs_labels=False, group_aware=True, needs_policy=True)),
+        ("bootstrapped_winrate", dict(needs_labels=True, group_aware=True)),
     ],
 )
 def test_rewards_are_registered_with_their_flags(name, flags):
@@ -203,6 +205,41 @@ def test_reference_probability_mean_and_product(tiny):
     product_fn.policy = HFScorer(lm, tok)
     out = product_fn(completions[:3], answer=answer[:3], prompt=[prompt] * 3)
     assert out == pytest.approx([math.exp(sum(lps)) for lps in by_hand], rel=1e-5)
+
+
+def test_confidence_vote_weighs_each_answer_by_the_policys_confidence(tiny):
+    lm, tok = tiny["lm"], tiny["tok"]
+    prompt = "Q: 12+30= A: "
+    completions = ["it is 41", "maybe 41", "surely 42", "so 42", "x", "41"]
+    conf = [math.exp(sum(lp) / len(lp)) for lp in (direct_logprobs(lm, tok, prompt, c) for c in completions)]
+    by_answer = {a: sum(c for c, x in zip(conf, completions, strict=True) if x.endswith(a)) for a in ("41", "42")}
+    label = max(by_answer, key=by_answer.get)  # the tiny random model's confidences decide, not the counts
+    fn = REWARDS.get("confidence_vote").build()
+    fn.policy = HFScorer(lm, tok)
+    out = fn(completions, id=[0] * 6, prompts=[prompt] * 6)
+    assert out == [float(c.endswith(label)) for c in completions]
+    # two subgroups of 3 vote alone: 41, 41, 42 in the first; 42, none, 41 in the second
+    first = "41" if conf[0] + conf[1] > conf[2] else "42"
+    second = "42" if conf[3] > conf[5] else "41"
+    halves = REWARDS.get("confidence_vote").build(subgroups=2)
+    halves.policy = HFScorer(lm, tok)
+    assert halves(completions, id=[0] * 6, prompts=[prompt] * 6) == [
+        float(first == "41"), float(first == "41"), float(first == "42"),
+        float(second == "42"), 0.0, float(second == "41")]  # fmt: skip
+    with pytest.raises(RuntimeError, match="set `fn.policy`"):
+        REWARDS.get("confidence_vote").build()(completions, id=[0] * 6, prompts=[prompt] * 6)
+
+
+def test_a_confident_minority_beats_a_majority_under_confidence_vote():
+    class Scorer:  # log-probs by hand: the two "41" completions are unsure (p = 0.1), the "42" one sure (p = 0.9)
+        def logprobs(self, contexts, targets):
+            return [[math.log(0.9 if t.endswith("42") else 0.1)] * 2 for t in targets]
+
+    assert isinstance(Scorer(), PolicyScorer)
+    fn = REWARDS.get("confidence_vote").build()
+    fn.policy = Scorer()
+    assert fn(["a 41", "b 41", "c 42"], id=[0] * 3, prompts=["q"] * 3) == [0.0, 0.0, 1.0]  # 0.9 > 0.1 + 0.1
+    assert REWARDS.get("majority_vote").build()(["a 41", "b 41", "c 42"], id=[0] * 3) == [1.0, 1.0, 0.0]
 
 
 def test_reference_probability_without_policy_says_so():

@@ -7,6 +7,7 @@ it). When a group can be split over processes, wrap the reward in `across_proces
 from __future__ import annotations
 
 import difflib
+import math
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 
@@ -168,4 +169,56 @@ def paraphrase_agreement() -> RewardFn:
                 rewards[i] = float(twin_vote is not None and answers[i] == twin_vote)
         return rewards
 
+    return reward
+
+
+def weighted_vote(answers: list, weights: list[float]):
+    """The answer with the largest total weight (ties: more votes, then the first seen); None when nobody answered.
+
+    >>> weighted_vote(["4", "4", "7", None], [0.2, 0.3, 0.9, 1.0]), weighted_vote([None, None], [1.0, 1.0])
+    ('7', None)
+    """
+    totals: dict = {}
+    for a, w in zip(answers, weights, strict=True):
+        if a is not None:
+            weight, votes, first = totals.get(a, (0.0, 0, len(totals)))
+            totals[a] = (weight + w, votes + 1, first)
+    return max(totals, key=lambda a: (totals[a][0], totals[a][1], -totals[a][2])) if totals else None
+
+
+def _check_subgroups(subgroups: int = 1) -> None:
+    if not 1 <= subgroups <= 64:
+        raise ValueError(f"subgroups must be in 1..64, got {subgroups}")
+
+
+@register_reward("confidence_vote", needs_labels=False, group_aware=True, needs_policy=True,
+                 validate=_check_subgroups)  # fmt: skip
+def confidence_vote(subgroups: int = 1) -> RewardFn:
+    """SCOPE's pseudo-label: a vote weighted by the policy's confidence in each completion, within subgroups.
+
+    conf_j = exp(mean_t log p(c_j,t | prompt, c_j,<t)) under the live policy (the geometric-mean token probability);
+    each group (completions sharing an `id`) is cut into `subgroups` contiguous parts, each part's label is the
+    answer of largest total confidence (`weighted_vote`), and r_i = 1[ans_i == the label of i's part]. A right
+    answer the policy is sure of beats a more frequent one it is unsure of, which a plain majority cannot do.
+    """
+    _check_subgroups(subgroups)
+
+    def reward(completions: list[str], id: list, prompts: list | None = None, prompt: list | None = None,  # noqa: A002
+               **_) -> list[float]:  # fmt: skip
+        if reward.policy is None:
+            raise RuntimeError("confidence_vote scores with the policy: set `fn.policy` (the trainer does)")
+        answers = [extract_answer(c) for c in completions]
+        logps = reward.policy.logprobs([str(p) for p in (prompts or prompt)], completions)
+        conf = [math.exp(sum(lp) / len(lp)) if lp else 0.0 for lp in logps]
+        rewards = [0.0] * len(completions)
+        for members in group_indices(id).values():
+            size = -(-len(members) // subgroups)
+            for start in range(0, len(members), size):
+                part = members[start : start + size]
+                label = weighted_vote([answers[i] for i in part], [conf[i] for i in part])
+                for i in part:
+                    rewards[i] = float(label is not None and answers[i] == label)
+        return rewards
+
+    reward.policy = None
     return reward
