@@ -177,8 +177,9 @@ def _own_tasks() -> dict[str, bool]:
 
 def suite_uses_hub(cfg: EvalConfig) -> bool:
     """Whether a suite's tasks read hub datasets: every task but the project's generated-data ones
-    (`custom_dataset`), decided without importing lm-eval (the Snakefile asks)."""
-    return any(not _own_tasks().get(t, False) for t in cfg.tasks)
+    (`custom_dataset`), decided without importing lm-eval (the Snakefile asks). An episode suite (`environment`)
+    runs no lm-eval task: it reads the generated test split."""
+    return cfg.environment is None and any(not _own_tasks().get(t, False) for t in cfg.tasks)
 
 
 def task_datasets(tasks: Iterable[str]) -> dict[str, tuple[str, str | None]]:

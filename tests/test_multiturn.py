@@ -200,3 +200,13 @@ def test_an_episode_suite_is_checked(tmp_path, change, key, fragment):
     with pytest.raises(ConfigError) as info:
         check_eval(build(EvalConfig, suite | change), tmp_path / "s.yaml")
     assert info.value.key == key and fragment in str(info.value)
+
+
+def test_an_episode_suite_waits_for_no_hub_download():
+    """Its task name is a label, not an lm-eval task: nothing to fetch (the planner asks suite_uses_hub)."""
+    from harness.config.load import load_component
+    from harness.hub import suite_uses_hub
+    from harness.layout import CONFIGS
+
+    for suite in ("toy-calculator", "toy-retrieval"):
+        assert not suite_uses_hub(load_component("eval", suite, CONFIGS, "test"))
