@@ -116,7 +116,8 @@ def _sample(model, tokenizer, contexts, stops, max_new, temperature, top_p, gree
     pad = tokenizer.pad_token_id
     ids = torch.tensor([[pad] * (width - len(c)) + c for c in contexts], device=device)
     attention = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], device=device)
-    sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": temperature, "top_p": top_p}
+    sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": temperature, "top_p": top_p,
+                                                    "top_k": 0}  # fmt: skip
     out = model.generate(
         input_ids=ids,
         attention_mask=attention,
@@ -124,7 +125,6 @@ def _sample(model, tokenizer, contexts, stops, max_new, temperature, top_p, gree
         pad_token_id=pad,
         eos_token_id=tokenizer.eos_token_id,
         stopping_criteria=StoppingCriteriaList([_StopAtText(tokenizer, width, stops)]) if stops else None,
-        top_k=0,
         **sampling,
     )
     return [[t for t in row.tolist() if t != pad] for row in out[:, width:]]
