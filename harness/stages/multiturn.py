@@ -83,7 +83,8 @@ def corpus_file(job: StageJob):
 
 def rollout(rows, make_env, args: dict):
     """TRL's rollout_func: one episode per prompt it is given (the sampler has repeated each num_generations
-    times), the environment's tokens masked, the episode's reward and counts as extra columns for the rewards."""
+    times), the environment's tokens masked, the episode's reward as an extra column for the rewards (`episode_reward`),
+    its counts logged as `env/<count>`."""
     by_prompt = {r["prompt"]: r for r in rows}
 
     def rollout_func(prompts: list, trainer) -> dict:
@@ -110,7 +111,6 @@ def rollout(rows, make_env, args: dict):
             "logprobs": None,
             "env_mask": [e.mask for e in episodes],
             "env_reward": [e.reward for e in episodes],
-            "env_success": [e.stats.get("success", 0.0) for e in episodes],
         }
 
     return rollout_func
