@@ -61,6 +61,36 @@ class Registry(Generic[T]):
 # ----------------------------------------------------------------------------- arguments of components
 
 
+def arguments_problem(signature, given: dict, validate: Callable[..., object] | None = None,
+                      supplied: tuple[str, ...] = ()) -> tuple[str, str] | None:  # fmt: skip
+    """(argument, why) when `given` are not the arguments of a component's factory of this `signature`: an unknown
+    or missing one, a value of the wrong type, or what `validate` says (argument ""); None when they are. The
+    parameters named in `supplied` are the harness's to pass (a trained model's folder, a corpus), not the config's.
+
+    >>> import inspect
+    >>> sig = inspect.signature(lambda n, top: None)
+    >>> arguments_problem(sig, {"n": 2}), arguments_problem(sig, {"n": 2, "k": 1}, supplied=("top",))
+    (('top', 'required argument missing'), ('k', 'unknown argument (known: n)'))
+    """
+    if signature is None:
+        return None
+    params = {n: p for n, p in signature.parameters.items() if n not in supplied}
+    for name, value in given.items():
+        if name not in params:
+            return str(name), f"unknown argument (known: {', '.join(params) or 'none'})"
+        if problem := annotation_problem(value, params[name].annotation):
+            return name, problem
+    for name, p in params.items():
+        if p.default is p.empty and name not in given:
+            return name, "required argument missing"
+    if validate is not None:
+        try:
+            validate(**given)
+        except (ValueError, KeyError, TypeError) as e:
+            return "", str(e)
+    return None
+
+
 def annotation_problem(value: Any, annotation: Any) -> str | None:
     """Why `value` (as YAML gave it) does not fit a component's parameter annotated `annotation` (a string under
     `from __future__ import annotations`); None if it does, or if the annotation is not a plain data type.

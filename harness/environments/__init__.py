@@ -75,25 +75,9 @@ class EnvironmentFactory:
     def args_problem(self, given: dict) -> tuple[str, str] | None:
         """(argument, why) when `given` are not this factory's arguments; None when they are (`corpus` is the
         harness's when the environment reads one)."""
-        from harness.registry import annotation_problem
+        from harness.registry import arguments_problem
 
-        if self.signature is None:
-            return None
-        params = {n: p for n, p in self.signature.parameters.items() if not (n == "corpus" and self.reads_corpus)}
-        for name, value in given.items():
-            if name not in params:
-                return str(name), f"unknown argument (known: {', '.join(params) or 'none'})"
-            if problem := annotation_problem(value, params[name].annotation):
-                return name, problem
-        for name, p in params.items():
-            if p.default is p.empty and name not in given:
-                return name, "required argument missing"
-        if self.validate is not None:
-            try:
-                self.validate(**given)
-            except (ValueError, KeyError, TypeError) as e:
-                return "", str(e)
-        return None
+        return arguments_problem(self.signature, given, self.validate, ("corpus",) if self.reads_corpus else ())
 
 
 ENVIRONMENTS: Registry[EnvironmentFactory] = Registry("environment")

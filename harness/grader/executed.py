@@ -118,25 +118,6 @@ def extract_program(text: str) -> str | None:
 EXTRACTORS.register("python_program")(Extractor(extract_program, "1+sandbox-bubblewrap", gold_program, passes_tests))
 
 
-_SQL_RUNNER = """\
-import json, os, sqlite3, sys
-nonce = sys.stdin.readline().strip()
-if os.path.exists("/sandbox/db.sql"):
-    db = sqlite3.connect(":memory:")
-    db.executescript(open("/sandbox/db.sql").read())
-else:
-    db = sqlite3.connect("file:/sandbox/db.sqlite?mode=ro&immutable=1", uri=True)
-def rows(query):
-    try:
-        return [list(r) for r in db.execute(query).fetchmany({limit})], None
-    except Exception as e:
-        return None, type(e).__name__ + ": " + str(e)[:200]
-gold = rows({gold!r})
-pred = rows({pred!r})
-sys.stdout.write(nonce + json.dumps({{"gold": gold, "pred": pred}}, default=repr) + "\\n")
-"""
-
-
 def database_files(database: str) -> dict[str, bytes]:
     """What the sandbox gets of a row's `database`: the SQL text that creates the database (`db.sql`, run into an
     in-memory database) when it holds statements (a `;`), else the bytes of the SQLite file it names (`db.sqlite`)."""
@@ -145,15 +126,6 @@ def database_files(database: str) -> dict[str, bytes]:
     if ";" not in database:  # SQL that creates tables has statements; a file name has none
         return {"db.sqlite": Path(database).read_bytes()}
     return {"db.sql": database.encode()}
-
-
-def sql_job(pred: str, gold: str, files: dict[str, bytes], max_rows: int = 10000) -> tuple[dict, str]:
-    """A sandbox job running the gold and the predicted query on one database, and the nonce of its result line."""
-    import secrets
-
-    nonce = secrets.token_hex(16)
-    program = _SQL_RUNNER.format(gold=gold, pred=pred, limit=max_rows + 1)
-    return {"program": program, "stdin": nonce + "\n", "files": files}, nonce
 
 
 _SQL_GROUP_RUNNER = """\
@@ -191,9 +163,14 @@ def sql_group_job(preds: list[str], gold: str, files: dict[str, bytes], max_rows
     return {"program": program, "stdin": nonce + "\n", "files": files}, nonce
 
 
+def sql_job(pred: str, gold: str, files: dict[str, bytes], max_rows: int = 10000) -> tuple[dict, str]:
+    """A sandbox job running the gold query and one predicted query on one database (a group of one)."""
+    return sql_group_job([pred], gold, files, max_rows)
+
+
 def sql_outcome(outcome, nonce: str) -> dict | None:
-    """{"gold": [rows, error], "pred": [rows, error]} from a finished sql_job ({"gold": ..., "preds": [...]} from an
-    sql_group_job), or None when it gave no result."""
+    """{"gold": [rows, error], "preds": [[rows, error], ...]} from a finished sql_job or sql_group_job, or None when
+    it gave no result."""
     import json
 
     line = next((x for x in outcome.stdout.splitlines() if x.startswith(nonce)), None)
@@ -241,7 +218,7 @@ def same_result(answer: str, gold: str) -> bool:
     got = sql_outcome(run(**job, limits=Limits(wall_s=5.0, cpu_s=5, memory_mb=512)), nonce)
     if got is None or got["gold"][1]:
         return False
-    return same_rows(got["pred"][0], got["gold"][0], ordered=False)
+    return same_rows(got["preds"][0][0], got["gold"][0], ordered=False)
 
 
 EXTRACTORS.register("sql_result")(Extractor(extract_query, "1+sandbox-bubblewrap", lambda t: t.strip(), same_result))

@@ -58,25 +58,9 @@ class RewardFactory:
         """(argument, why) when `given` are not this factory's arguments: an unknown or missing one, a value of
         the wrong type, or what `validate` says (argument ""); None when they are. `model` is the harness's when
         the reward reads a trained scorer."""
-        from harness.registry import annotation_problem
+        from harness.registry import arguments_problem
 
-        if self.signature is None:
-            return None
-        params = {n: p for n, p in self.signature.parameters.items() if not (n == "model" and self.needs_trained_model)}
-        for name, value in given.items():
-            if name not in params:
-                return str(name), f"unknown argument (known: {', '.join(params) or 'none'})"
-            if problem := annotation_problem(value, params[name].annotation):
-                return name, problem
-        for name, p in params.items():
-            if p.default is p.empty and name not in given:
-                return name, "required argument missing"
-        if self.validate is not None:
-            try:
-                self.validate(**given)
-            except (ValueError, KeyError, TypeError) as e:
-                return "", str(e)
-        return None
+        return arguments_problem(self.signature, given, self.validate, ("model",) if self.needs_trained_model else ())
 
     @property
     def per_sample(self) -> bool:

@@ -106,8 +106,10 @@ def generation_record(gen: dict) -> dict:
     return out | ({"vllm_server": gen["vllm_server_base_url"]} if "vllm_server_base_url" in gen else {})
 
 
-def build_trainer(job: StageJob, rows, ckpt_dir):
-    """HarnessGRPOTrainer for the stage, its rewards built (a scorer's folder from `job.upstream`)."""
+def build_trainer(job: StageJob, rows, ckpt_dir, args_type: type = GRPOArgs, generation: dict | None = None,
+                  **trainer_extra):  # fmt: skip
+    """HarnessGRPOTrainer for the stage, its rewards built (a scorer's folder from `job.upstream`). A kind built on
+    it (multiturn_grpo) passes its own args type, its generation switches and more trainer arguments (rollout_func)."""
     from transformers import AutoTokenizer
     from trl import GRPOConfig
 
@@ -116,7 +118,8 @@ def build_trainer(job: StageJob, rows, ckpt_dir):
 
     stage = job.stage
     cfg = GRPOConfig(
-        **common_args(GRPOArgs, stage.args, job.seed, ckpt_dir, stage.parallel) | generation_args(stage.args),
+        **common_args(args_type, stage.args, job.seed, ckpt_dir, stage.parallel)
+        | (generation if generation is not None else generation_args(stage.args)),
         reward_weights=[r.weight for r in stage.rewards],
         beta=kl_coef(stage.objective),
     )
@@ -130,6 +133,7 @@ def build_trainer(job: StageJob, rows, ckpt_dir):
         objective=stage.objective,
         policy_rewards=policy_rewards,
         stateful_rewards=stateful,
+        **trainer_extra,
     )
 
 

@@ -117,34 +117,12 @@ def rollout(rows, make_env, args: dict):
 
 
 def build_trainer(job: StageJob, rows, ckpt_dir):
-    """grpo's trainer, generating through `rollout`."""
+    """grpo's trainer, generating through `rollout` (transformers in this process)."""
     import os
 
-    from transformers import AutoTokenizer
-    from trl import GRPOConfig
-
-    from harness.stages.plumbing import build_rewards, common_args
-    from harness.stages.trainers.grpo import HarnessGRPOTrainer
-
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is TRL's experimental hook, used knowingly
-    stage = job.stage
-    cfg = GRPOConfig(
-        **common_args(MultiTurnArgs, stage.args, job.seed, ckpt_dir, stage.parallel) | {"use_vllm": False},
-        reward_weights=[r.weight for r in stage.rewards],
-        beta=grpo.kl_coef(stage.objective),
-    )
-    rewards, policy_rewards, stateful = build_rewards(stage)
-    return HarnessGRPOTrainer(
-        model=job.model,
-        reward_funcs=rewards,
-        args=cfg,
-        train_dataset=rows,
-        processing_class=AutoTokenizer.from_pretrained(job.model),
-        objective=stage.objective,
-        policy_rewards=policy_rewards,
-        stateful_rewards=stateful,
-        rollout_func=rollout(list(rows), environment_factory(job), stage.args),
-    )
+    return grpo.build_trainer(job, rows, ckpt_dir, MultiTurnArgs, {"use_vllm": False},
+                              rollout_func=rollout(list(rows), environment_factory(job), job.stage.args))  # fmt: skip
 
 
 def run(job: StageJob) -> dict:

@@ -109,7 +109,7 @@ def _correct(texts: list[str], rows: list[dict]) -> list[bool]:
         ]
         outs = run_many([j for j, _ in jobs])
         got = [sql_outcome(o, nonce) for o, (_, nonce) in zip(outs, jobs, strict=True)]
-        return [g is not None and same_rows(g["pred"][0], g["gold"][0], ordered=False) for g in got]
+        return [g is not None and same_rows(g["preds"][0][0], g["gold"][0], ordered=False) for g in got]
     if rows and "tests" in rows[0]:
         return [same_function(t.split("\n")[0], r["answer"]) for t, r in zip(texts, rows, strict=True)]
     return [is_correct(t, r["answer"]) for t, r in zip(texts, rows, strict=True)]
