@@ -333,14 +333,18 @@ def check_paper(rp, gpu_mem_gb: float, site: str, node_mem_gb: float | None = No
                               "(layers, hidden, ... from its config.json)")  # fmt: skip
         stage = rp.variants[p.variant].stages[int(p.index)]
         if node_mem_gb is not None and p.on_gpu and stage.resources.mem_gb > node_mem_gb:
+            r = stage.resources
             raise ConfigError(rp.file, f"{p.key}.resources.mem_gb",
-                              f"asks for {stage.resources.mem_gb:g} GB of host memory per node but the nodes have "
-                              f"{node_mem_gb:g} GB ({site}: node_mem_gb): offload less, or use more nodes")  # fmt: skip
+                              f"asks for {r.mem_gb:g} GB of host memory per node (resources.train nodes {r.nodes}, "
+                              f"gpus_per_node {r.gpus_per_node}) but the nodes have {node_mem_gb:g} GB "
+                              f"({site}: node_mem_gb): offload less, or use more nodes")  # fmt: skip
         if not p.fits:
             raise ConfigError(
                 rp.file, p.key,
                 f"does not fit: the memory plan needs {p.estimate.total / GiB:.1f} GiB per GPU "
-                f"({p.estimate.line().split('(', 1)[1]} but the GPUs have {gpu_mem_gb:g} GiB ({site}: gpu_mem_gb). "
+                f"({p.estimate.line().split('(', 1)[1]} with resources.train nodes {stage.resources.nodes}, "
+                f"gpus_per_node {stage.resources.gpus_per_node}, but the GPUs have {gpu_mem_gb:g} GiB "
+                f"({site}: gpu_mem_gb). "
                 "Shard it (`parallel: {strategy: fsdp}` or zero3), offload, enable gradient checkpointing, lower "
                 "max_per_device_batch_size or the vLLM share, or ask for more GPUs (`resources`)",
             )  # fmt: skip

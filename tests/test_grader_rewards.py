@@ -86,6 +86,7 @@ def build(name: str):
 # rewards with an argument that has no default (learned_reward loads its model on first call only)
 REQUIRED_ARGS = {"length": {"max_chars": 100}, "learned_reward": {"model": "unused"}, "matches": {"pattern": "x"},
                  "pairwise_winrate": {"preference": "right_then_cyclic"}, "process_reward": {"model": "unused"},
+                 "bootstrapped_winrate": {"preference": "right_then_cyclic"},
                  "worst_group_reward": {"model": "unused"},
                  "user_mixture": {"groups": [{"name": "g", "users": 1, "rewards": [{"name": "format"}]}]}}  # fmt: skip
 
