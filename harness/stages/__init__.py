@@ -30,7 +30,7 @@ def kinds(**where) -> tuple[str, ...]:
     """Names of the registered kinds whose declaration has the given attribute values, in registration order.
 
     >>> kinds(makes=POLICY)
-    ('grpo', 'sft', 'dpo')
+    ('grpo', 'sft', 'dpo', 'multiturn_grpo')
     """
     return tuple(n for n, k in STAGES.items() if all(getattr(k, a) == v for a, v in where.items()))
 
