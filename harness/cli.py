@@ -185,7 +185,7 @@ def cmd_train(args) -> int:
     if root is not None:
         from harness.hub import offline_stage
 
-        job = offline_stage(job, base, root)
+        job = offline_stage(job, base, root, {n: plan.papers[args.paper].models[n] for n in job.models})
     run_stage(job)
     return 0
 

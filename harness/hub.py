@@ -41,6 +41,7 @@ from harness.config.errors import ConfigError, FetchError
 from harness.config.plain import fingerprint
 from harness.config.stage import GENERATED
 from harness.layout import RESULTS, write_atomic
+from harness.rewards import models_read
 
 if TYPE_CHECKING:
     from harness.config.schema import ClusterConfig, ResolvedPaper
@@ -272,12 +273,15 @@ def eval_marker(name: str, cfg: EvalConfig) -> str:
     return f"{HUB}/eval/{name}@{fingerprint({'tasks': list(cfg.tasks), 'revisions': cfg.revisions or {}})}.json"
 
 
-def stage_markers(rp: ResolvedPaper, variant: str, model: str, dataset: DatasetConfig | None) -> list[str]:
+def stage_markers(rp: ResolvedPaper, variant: str, model: str, dataset: DatasetConfig | None,
+                  reward_models: list[str] = ()) -> list[str]:  # fmt: skip
     """Markers a training stage waits for: its base model when it starts from a hub model (`model` is the policy
-    it starts from), its dataset when it reads a hub dataset's split (None: it reads an earlier stage's data)."""
+    it starts from), its dataset when it reads a hub dataset's split (None: it reads an earlier stage's data), and
+    each hub model its rewards read (`reward_models`: their config names; a judge)."""
     base = rp.models[rp.variants[variant].model]
     out = [model_marker(base)] if base.source == "hub" and model == base.hub_id else []
-    return out + ([dataset_marker(dataset)] if dataset is not None and dataset.fetched else [])
+    out += [model_marker(rp.models[n]) for n in reward_models if rp.models[n].source == "hub"]
+    return list(dict.fromkeys(out + ([dataset_marker(dataset)] if dataset is not None and dataset.fetched else [])))
 
 
 def eval_markers(rp: ResolvedPaper, variant: str | None, model: str | None) -> list[str]:
@@ -392,11 +396,16 @@ def markers_of(items: list[HubItem], rps: list[ResolvedPaper]) -> dict[str, list
 # ----------------------------------------------------------------------------- offline jobs
 
 
-def offline_stage(job: StageJob, model: ModelConfig, root: Path) -> StageJob:
-    """The job reading the cache: the base model's snapshot for a hub id, a hub dataset's snapshot as data_dir."""
+def offline_stage(job: StageJob, model: ModelConfig, root: Path, reward_models: dict[str, ModelConfig] | None = None,
+                  ) -> StageJob:  # fmt: skip
+    """The job reading the cache: the base model's snapshot for a hub id, a hub dataset's snapshot as data_dir, the
+    snapshot of each hub model its rewards read (`reward_models`: name -> config, for the names in job.models)."""
     changes = {}
     if model.source == "hub" and job.model == model.hub_id:
         changes["model"] = local_model(model.hub_id, model.revision, root)
+    judged = {n: m for n, m in (reward_models or {}).items() if n in job.models and m.source == "hub"}
+    if judged:
+        changes["models"] = job.models | {n: local_model(m.hub_id, m.revision, root) for n, m in judged.items()}
     if job.dataset is not None and job.dataset.fetched and job.stage.data != GENERATED:
         changes["data_dir"] = Path(local_dataset(job.dataset, root))
     return replace(job, **changes)
@@ -423,6 +432,8 @@ def run_revisions(rp: ResolvedPaper, variant: str) -> dict[str, str]:
     """`hub.<type>.<id>` -> commit of every hub item a run reads (for its MLflow tags; nothing for toy runs)."""
     model = rp.models[rp.variants[variant].model]
     out = {f"hub.model.{model.hub_id}": str(model.revision)} if model.source == "hub" else {}
+    judges = [rp.models[n] for st in rp.variants[variant].stages for n in models_read(st.rewards)]
+    out |= {f"hub.model.{m.hub_id}": str(m.revision) for m in judges if m.source == "hub"}
     stage_sets = {st.dataset for st in rp.variants[variant].stages if st.dataset}
     datasets = [rp.dataset] + [rp.datasets[n] for n in sorted(stage_sets)]
     out |= {f"hub.dataset.{d.hub_path}": str(d.revision) for d in datasets if d.source == "hub"}

@@ -7,6 +7,7 @@ What it counts, per process (one process per GPU; the CPU default is one process
   (ddp: none; zero2: gradients and optimizer state; fsdp / zero3: all three), less what is offloaded to the host;
   sharded strategies also hold one gathered layer (two with prefetch);
 - the reference model's weights when the stage has a KL term (sharded like the policy's);
+- the weights of the frozen models its rewards read (a judge, harness/rewards/judge.py), whole in every process;
 - activations of one micro-batch of (prompt + completion) tokens through every layer: with gradient
   checkpointing only each layer's input is kept, plus one layer's full set during its recomputation;
 - the logits of that micro-batch in float32, as TRL computes per-token log-probabilities (three copies: logits,
@@ -95,6 +96,9 @@ class Workload:
     """Sequences generated at once by this process with HF generate (0: no generation, or vLLM)."""
     reference: bool = False
     """A frozen reference model is loaded (a KL term)."""
+    judge_params: float = 0.0
+    """Parameters of the frozen models the rewards read (judges), held whole by every process in the compute dtype;
+    their activations for a batch of short texts are left out (small next to the policy's)."""
     vllm_share: float = 0.0
     """Fraction of the GPU vLLM reserves when colocated (0: no vLLM in this process)."""
     optimizer: bool = True
@@ -167,6 +171,8 @@ def estimate(shape: Shape, work: Workload, parallel: ParallelConfig | None, on_g
         parts["gathered layers"] = 2 * per_layer * c + shape.vocab * shape.hidden * c
     if work.reference:
         parts["reference"] = 0.0 if p.offload_params else shape.params * b / shard[0]
+    if work.judge_params:
+        parts["judges"] = work.judge_params * c
     tokens = work.micro_batch * (work.prompt_tokens + work.completion_tokens)
     checkpointing = work.checkpointing_default if p.gradient_checkpointing is None else p.gradient_checkpointing
     parts["activations"] = activations(shape, tokens, work.micro_batch, c, checkpointing, p.attn_implementation)
@@ -307,6 +313,7 @@ def plan_paper(rp, gpu_mem_gb: float) -> list[StagePlan]:
             if shape is not None:
                 try:
                     work = workload(stage, rp.stage_dataset(stage)[1], processes, on_gpu)
+                    work.judge_params = _judge_params(rp, stage, on_gpu)
                 except ValueError as e:  # the batch cannot be laid out over the processes granted
                     from harness.config.errors import ConfigError
 
@@ -315,6 +322,23 @@ def plan_paper(rp, gpu_mem_gb: float) -> list[StagePlan]:
                 est = estimate(shape, work, stage.parallel, on_gpu, gpu_mem_gb)
             out.append(StagePlan(key, name, i, stage.kind, processes, on_gpu, est, gpu_mem_gb, r.mem_gb))
     return out
+
+
+def _judge_params(rp, stage, on_gpu: bool) -> float:
+    """Parameters of the models the stage's rewards read (judge.py); a GPU stage needs each one's shape."""
+    from harness.config.errors import ConfigError
+    from harness.layout import CONFIGS
+    from harness.rewards import models_read
+
+    total = 0.0
+    for name in models_read(stage.rewards):
+        shape = shape_of(rp.models[name], TOY_VOCAB)
+        if shape is None and on_gpu:
+            raise ConfigError(CONFIGS / "models" / f"{name}.yaml", "architecture",
+                              f"{rp.file}: a reward of a GPU stage reads this model: the memory plan needs its shape "
+                              "(layers, hidden, ... from its config.json)")  # fmt: skip
+        total += shape.params if shape is not None else 0.0
+    return total
 
 
 def check_paper(rp, gpu_mem_gb: float, site: str, node_mem_gb: float | None = None) -> list[StagePlan]:

@@ -45,7 +45,7 @@ from harness.layout import (
     tokenizer_dir,
     tracked_file,
 )
-from harness.rewards import REWARDS
+from harness.rewards import REWARDS, models_read
 from harness.stages import STAGES, kinds, making_scorer
 from harness.stages.kind import DATA, POLICY, UPSTREAM_SAMPLES, UPSTREAM_SCORER, StageJob
 
@@ -148,6 +148,18 @@ class Plan:
         made_here = MADE_HERE.get(rp.models[name].source)
         return [f"{model_dir(name)}/{made_here}"] if made_here else []
 
+    def _reward_model_inputs(self, run: Run, i: int) -> list[str]:
+        """Files that must exist before the models stage `i`'s rewards read (a judge) can be loaded."""
+        rp = self.papers[run.paper]
+        made = [(n, MADE_HERE.get(rp.models[n].source)) for n in models_read(self._stages(run)[i].rewards)]
+        return [f"{model_dir(n)}/{m}" for n, m in made if m]
+
+    def reward_models(self, run: Run, i: int) -> dict[str, str]:
+        """Where each model config stage `i`'s rewards read lies: its folder here, or its hub id."""
+        rp = self.papers[run.paper]
+        return {n: rp.models[n].hub_id if rp.models[n].source == "hub" else model_dir(n)
+                for n in models_read(self._stages(run)[i].rewards)}  # fmt: skip
+
     def _data_inputs(self, paper: str, splits: tuple[str, ...], dataset: str | None = None) -> list[str]:
         rp = self.papers[paper]
         name = dataset or rp.dataset_name
@@ -187,7 +199,7 @@ class Plan:
         return StageJob(stage=stage, model=self.model_after(run, i), dataset=dataset,
                         data_dir=data and Path(data), seed=run.seed, dir=Path(stage_dir(run, i)),
                         fingerprint=self.stage_fingerprint(run, i), snapshot_steps=self.snapshot_steps(run, i),
-                        upstream=self.upstream(run, i))  # fmt: skip
+                        upstream=self.upstream(run, i), models=self.reward_models(run, i))  # fmt: skip
 
     # -- per-job inputs and fingerprints (the Snakefile's input and params functions)
 
@@ -199,14 +211,14 @@ class Plan:
             splits = ("train", "pool") if stage.data == "mixture" else (stage.data,)
             data = self._data_inputs(run.paper, splits, stage.dataset)
         return (self._model_inputs(run, i) + data + ([stage_summary(run, scorer)] if scorer is not None else [])
-                + self.stage_hub_inputs(run, i))  # fmt: skip
+                + self._reward_model_inputs(run, i) + self.stage_hub_inputs(run, i))  # fmt: skip
 
     def stage_hub_inputs(self, run: Run, i: int) -> list[str]:
         """Markers of the hub items stage `i` reads, left by `harness fetch` on the head node (harness/hub.py);
         none without hub items, so such DAGs are unchanged. Its job then reads the hub cache only."""
         stage, rp = self._stages(run)[i], self.papers[run.paper]
         dataset = None if stage.data == GENERATED else rp.stage_dataset(stage)[1]
-        return stage_markers(rp, run.variant, self.model_after(run, i), dataset)
+        return stage_markers(rp, run.variant, self.model_after(run, i), dataset, models_read(stage.rewards))
 
     def eval_hub_inputs(self, run: Run, model: str) -> list[str]:
         """The same for an evaluation of `model` (the final model, or a snapshot saved during training)."""
@@ -224,6 +236,10 @@ class Plan:
         snapshots = self.snapshot_steps(run, i)  # only when asked for: older stages keep their fingerprint
         extra = ({"snapshots": snapshots} if snapshots else {}) | self.upstream(run, i)  # only when present: as before
         extra |= self._base_revision(run, self.model_after(run, i))
+        rp = self.papers[run.paper]
+        pinned = {n: rp.models[n].revision for n in models_read(self._stages(run)[i].rewards)
+                  if rp.models[n].source == "hub"}  # fmt: skip
+        extra |= {"reward_models": pinned} if pinned else {}  # only when present: as before
         return fingerprint({"stage": self._plain_stage(run.paper, run.variant, i), "seed": run.seed,
                             "base": self.model_after(run, i),
                             "dataset": self._plain_dataset(run.paper, self._stages(run)[i])} | extra)  # fmt: skip

@@ -73,14 +73,24 @@ def smollm2(tmp_path_factory) -> Path:
 
 
 def stage_job(
-    stage, model, dataset=None, data_dir=None, seed=0, out=None, fingerprint="fp", snapshot_steps=(), upstream=None
+    stage,
+    model,
+    dataset=None,
+    data_dir=None,
+    seed=0,
+    out=None,
+    fingerprint="fp",
+    snapshot_steps=(),
+    upstream=None,
+    models=None,
 ):
     """A StageJob as `harness train` builds it from the plan, for running one stage directly in a test."""
     from harness.stages import StageJob
 
     return StageJob(stage=stage, model=str(model), dataset=dataset, data_dir=data_dir and Path(data_dir), seed=seed,
                     dir=Path(out) if out is not None else Path("."), fingerprint=fingerprint,
-                    snapshot_steps=list(snapshot_steps), upstream=dict(upstream or {}))  # fmt: skip
+                    snapshot_steps=list(snapshot_steps), upstream=dict(upstream or {}),
+                    models=dict(models or {}))  # fmt: skip
 
 
 def run_stage(stage, model, dataset, data_dir, seed, out, fingerprint="fp", snapshot_steps=(), upstream=None) -> dict:
@@ -90,14 +100,16 @@ def run_stage(stage, model, dataset, data_dir, seed, out, fingerprint="fp", snap
     return run(stage_job(stage, model, dataset, data_dir, seed, out, fingerprint, snapshot_steps, upstream))
 
 
-def build_trainer(stage, model, rows, seed, ckpt_dir, upstream=None):
+def build_trainer(stage, model, rows, seed, ckpt_dir, upstream=None, models=None):
     """The trainer a stage's kind builds (the `build_trainer` beside its entry point), without training."""
     from importlib import import_module
 
     from harness.stages import STAGES
 
     kind = import_module(STAGES.get(stage.kind).entry.split(":")[0])
-    return kind.build_trainer(stage_job(stage, model, seed=seed, upstream=upstream), rows, Path(ckpt_dir))
+    return kind.build_trainer(
+        stage_job(stage, model, seed=seed, upstream=upstream, models=models), rows, Path(ckpt_dir)
+    )
 
 
 def snakemake_cmd(workdir: Path, *args: str, profile: str | None = None, config: tuple[str, ...] = ()) -> list[str]:

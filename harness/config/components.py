@@ -18,6 +18,7 @@ from harness.world.retrieval import RetrievalSpec
 from harness.world.sql import SqlSpec
 from harness.world.toy_model import ToyModelSpec
 from harness.world.traces import TraceSpec
+from harness.world.verdicts import VerdictSpec
 from harness.world.word_problems import WordProblemSpec
 
 MODEL_SOURCES = ("toy", "hub", "package")
@@ -87,7 +88,7 @@ class DatasetConfig:
     source: str = MISSING
     """A registered generator (harness/world/generators.py): `toy-arithmetic` (spec under `arithmetic:`) or
     `toy-word-problems` (`word_problems:`), `toy-programs` (`programs:`), `toy-sql` (`sql:`), `toy-traces` (`traces:`),
-    `toy-calculator` (`calculator:`) or `toy-retrieval` (`retrieval:`), generated here; `hub`: loaded by name at paper
+    `toy-calculator` (`calculator:`), `toy-retrieval` (`retrieval:`) or `toy-verdicts` (`verdicts:`), generated here; `hub`: loaded by name at paper
     scale; `url`: one file pinned by its digest (`url`, `sha256`)."""
     hub_path: str | None = None
     hub_name: str | None = None
@@ -132,6 +133,7 @@ class DatasetConfig:
     traces: TraceSpec = field(default_factory=TraceSpec)
     calculator: CalculatorSpec = field(default_factory=CalculatorSpec)
     retrieval: RetrievalSpec = field(default_factory=RetrievalSpec)
+    verdicts: VerdictSpec = field(default_factory=VerdictSpec)
     description: str = ""
 
     @property

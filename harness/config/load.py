@@ -155,6 +155,12 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
         if v.model not in models:
             models[v.model] = load_component("models", v.model, file, f"variants.{name}.model")
         variants[name] = v
+    for v in variants.values():  # the models rewards read (a judge's `model`), built or fetched like a base
+        for i, st in enumerate(v.stages):
+            for j, r in enumerate(st.rewards):
+                if REWARDS.get(r.name).reads_model and r.args["model"] not in models:
+                    where = f"{stage_keys[v.name][i]}.rewards.{j}.args.model"
+                    models[r.args["model"]] = load_component("models", r.args["model"], file, where)
     datasets = {
         st.dataset: load_component("datasets", st.dataset, file, f"variants.{v.name}.stages.{i}.dataset")
         for v in variants.values() for i, st in enumerate(v.stages) if st.dataset is not None

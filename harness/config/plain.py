@@ -26,7 +26,7 @@ LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share"
                         "sha256", "paraphrase_field", "shipped_instruction", "tests_field", "database_field")  # fmt: skip
 """The same for DatasetConfig."""
 LATER_GENERATOR_SPECS = {"programs": "toy-programs", "sql": "toy-sql", "traces": "toy-traces",
-                         "calculator": "toy-calculator", "retrieval": "toy-retrieval"}  # fmt: skip
+                         "calculator": "toy-calculator", "retrieval": "toy-retrieval", "verdicts": "toy-verdicts"}  # fmt: skip
 """Generator specs added after results existed (field -> its source): a dataset of another source leaves them out
 of its fingerprint (they default to a spec, never None)."""
 

@@ -9,7 +9,9 @@ Kinds, told apart by the factory's flags: per-sample (basic.py), group-aware (gr
 against the other completions of the same `id`), model-aware (model.py: scored by the policy, which
 the trainer attaches as `fn.policy`), stateful (stateful.py: objects that remember earlier visits of
 each `id` and checkpoint that memory with `state_dict()` / `load_state_dict()`), code-executing (code.py:
-programs and queries run in `harness.sandbox`; sql.py: Text-to-SQL partial credit; trace.py: a program's execution trace), episode (episode.py: a multi-turn episode as its environment scored it).
+programs and queries run in `harness.sandbox`; sql.py: Text-to-SQL partial credit; trace.py: a program's execution
+trace), episode (episode.py: a multi-turn episode as its environment scored it), judged (judge.py: a frozen model
+named by a model config reads each completion and its verdict is the score).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class RewardFactory:
     reads_scorer: str | None = None
     """Scores with a model an earlier stage trained, of this sort (harness.layout.SCORERS: sequence, mixture,
     steps): the harness passes that stage's model folder as the factory's `model` argument."""
+    reads_model: bool = False
+    """Its `model` argument names a model config (configs/models/): the harness builds or fetches that model before the
+    stage, as it does a base model, and passes the folder it lies in as the factory's `location` (judge.py)."""
     signature: inspect.Signature | None = None
     """The factory's own parameters, for checking a config's `args` before anything runs."""
     validate: Callable[..., object] | None = None
@@ -57,18 +62,26 @@ class RewardFactory:
     def args_problem(self, given: dict) -> tuple[str, str] | None:
         """(argument, why) when `given` are not this factory's arguments: an unknown or missing one, a value of
         the wrong type, or what `validate` says (argument ""); None when they are. `model` is the harness's when
-        the reward reads a trained scorer."""
+        the reward reads a trained scorer, `location` when it reads a model config."""
         from harness.registry import arguments_problem
 
-        return arguments_problem(self.signature, given, self.validate, ("model",) if self.needs_trained_model else ())
+        supplied = ("model",) if self.needs_trained_model else ("location",) if self.reads_model else ()
+        return arguments_problem(self.signature, given, self.validate, supplied)
 
     @property
     def per_sample(self) -> bool:
         """Scores each completion from its own text and row alone (no group, policy, memory or trained model)."""
-        return not (self.group_aware or self.needs_policy or self.stateful or self.needs_trained_model)
+        return not (
+            self.group_aware or self.needs_policy or self.stateful or self.needs_trained_model or self.reads_model
+        )
 
 
 REWARDS: Registry[RewardFactory] = Registry("reward")
+
+
+def models_read(rewards) -> list[str]:
+    """The model configs a list of reward specs reads (a judge's `model`), in order, each once."""
+    return list(dict.fromkeys(r.args["model"] for r in rewards if REWARDS.get(r.name).reads_model))
 
 
 def weighted_sum(terms: list[tuple[float, RewardFn]], completions: list[str], **columns) -> list[float]:
@@ -93,6 +106,7 @@ def register_reward(
     stateful: bool = False,
     runs_code: bool = False,
     reads_scorer: str | None = None,
+    reads_model: bool = False,
     validate: Callable[..., object] | None = None,
 ):
     """Register a reward factory under `name`; the built function is named after it for logs."""
@@ -105,7 +119,7 @@ def register_reward(
 
         factory = RewardFactory(
             named_build, needs_labels, group_aware, partial_labels, needs_policy, stateful, runs_code, reads_scorer,
-            inspect.signature(build), validate,
+            reads_model, inspect.signature(build), validate,
         )  # fmt: skip
         REWARDS.register(name)(factory)
         return build
@@ -220,6 +234,7 @@ from harness.rewards import basic as _basic  # noqa: E402,F401
 from harness.rewards import code as _code  # noqa: E402,F401
 from harness.rewards import episode as _episode  # noqa: E402,F401
 from harness.rewards import group as _group  # noqa: E402,F401
+from harness.rewards import judge as _judge  # noqa: E402,F401
 from harness.rewards import learned as _learned  # noqa: E402,F401
 from harness.rewards import math as _math  # noqa: E402,F401
 from harness.rewards import model as _model  # noqa: E402,F401

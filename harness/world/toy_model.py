@@ -96,7 +96,7 @@ def _batch(rows: list[dict], tokenizer):
 
 def _correct(texts: list[str], rows: list[dict]) -> list[bool]:
     """The final answer's exact match; for program rows (`tests`) the same function as the reference, read off
-    the syntax tree and never run; for SQL rows (`database`) the same result set, both queries run in the sandbox."""
+    the syntax tree and never run; for verdict rows (`candidate`) the last word; for SQL rows (`database`) the same result set, both queries run in the sandbox."""
     from harness.grader import is_correct
     from harness.grader.executed import extract_query, same_rows, sql_job, sql_outcome
     from harness.sandbox import run_many
@@ -110,6 +110,8 @@ def _correct(texts: list[str], rows: list[dict]) -> list[bool]:
         outs = run_many([j for j, _ in jobs])
         got = [sql_outcome(o, nonce) for o, (_, nonce) in zip(outs, jobs, strict=True)]
         return [g is not None and same_rows(g["preds"][0][0], g["gold"][0], ordered=False) for g in got]
+    if rows and "candidate" in rows[0]:  # a verdict (harness.world.verdicts): its last word
+        return [(t.split() or [""])[-1] == r["answer"] for t, r in zip(texts, rows, strict=True)]
     if rows and "tests" in rows[0]:
         return [same_function(t.split("\n")[0], r["answer"]) for t, r in zip(texts, rows, strict=True)]
     return [is_correct(t, r["answer"]) for t, r in zip(texts, rows, strict=True)]
