@@ -2,6 +2,7 @@
 
     rewards (harness/rewards/)  ->  advantage estimator  ->  policy loss (per token)  ->  aggregation
                                                               + auxiliary terms (per token, same aggregation)
+    and, around them, an online data filter (filters.py): which prompt groups a step trains on
 
 Each piece is a small pure function on tensors, registered here by name; harness/stages/trainers/grpo.py composes
 them inside one TRL GRPOTrainer subclass. torch is imported on first use, so configs can be
@@ -20,6 +21,7 @@ AGGREGATIONS: Registry = Registry("loss aggregation")
 AUX_TERMS: Registry = Registry("auxiliary loss term")
 PREFERENCE_LOSSES: Registry = Registry("preference loss")
 EXPERT_MIXES: Registry = Registry("expert mix")
+ONLINE_FILTERS: Registry = Registry("online data filter")
 
 
 class _LazyTorch:
@@ -50,4 +52,4 @@ class Window:
     """max_completion_length: the constant normaliser of `sequence_sum`."""
 
 
-from harness.algorithms import advantages, aux, expert, intuition, losses, preference  # noqa: E402,F401  (registers the pieces)
+from harness.algorithms import advantages, aux, expert, filters, intuition, losses, preference  # noqa: E402,F401  (registers the pieces)

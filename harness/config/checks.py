@@ -106,6 +106,9 @@ def check_stage(st: StageConfig, file: Path, key: str) -> None:
         raise ConfigError(file, f"{key}.data_args", f"a {st.kind} stage reads its data as written; no data_args")
     if kind.objective:
         _check_objective(st.objective, file, f"{key}.objective")
+        if st.objective.online_filter is not None and st.data_args.paraphrase:
+            raise ConfigError(file, f"{key}.objective.online_filter", "an online filter draws prompts one by one; "
+                              "it cannot keep data_args.paraphrase's pairs in the same batch")  # fmt: skip
     elif st.objective != ObjectiveConfig():
         raise ConfigError(
             file, f"{key}.objective", f"only {_kinds_taking('objective')} stages take an objective, not {st.kind!r}"
@@ -299,6 +302,12 @@ def _check_objective(o: ObjectiveConfig, file: Path, key: str) -> None:
         _check_piece(alg.AUX_TERMS, a.name, a.args, file, f"{key}.aux.{i}")
     if o.expert is not None:
         _check_piece(alg.EXPERT_MIXES, o.expert.name, o.expert.args, file, f"{key}.expert")
+    if o.online_filter is not None:
+        _check_piece(alg.ONLINE_FILTERS, o.online_filter.name, o.online_filter.args, file, f"{key}.online_filter")
+        try:
+            alg.ONLINE_FILTERS.get(o.online_filter.name)(**o.online_filter.args)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(file, f"{key}.online_filter.args", str(e)) from None
     if not 0.0 < o.top_entropy_quantile <= 1.0:
         raise ConfigError(file, f"{key}.top_entropy_quantile", f"must be in (0, 1], got {o.top_entropy_quantile}")
 

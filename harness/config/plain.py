@@ -14,7 +14,8 @@ import json
 from typing import Any
 
 LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.temporal_residual", "args.num_groups",
-                      "args.em_iterations", "parallel", "args.instruction", "environment")  # fmt: skip
+                      "args.em_iterations", "parallel", "args.instruction", "environment",
+                      "objective.online_filter")  # fmt: skip
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
 LATER_MODEL_FIELDS = ("revision", "architecture", "toy.max_positions")
 """The same for ModelConfig (`gated` is dropped while false)."""

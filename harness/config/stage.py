@@ -53,6 +53,10 @@ class ObjectiveConfig:
     sample by a registered expert mix (harness/algorithms/expert.py), e.g. scheduled_sft, accuracy_switch."""
     top_entropy_quantile: float = limited(1.0, gt=0, le=1)
     """Train only on the completion tokens in this top fraction of entropy (1.0: every token)."""
+    online_filter: PieceSpec | None = None
+    """Which prompt groups each step trains on, decided from their rewards as they are scored, the batch refilled
+    with fresh prompts (harness/algorithms/filters.py: varied_groups is DAPO's dynamic sampling, pass_rate_band a
+    difficulty curriculum). None: every sampled group."""
 
 
 @dataclass

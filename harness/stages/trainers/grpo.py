@@ -4,8 +4,9 @@ TRL generates, scores and logs; this subclass replaces three things, each with a
   - advantages: the stage's estimator (harness/algorithms/advantages.py) on the gathered rewards,
   - the loss: policy loss -> aggregation over the accumulation window, plus auxiliary terms,
   - sampling of paired rows (a question and its rewording land in the same batch).
-It also hands model-aware rewards a scorer over the live policy and keeps stateful rewards' state
-in every checkpoint, so a resumed run continues with the same per-sample history.
+It also hands model-aware rewards a scorer over the live policy, keeps stateful rewards' state in every
+checkpoint, so a resumed run continues with the same per-sample history, and filters and refills each batch's
+prompt groups when the objective has an online filter (trainers/online.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ class HarnessGRPOTrainer(GRPOTrainer):
         self._expert = partial(EXPERT_MIXES.get(expert.name), **expert.args) if expert is not None else None
         self.stateful_rewards = dict(stateful_rewards or {})
         super().__init__(*args, **kwargs)
+        self.online = None
+        if objective.online_filter is not None:
+            from harness.stages.trainers.online import OnlineFilter
+
+            self.online = OnlineFilter(objective.online_filter, self.train_dataset, self.num_generations,
+                                       self.args.seed, self.accelerator.process_index)  # fmt: skip
         if policy_rewards:
             from harness.rewards.model import HFScorer
 
@@ -68,10 +75,18 @@ class HarnessGRPOTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
+        if self.online is not None and self.model.training:  # filtered and refilled (trainers/online.py)
+            return self.online.batch(self, inputs)
+        return self._scored(inputs)
+
+    def _scored(self, inputs):
+        """TRL's generated and scored batch with the stage's advantages (and the rewards they came from, gathered
+        over processes, kept as `_last_rewards`)."""
         out = super()._generate_and_score_completions(inputs)
         per_func = self._gathered_rewards
         rewards = (per_func * self.reward_weights.to(per_func.device)).nansum(dim=1)
         rewards[torch.isnan(per_func).all(dim=1)] = torch.nan  # unscorable by every reward: advantage 0
+        self._last_rewards = rewards
         mask = out["completion_mask"]
         lengths = self.accelerator.gather(mask.sum(dim=1))
         group = self.num_generations if self.model.training else self.num_generations_eval
@@ -221,13 +236,18 @@ class HarnessGRPOTrainer(GRPOTrainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+        if self.online is not None:  # every process: its own statistics
+            self.online.save(folder)
         if self.stateful_rewards and self.is_world_process_zero():
-            folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
             state = {name: fn.state_dict() for name, fn in self.stateful_rewards.items()}
             write_atomic(folder / REWARD_STATE_FILE, json.dumps(state))
 
     def load_reward_state(self, checkpoint: str | Path) -> None:
-        """Restore stateful rewards from a checkpoint folder written by `_save_checkpoint`."""
+        """Restore stateful rewards and the online filter's statistics from a checkpoint folder written by
+        `_save_checkpoint`."""
+        if self.online is not None:
+            self.online.load(Path(checkpoint))
         file = Path(checkpoint) / REWARD_STATE_FILE
         if not self.stateful_rewards:
             return
