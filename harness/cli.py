@@ -268,7 +268,13 @@ def cmd_evaluate(args) -> int:
 
         result = evaluate_episodes(model, rp.eval, run.seed, out, data)
     else:
-        result = evaluate(model, rp.eval, run.seed, out, data, hub_root=root)
+        judges = plan.judge_models(args.paper)
+        if root is not None:  # hub judges from the cache, as the model
+            from harness.hub import local_model
+
+            judges |= {n: local_model(rp.models[n].hub_id, rp.models[n].revision, root) for n in judges
+                       if rp.models[n].source == "hub"}  # fmt: skip
+        result = evaluate(model, rp.eval, run.seed, out, data, hub_root=root, models=judges)
     from harness.evaluation.results import one_line_metrics
 
     print(one_line_metrics(result))

@@ -41,7 +41,7 @@ from harness.config.errors import ConfigError, FetchError
 from harness.config.plain import fingerprint
 from harness.config.stage import GENERATED
 from harness.layout import RESULTS, write_atomic
-from harness.rewards import models_read
+from harness.rewards import models_read, suite_models
 
 if TYPE_CHECKING:
     from harness.config.schema import ClusterConfig, ResolvedPaper
@@ -285,10 +285,12 @@ def stage_markers(rp: ResolvedPaper, variant: str, model: str, dataset: DatasetC
 
 
 def eval_markers(rp: ResolvedPaper, variant: str | None, model: str | None) -> list[str]:
-    """Markers an evaluation waits for: the base model when it evaluates a hub model, the suite's task data."""
+    """Markers an evaluation waits for: the base model when it evaluates a hub model, the hub models the suite's
+    judges read, the suite's task data."""
     base = rp.models[rp.variants[variant].model] if variant is not None else None
     out = [model_marker(base)] if base is not None and base.source == "hub" and model == base.hub_id else []
-    return out + ([eval_marker(rp.eval_name, rp.eval)] if suite_uses_hub(rp.eval) else [])
+    out += [model_marker(rp.models[n]) for n in suite_models(rp.eval) if rp.models[n].source == "hub"]
+    return list(dict.fromkeys(out + ([eval_marker(rp.eval_name, rp.eval)] if suite_uses_hub(rp.eval) else [])))
 
 
 def marker_items(marker: str | Path) -> list[HubItem]:

@@ -45,7 +45,7 @@ from harness.layout import (
     tokenizer_dir,
     tracked_file,
 )
-from harness.rewards import REWARDS, models_read
+from harness.rewards import REWARDS, models_read, suite_models
 from harness.stages import STAGES, kinds, making_scorer
 from harness.stages.kind import DATA, POLICY, UPSTREAM_SAMPLES, UPSTREAM_SCORER, StageJob
 
@@ -252,6 +252,12 @@ class Plan:
         name, cfg = self.papers[paper].stage_dataset(stage)
         return self._once(("plain_dataset", paper, name), lambda: plain_dataset(cfg))
 
+    def _judge_revisions(self, paper: str) -> dict:
+        """{"judge_models": {name: revision}} for the hub models the suite's judges read (absent without: as before)."""
+        rp = self.papers[paper]
+        pinned = {n: rp.models[n].revision for n in suite_models(rp.eval) if rp.models[n].source == "hub"}
+        return {"judge_models": pinned} if pinned else {}
+
     def _plain_eval(self, paper: str) -> dict:
         return self._once(("plain_eval", paper), lambda: plain_eval(self.papers[paper].eval))
 
@@ -267,21 +273,32 @@ class Plan:
         return [checkpoint_eval_file(run, i, s) for i in range(n) for s in self.snapshot_steps(run, i)]
 
     def checkpoint_eval_inputs(self, run: Run, stage: int) -> list[str]:
-        return ([stage_summary(run, stage)] + self._data_inputs(run.paper, ("test",))
+        return ([stage_summary(run, stage)] + self._data_inputs(run.paper, ("test",)) + self._judge_inputs(run.paper)
                 + self.eval_hub_inputs(run, stage_model(run, stage)))  # fmt: skip
+
+    def _judge_inputs(self, paper: str) -> list[str]:
+        """Files that must exist before the models the eval suite's judges read can be loaded."""
+        rp = self.papers[paper]
+        made = [(n, MADE_HERE.get(rp.models[n].source)) for n in suite_models(rp.eval)]
+        return [f"{model_dir(n)}/{m}" for n, m in made if m]
+
+    def judge_models(self, paper: str) -> dict[str, str]:
+        """Where each model config the eval suite's judges read lies: its folder here, or its hub id."""
+        rp = self.papers[paper]
+        return {n: rp.models[n].hub_id if rp.models[n].source == "hub" else model_dir(n) for n in suite_models(rp.eval)}
 
     def checkpoint_eval_fingerprint(self, run: Run, stage: int, step: int) -> str:
         return fingerprint({"eval": self._plain_eval(run.paper), "seed": run.seed,
-                            "model": snapshot_dir(run, stage, step)})  # fmt: skip
+                            "model": snapshot_dir(run, stage, step)} | self._judge_revisions(run.paper))  # fmt: skip
 
     def eval_inputs(self, run: Run) -> list[str]:
         return (self._model_inputs(run, len(self._stages(run))) + self._data_inputs(run.paper, ("test",))
-                + self.eval_hub_inputs(run, self.final_model(run)))  # fmt: skip
+                + self._judge_inputs(run.paper) + self.eval_hub_inputs(run, self.final_model(run)))  # fmt: skip
 
     def eval_fingerprint(self, run: Run) -> str:
         return self._once(("eval_fp", run), lambda: fingerprint(
             {"eval": self._plain_eval(run.paper), "seed": run.seed, "model": self.final_model(run)}
-            | self._base_revision(run, self.final_model(run))))  # fmt: skip
+            | self._base_revision(run, self.final_model(run)) | self._judge_revisions(run.paper)))  # fmt: skip
 
     def track_inputs(self, run: Run) -> list[str]:
         n = len(self._stages(run))

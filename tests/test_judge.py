@@ -323,3 +323,44 @@ def test_an_unknown_judge_model_names_the_stage_key(tmp_path):
                                           r"variants\.judged\.stages\.0\.rewards\.0\.args\.model") as e:  # fmt: skip
         load_paper("judged", "paper", papers_dir=tmp_path)
     assert "no-such-judge" in str(e.value)
+
+
+# -- judges in an evaluation suite
+
+
+def test_an_eval_suite_judge_scores_every_response_with_the_frozen_model(world):
+    from harness.config.components import JudgeSpec
+    from harness.evaluation.evaluate import judge_metrics
+
+    root, _ = world
+    spec = RewardSpec(name="judge", args={"model": "toy-sum-judge", "template": TEMPLATE})
+    got = judge_metrics([JudgeSpec("sums", [spec])], [["46", "47"], ["15"]], ["46", "15"], ["12+34=", "7+8="], [0, 1],
+                        models={"toy-sum-judge": str(root / "model")})  # fmt: skip
+    texts = ["12+34=46?", "12+34=47?", "7+8=15?"]
+    assert got["judge/sums"] == pytest.approx(sum(direct_probability(root / "model", t) for t in texts) / 3, abs=1e-5)
+    with pytest.raises(ValueError, match="reads model 'toy-sum-judge', which was not given"):
+        judge_metrics([JudgeSpec("sums", [spec])], [["46"]], ["46"], ["12+34="], [0])
+
+
+def test_a_suite_judges_model_is_built_before_the_evaluation_and_an_unknown_one_named(tmp_path, monkeypatch):
+    from harness.config import load
+    from harness.layout import CONFIGS
+    from harness.plan import Plan
+
+    write_bundle(tmp_path, "judged", BUNDLE.replace("MODEL", "qwen2.5-7b-instruct").replace(
+        "  toy: {}", "  toy: {eval: toy-arith-judged}"))  # fmt: skip
+    plan = Plan(["judged"], "toy", papers_dir=tmp_path)
+    run = plan.run("judged", "base", 0)
+    assert "results/world/models/toy-sum-judge/pretrain.json" in plan.eval_inputs(run)
+    assert plan.judge_models("judged") == {"toy-sum-judge": "results/world/models/toy-sum-judge"}
+    configs = tmp_path / "configs"
+    for kind in ("models", "datasets", "eval", "scales"):
+        (configs / kind).mkdir(parents=True)
+        for f in (CONFIGS / kind).glob("*.yaml"):
+            (configs / kind / f.name).write_text(f.read_text())
+    suite = configs / "eval" / "toy-arith-judged.yaml"
+    suite.write_text(suite.read_text().replace("model: toy-sum-judge", "model: no-such-judge"))
+    monkeypatch.setattr(load, "CONFIGS", configs)
+    with pytest.raises(ConfigError, match=r"toy-arith-judged\.yaml: judges\.0\.rewards\.0\.args\.model") as e:
+        load.load_paper("judged", "toy", papers_dir=tmp_path)
+    assert "no-such-judge" in str(e.value)

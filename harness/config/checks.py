@@ -286,7 +286,7 @@ def _check_judges(cfg: EvalConfig, file: Path) -> None:
             if r.name not in REWARDS:
                 raise ConfigError(file, f"judges.{i}.rewards.{j}.name", REWARDS.unknown_message(r.name))
             f = REWARDS.get(r.name)
-            if not f.per_sample:
+            if not f.judges_alone:
                 raise ConfigError(file, f"judges.{i}.rewards.{j}.name",
                                   f"reward {r.name!r} is not a per-sample reward; a judge scores each sample alone")  # fmt: skip
             check_reward_args(f, r.args, file, f"judges.{i}.rewards.{j}.args")

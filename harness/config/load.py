@@ -155,6 +155,12 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
         if v.model not in models:
             models[v.model] = load_component("models", v.model, file, f"variants.{name}.model")
         variants[name] = v
+    for i, judge in enumerate(evalc.judges or []):  # the models an eval suite's judges read
+        for j, r in enumerate(judge.rewards):
+            if REWARDS.get(r.name).reads_model and r.args["model"] not in models:
+                where = f"judges.{i}.rewards.{j}.args.model"
+                models[r.args["model"]] = load_component("models", r.args["model"], CONFIGS / "eval" / f"{sc.eval}.yaml",
+                                                         where)  # fmt: skip
     for v in variants.values():  # the models rewards read (a judge's `model`), built or fetched like a base
         for i, st in enumerate(v.stages):
             for j, r in enumerate(st.rewards):

@@ -81,10 +81,11 @@ def protocol(cfg: EvalConfig, engine: str, seed: int, chat_template: str | None,
 
 
 def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_dir: str | None = None,
-             hub_root: Path | None = None) -> dict:  # fmt: skip
+             hub_root: Path | None = None, models: dict[str, str] | None = None) -> dict:  # fmt: skip
     """Run every task of the suite on `model_path`; write metrics.json, samples.jsonl and passk.png to `out_dir`.
-    With `hub_root`, tasks read their hub datasets from that hub cache only (harness.hub). (A suite with an
-    environment runs episodes instead: harness/evaluation/episodes.py.)"""
+    With `hub_root`, tasks read their hub datasets from that hub cache only (harness.hub). `models`: where each model
+    config the suite's judges read lies (a generative judge). (A suite with an environment runs episodes instead:
+    harness/evaluation/episodes.py.)"""
     from lm_eval import simple_evaluate
 
     start = time.time()
@@ -127,7 +128,7 @@ def evaluate(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_di
         fewshot_random_seed=seed,
     )
     tokenizer = getattr(lm, "tokenizer", None)
-    metrics, samples_out = _score(cfg, out, _token_counter(tokenizer))
+    metrics, samples_out = _score(cfg, out, _token_counter(tokenizer), models)
     template = getattr(tokenizer, "chat_template", None)
     result = {
         "model": model_path,
@@ -175,7 +176,9 @@ def _token_counter(tokenizer):
     return lambda texts: [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
-def _score(cfg: EvalConfig, out: dict, count_tokens=None) -> tuple[dict, list[dict]]:
+def _score(
+    cfg: EvalConfig, out: dict, count_tokens=None, models: dict[str, str] | None = None
+) -> tuple[dict, list[dict]]:
     """Sampling metrics per task (and per group, pooling its subtasks' questions) from the raw responses;
     `count_tokens` (texts -> token counts) adds response lengths."""
     metrics, samples_out, graded = {}, [], {}
@@ -195,7 +198,9 @@ def _score(cfg: EvalConfig, out: dict, count_tokens=None) -> tuple[dict, list[di
         metrics[task] = summarize(answers, golds, responses, lengths) | {"lm_eval": lm_metrics}
         if cfg.judges:
             prompts = [str(s.get("doc", {}).get("prompt", "")) for s in samples]
-            metrics[task] |= judge_metrics(cfg.judges, responses, golds, prompts, [s["doc_id"] for s in samples])
+            metrics[task] |= judge_metrics(
+                cfg.judges, responses, golds, prompts, [s["doc_id"] for s in samples], models
+            )
         samples_out += [
             {"task": task, "doc_id": s["doc_id"], "target": g, "responses": rs, "answers": a}
             for s, g, a, rs in zip(samples, golds, answers, responses, strict=True)
@@ -209,9 +214,11 @@ def _score(cfg: EvalConfig, out: dict, count_tokens=None) -> tuple[dict, list[di
     return metrics, samples_out
 
 
-def judge_metrics(judges: list, responses: list[list[str]], golds: list, prompts: list[str], ids: list) -> dict:
+def judge_metrics(judges: list, responses: list[list[str]], golds: list, prompts: list[str], ids: list,
+                  models: dict[str, str] | None = None) -> dict:  # fmt: skip
     """`judge/<name>`: a judge's mean score over every response of every question (its rewards' weighted sum,
-    each reward seeing the question's gold `answer`, `prompts` and `id`); `judge/min`: the lowest of them.
+    each reward seeing the question's gold `answer`, `prompts` and `id`; one that reads a model, a generative judge,
+    is given where that model lies from `models`); `judge/min`: the lowest of them. Unscorable responses count 0.
 
     >>> from harness.config.components import JudgeSpec, RewardSpec
     >>> short = JudgeSpec("short", [RewardSpec("length", args={"max_chars": 2})])
@@ -226,12 +233,24 @@ def judge_metrics(judges: list, responses: list[list[str]], golds: list, prompts
                for key, values in (("answer", golds), ("prompts", prompts), ("id", ids))}  # fmt: skip
     out = {}
     for judge in judges:
-        terms = [(spec.weight, REWARDS.get(spec.name).build(**spec.args)) for spec in judge.rewards]
+        terms = [(spec.weight, REWARDS.get(spec.name).build(**spec.args | _location(spec, models)))
+                 for spec in judge.rewards]  # fmt: skip
         total = weighted_sum(terms, flat, **columns)
         out[f"judge/{judge.name}"] = sum(total) / max(len(total), 1)
     if len(judges) > 1:
         out["judge/min"] = min(out.values())
     return out
+
+
+def _location(spec, models: dict[str, str] | None) -> dict:
+    """{"location": folder} for a reward that reads a model config (judge.py); nothing for others."""
+    from harness.rewards import REWARDS
+
+    if not REWARDS.get(spec.name).reads_model:
+        return {}
+    if spec.args["model"] not in (models or {}):
+        raise ValueError(f"eval judge reward {spec.name!r} reads model {spec.args['model']!r}, which was not given")
+    return {"location": models[spec.args["model"]]}
 
 
 def _model(model_path: str, cfg: EvalConfig, engine: str, seed: int):

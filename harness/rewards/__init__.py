@@ -69,6 +69,11 @@ class RewardFactory:
         return arguments_problem(self.signature, given, self.validate, supplied)
 
     @property
+    def judges_alone(self) -> bool:
+        """Scores a response from its own text and row, perhaps with a frozen model (an eval suite's judge may)."""
+        return not (self.group_aware or self.needs_policy or self.stateful or self.needs_trained_model)
+
+    @property
     def per_sample(self) -> bool:
         """Scores each completion from its own text and row alone (no group, policy, memory or trained model)."""
         return not (
@@ -82,6 +87,11 @@ REWARDS: Registry[RewardFactory] = Registry("reward")
 def models_read(rewards) -> list[str]:
     """The model configs a list of reward specs reads (a judge's `model`), in order, each once."""
     return list(dict.fromkeys(r.args["model"] for r in rewards if REWARDS.get(r.name).reads_model))
+
+
+def suite_models(cfg) -> list[str]:
+    """The model configs an eval suite's judges read (harness.config.components.EvalConfig.judges)."""
+    return models_read([r for j in (cfg.judges or []) for r in j.rewards])
 
 
 def weighted_sum(terms: list[tuple[float, RewardFn]], completions: list[str], **columns) -> list[float]:
