@@ -18,6 +18,7 @@ from harness.config.plain import (
     fingerprint,
     plain_dataset,
     plain_eval,
+    plain_meta,
     plain_model,
     plain_reported,
     plain_stage,
@@ -311,7 +312,7 @@ class Plan:
         rp = self.papers[run.paper]
         variant = to_plain(rp.variants[run.variant])
         variant["stages"] = [self._plain_stage(run.paper, run.variant, i) for i in range(len(variant["stages"]))]
-        return fingerprint({"meta": to_plain(rp.meta), "variant": variant})
+        return fingerprint({"meta": plain_meta(rp.meta), "variant": variant})
 
     def summary_inputs(self, paper: str) -> list[str]:
         return [tracked_file(r) for r in self.runs(paper)]

@@ -23,8 +23,11 @@ def test_shipped_papers_dry_run(shipped, scale):
     out = run_snakemake(shipped, "-n", config=(f"scale={scale}", "papers=all")).stdout
     at_scale = [p for p in list_papers(ROOT / "papers") if scale in load_paper_config(paper_file(p)).scales]
     assert at_scale
-    if scale in ("toy", "paper"):  # every bundle defines these two
+    if scale == "toy":  # every bundle defines the toy scale
         assert at_scale == list_papers(ROOT / "papers")
+    if scale == "paper":  # and its paper scale, unless it says why it has none (a theory paper)
+        theory = [p for p in list_papers(ROOT / "papers") if load_paper_config(paper_file(p)).paper.no_paper_scale]
+        assert sorted(at_scale + theory) == list_papers(ROOT / "papers")
     for paper in list_papers(ROOT / "papers"):
         assert (f"results/runs/{paper}/{scale}/leaderboard.json" in out) == (paper in at_scale), paper
     assert "evaluate_run" in out

@@ -119,6 +119,11 @@ def load_paper_config(file: Path) -> PaperConfig:
 def check_has_scales(paper: PaperConfig, file: Path) -> None:
     if not paper.scales:
         raise ConfigError(file, "scales", f"a bundle needs at least one scale (known: {', '.join(scales_known())})")
+    if paper.paper.no_paper_scale is not None:
+        if not paper.paper.no_paper_scale.strip():
+            raise ConfigError(file, "paper.no_paper_scale", "say why the bundle has no paper scale (a theory paper)")
+        if "paper" in paper.scales:
+            raise ConfigError(file, "paper.no_paper_scale", "the bundle defines scales.paper; drop one of the two")
 
 
 def scales_known() -> list[str]:

@@ -37,6 +37,15 @@ def to_plain(obj: Any) -> Any:
     return dataclasses.asdict(obj)
 
 
+LATER_META_FIELDS = ("no_paper_scale",)
+"""The same for a bundle's `paper:` section."""
+
+
+def plain_meta(meta: Any) -> dict:
+    """A bundle's `paper:` section as plain data for hashing, without the LATER_META_FIELDS that are unset."""
+    return _drop_unset(to_plain(meta), LATER_META_FIELDS)
+
+
 def plain_stage(stage: Any) -> dict:
     """A resolved stage as plain data for hashing, without the LATER_STAGE_FIELDS that are unset."""
     return _drop_unset(to_plain(stage), LATER_STAGE_FIELDS)

@@ -208,6 +208,9 @@ class PaperMeta:
     title: str = MISSING
     taxonomy_ids: list[int] = field(default_factory=list)
     url: str | None = None
+    no_paper_scale: str | None = None
+    """Why the bundle has no paper scale: a theory paper with no models, data or benchmarks of its own to run. Every
+    other bundle in papers/ defines its toy and its paper scale."""
 
 
 @dataclass
