@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -181,3 +182,52 @@ def test_the_filter_trains_in_a_real_grpo_loop_and_resumes_with_the_same_kept_pr
     assert all(2 <= e["filter/drawn"] <= 6 and 0 <= e["filter/kept"] <= 2 for e in logged)
     assert all(e["filter/kept"] + e["filter/topped_up"] == 2 for e in logged)
     assert any(e["filter/drawn"] > 2 for e in logged)  # a refill happened, and the resumed run drew the same
+
+
+DIST_SCRIPT = {0: [0.0, 1.0], 1: [1.0, 0.0], 2: [1.0, 1.0], 3: [0.0, 0.0], 4: [0.0, 1.0], 5: [1.0, 0.0],
+               6: [0.0, 1.0], 7: [1.0, 0.0], 8: [0.0, 1.0], 9: [0.0, 1.0]}  # fmt: skip
+
+
+def dist_worker(out_dir: str) -> None:
+    """In each of two real processes: rank 0 holds two varied groups (full at once), rank 1 two uniform ones."""
+    from accelerate import PartialState
+    from accelerate.utils import gather
+
+    state = PartialState(cpu=True)
+    rank = state.process_index
+    dataset = [{"id": i, "prompt": f"p{i}"} for i in range(10)]
+
+    class Trainer(ScriptedTrainer):
+        def _scored(self, rows):
+            self.calls.append([r["id"] for r in rows[::2]])
+            local = torch.tensor([x for r in rows[::2] for x in self.script[r["id"]]])
+            self._last_rewards = gather(local)  # every process's rewards, in process order, as TRL gathers them
+            ids = torch.tensor([[r["id"]] for r in rows])
+            return {"prompt_ids": ids, "prompt_mask": torch.ones_like(ids), "completion_ids": ids,
+                    "completion_mask": torch.ones_like(ids), "advantages": torch.zeros(len(rows))}  # fmt: skip
+
+    trainer = Trainer(DIST_SCRIPT)
+    trainer.accelerator = SimpleNamespace(process_index=rank, device="cpu", gather=gather)
+    online = OnlineFilter(PieceSpec(name="varied_groups", args={"max_rounds": 4}), dataset, 2, seed=0, rank=rank)
+    first = [dataset[0], dataset[0], dataset[1], dataset[1]] if rank == 0 else [dataset[2]] * 2 + [dataset[3]] * 2
+    batch = online.batch(trainer, first)
+    online.save(Path(out_dir))
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps({
+        "calls": trainer.calls, "kept": batch["prompt_ids"][:, 0].tolist(),
+        "items": batch["num_items_in_batch"].item(), "metrics": dict(trainer._metrics["train"])}))  # fmt: skip
+
+
+def test_every_process_refills_for_as_many_rounds_as_the_shortest_one_needs(tmp_path):
+    """Generation is collective: rank 0, full at once, generates (and discards) as many rounds as rank 1 needs."""
+    from tests.conftest import run_ranks
+
+    run_ranks(f"from tests.test_online_filter import dist_worker; dist_worker({str(tmp_path)!r})", 2)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert len(r0["calls"]) == len(r1["calls"]) > 1
+    assert r0["kept"] == [0, 0, 1, 1]  # its own first groups, both varied
+    varied = [g for call in r1["calls"][1:] for g in call if DIST_SCRIPT[g][0] != DIST_SCRIPT[g][1]]
+    assert r1["kept"] == [varied[0], varied[0], varied[1], varied[1]]
+    assert r0["items"] == r1["items"] == 8  # completion tokens of the kept batch, over both processes
+    assert r0["metrics"]["filter/kept"] == r1["metrics"]["filter/kept"] == [4.0]  # summed over processes
+    assert (tmp_path / "online_filter.0.json").is_file() and (tmp_path / "online_filter.1.json").is_file()
+    assert json.loads((tmp_path / "online_filter.1.json").read_text())["history"][0][1] == [str(g) for g in varied[:2]]
