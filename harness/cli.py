@@ -102,9 +102,16 @@ def cmd_world(args) -> int:
 
         cfg = load_component("models", args.name, CONFIGS / "models", "model")
         data = Path(layout.data_dir(cfg.dataset))
+        init = None
+        if cfg.toy.init_from is not None:
+            init = Path(layout.model_dir(cfg.toy.init_from))
+            if not (init / layout.PRETRAIN_SUMMARY).is_file():
+                print(f"error: configs/models/{args.name}.yaml: toy.init_from: {cfg.toy.init_from!r} is not built "
+                      f"({init}): harness world model {cfg.toy.init_from}", file=sys.stderr)  # fmt: skip
+                return 2
         try:
             pretrain(cfg.toy, data, Path(layout.tokenizer_dir(cfg.dataset)), Path(layout.model_dir(args.name)),
-                     environment=_world_environment(cfg.dataset, data))  # fmt: skip
+                     environment=_world_environment(cfg.dataset, data), init_dir=init)  # fmt: skip
         except SkillError as e:
             print(f"error: configs/models/{args.name}.yaml: toy.skill: {e}", file=sys.stderr)
             return 2

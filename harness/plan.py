@@ -351,19 +351,29 @@ class Plan:
     # -- the world (toy scale)
 
     def toy_models(self) -> dict[str, Any]:
-        return {n: m for rp in self.papers.values() for n, m in rp.models.items() if m.source == "toy"}
+        out = {n: m for rp in self.papers.values() for n, m in rp.models.items() if m.source == "toy"}
+        todo = [m.toy.init_from for m in out.values() if m.toy.init_from]
+        while todo:  # the models they start from are built too
+            name = todo.pop()
+            if name not in out:
+                out[name] = load_component("models", name, self.papers_dir, "toy.init_from")
+                todo += [out[name].toy.init_from] if out[name].toy.init_from else []
+        return out
 
     def packaged_models(self) -> dict[str, Any]:
         return {n: m for rp in self.papers.values() for n, m in rp.models.items() if m.source == "package"}
 
     def pretrain_inputs(self, model: str) -> list[str]:
-        """What pre-training a toy model reads: its dataset's pretrain split and tokenizer."""
-        dataset = self.toy_models()[model].dataset
-        return [f"{data_dir(dataset)}/pretrain.jsonl", f"{tokenizer_dir(dataset)}/tokenizer.json"]
+        """What pre-training a toy model reads: its dataset's pretrain split and tokenizer, and the model it starts
+        from (toy.init_from)."""
+        m = self.toy_models()[model]
+        init = [f"{model_dir(m.toy.init_from)}/{PRETRAIN_SUMMARY}"] if m.toy.init_from else []
+        return [f"{data_dir(m.dataset)}/pretrain.jsonl", f"{tokenizer_dir(m.dataset)}/tokenizer.json"] + init
 
     def dataset_fingerprint(self, dataset: str) -> str:
         return fingerprint(plain_dataset(load_component("datasets", dataset, self.papers_dir, "dataset")))
 
     def model_fingerprint(self, model: str) -> str:
         m = self.toy_models()[model]
-        return fingerprint({"model": plain_model(m), "dataset": self.dataset_fingerprint(m.dataset)})
+        init = {"init": self.model_fingerprint(m.toy.init_from)} if m.toy.init_from else {}  # only when set: as before
+        return fingerprint({"model": plain_model(m), "dataset": self.dataset_fingerprint(m.dataset)} | init)

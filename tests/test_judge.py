@@ -364,3 +364,55 @@ def test_a_suite_judges_model_is_built_before_the_evaluation_and_an_unknown_one_
     with pytest.raises(ConfigError, match=r"toy-arith-judged\.yaml: judges\.0\.rewards\.0\.args\.model") as e:
         load.load_paper("judged", "toy", papers_dir=tmp_path)
     assert "no-such-judge" in str(e.value)
+
+
+# -- a toy model fine-tuned from another (toy.init_from): how the toy judge is made
+
+
+def test_a_toy_model_can_start_from_another_and_keeps_its_tokenizer(world, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.world.splits import write_rows
+    from harness.world.toy_model import ToyModelSpec, pretrain
+
+    root, _ = world
+    splits = make_splits(VerdictSpec(n_train=16, n_pool=4, n_test=8, n_pretrain=64))
+    write_rows(splits, tmp_path / "data")
+    start = AutoModelForCausalLM.from_pretrained(root / "model")
+    summary = pretrain(ToyModelSpec(pretrain_steps=2, batch_size=8, init_from="toy-arith"), tmp_path / "data",
+                       tmp_path / "no-tokenizer-here", tmp_path / "judge", log_every=1, init_dir=root / "model")  # fmt: skip
+    assert summary["steps"] == 2
+    tuned = AutoModelForCausalLM.from_pretrained(tmp_path / "judge")
+    assert tuned.config.hidden_size == start.config.hidden_size == 32  # the fixture's architecture, not the spec's 128
+    assert AutoTokenizer.from_pretrained(tmp_path / "judge").get_vocab() == AutoTokenizer.from_pretrained(
+        root / "model").get_vocab()  # fmt: skip
+    moved = [n for n, p in tuned.named_parameters() if not torch.equal(p, dict(start.named_parameters())[n])]
+    assert moved  # fine-tuned, not copied
+
+
+@pytest.mark.parametrize(
+    "init, message",
+    [("toy-sum-judge", "a model cannot start from itself"), ("no-such-model", "no model config")],
+)
+def test_init_from_names_another_toy_model_config(tmp_path, monkeypatch, init, message):
+    from harness.config import load
+    from harness.layout import CONFIGS
+
+    models = tmp_path / "models"
+    models.mkdir()
+    text = (CONFIGS / "models" / "toy-sum-judge.yaml").read_text().replace("init_from: toy-arith", f"init_from: {init}")
+    (models / "toy-sum-judge.yaml").write_text(text)
+    monkeypatch.setattr(load, "CONFIGS", tmp_path)
+    with pytest.raises(ConfigError, match=f"toy.init_from: {message}"):
+        load.load_component("models", "toy-sum-judge", tmp_path, "test")
+
+
+def test_the_judge_waits_for_the_model_it_starts_from(tmp_path):
+    from harness.plan import Plan
+
+    write_bundle(tmp_path, "judged", BUNDLE.replace("MODEL", "qwen2.5-7b-instruct").replace("  plain:\n    stages: [{kind: grpo, data: train, rewards: [{name: exact_match}]}]\n", ""))  # fmt: skip
+    plan = Plan(["judged"], "toy", papers_dir=tmp_path)
+    assert "results/world/models/toy-arith/pretrain.json" in plan.pretrain_inputs("toy-sum-judge")
+    assert {"toy-arith", "toy-sum-judge"} <= set(plan.toy_models())
+    assert plan.model_fingerprint("toy-sum-judge") != Plan(["judged"], "toy", papers_dir=tmp_path).model_fingerprint(
+        "toy-arith")  # fmt: skip

@@ -38,6 +38,18 @@ def check_model(model: ModelConfig, file: Path) -> None:
     for name in ("pretrain_steps", "check_every", "settle", "threads", "batch_size"):
         if getattr(model.toy, name) < 1:
             raise ConfigError(file, f"toy.{name}", f"must be at least 1, got {getattr(model.toy, name)}")
+    init = model.toy.init_from
+    if init is not None:
+        sibling = Path(file).parent / f"{init}.yaml"
+        if model.source != "toy" or init == Path(file).stem or not sibling.is_file():
+            why = (
+                "only a toy model starts from another"
+                if model.source != "toy"
+                else "a model cannot start from itself"
+                if init == Path(file).stem
+                else f"no model config {sibling}"
+            )
+            raise ConfigError(file, "toy.init_from", why)
 
 
 def check_dataset(dataset: DatasetConfig, file: Path) -> None:

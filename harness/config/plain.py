@@ -17,7 +17,7 @@ LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.te
                       "args.em_iterations", "parallel", "args.instruction", "environment",
                       "objective.online_filter")  # fmt: skip
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
-LATER_MODEL_FIELDS = ("revision", "architecture", "toy.max_positions")
+LATER_MODEL_FIELDS = ("revision", "architecture", "toy.max_positions", "toy.init_from")
 """The same for ModelConfig (`gated` is dropped while false)."""
 LATER_EVAL_FIELDS = ("judges", "revisions", "instruction", "ask", "environment", "max_turns")
 """The same for EvalConfig."""

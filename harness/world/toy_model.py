@@ -47,6 +47,9 @@ class ToyModelSpec:
     max_positions: int | None = None
     """The longest prompt plus answer the model is meant for (config.json's max_position_embeddings: lm-eval cuts a
     prompt to it minus the tokens it generates); None: 64, enough for the arithmetic worlds."""
+    init_from: str | None = None
+    """A toy model (configs/models/) whose weights and tokenizer this one starts from, fine-tuned on its own dataset
+    (the architecture fields above are then that model's); None: from scratch with the dataset's tokenizer."""
 
 
 VALIDATION_ROWS = 500
@@ -123,11 +126,12 @@ def _solution(row: dict) -> str:
 
 
 def pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: Path, log_every: int = 100,
-             environment=None) -> dict:  # fmt: skip
+             environment=None, init_dir: Path | None = None) -> dict:  # fmt: skip
     """Train from scratch (to `spec.skill` when set) and save a Hugging Face checkpoint (model + tokenizer) in
     `out_dir`, with pretrain.json: steps taken, skill checks, held-out accuracy. SkillError: no step in the band.
     `environment` (a factory of harness.environments environments): the world is a tool world, and skill is the
-    success rate of greedy episodes in it (tool calls answered by the environment, not by the model)."""
+    success rate of greedy episodes in it (tool calls answered by the environment, not by the model). `init_dir`: a
+    saved model (and its tokenizer, which replaces `tokenizer_dir`) to fine-tune instead of starting from scratch."""
     import torch
     from transformers import AutoTokenizer
 
@@ -135,20 +139,26 @@ def pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: P
     torch.set_num_threads(spec.threads)
     torch.use_deterministic_algorithms(True)
     try:
-        return _pretrain(spec, data_dir, tokenizer_dir, out_dir, log_every, AutoTokenizer, environment)
+        return _pretrain(spec, data_dir, init_dir or tokenizer_dir, out_dir, log_every, AutoTokenizer, environment,
+                         init_dir)  # fmt: skip
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
 
 
 def _pretrain(spec: ToyModelSpec, data_dir: Path, tokenizer_dir: Path, out_dir: Path, log_every: int,
-              auto_tokenizer, environment=None) -> dict:  # fmt: skip
+              auto_tokenizer, environment=None, init_dir: Path | None = None) -> dict:  # fmt: skip
     import torch
 
     torch.manual_seed(spec.seed)
     rng = random.Random(spec.seed)
     tokenizer = auto_tokenizer.from_pretrained(tokenizer_dir)
-    model = build_model(spec, tokenizer)
+    if init_dir is not None:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(init_dir)
+    else:
+        model = build_model(spec, tokenizer)
     rows = read_split(data_dir, "pretrain")
     held_out = read_split(data_dir, "train")[:VALIDATION_ROWS] if spec.skill else []
     opt = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01)
