@@ -163,6 +163,25 @@ def write_bundle(papers_dir: Path, slug: str, text: str) -> Path:
     return path
 
 
+class Crash(RuntimeError):
+    """A simulated kill of a training stage (`crash_after`)."""
+
+
+def crash_after(monkeypatch, step: int) -> None:
+    """Make the next stage run raise Crash at the end of `step`, through the progress callback every stage installs
+    (monkeypatch.undo() lets the next run go on)."""
+    from transformers import TrainerCallback
+
+    from harness.stages import plumbing
+
+    class CrashAfter(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise Crash(f"simulated kill after step {step}")
+
+    monkeypatch.setattr(plumbing, "_progress_callback", CrashAfter)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

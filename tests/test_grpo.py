@@ -10,9 +10,8 @@ import torch
 
 from harness.config.schema import Stage
 from harness.config.stage import ObjectiveConfig, PieceSpec, RewardSpec
-from harness.stages import plumbing
 from harness.world.splits import read_split
-from tests.conftest import build_trainer, run_stage
+from tests.conftest import Crash, build_trainer, crash_after, run_stage
 
 
 def rows(root, split="train"):
@@ -93,21 +92,10 @@ def test_virtual_max_learns_from_all_wrong_groups_where_grpo_cannot(world, tmp_p
 def test_stateful_reward_state_is_checkpointed_and_resumed(world, tmp_path, monkeypatch):
     """A run killed after step 3 resumes from checkpoint-2 with the reward's per-sample history, and
     ends with the same history as an uninterrupted run."""
-    from transformers import TrainerCallback
-
     root, dataset = world
     st = stage(rewards=("refined_label",), max_steps=4, save_steps=2, learning_rate=1e-2)
     st.args.pop("optim")
-
-    class Crash(RuntimeError):
-        pass
-
-    class CrashAfterStep3(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 3:
-                raise Crash
-
-    monkeypatch.setattr(plumbing, "_progress_callback", CrashAfterStep3)
+    crash_after(monkeypatch, 3)
     with pytest.raises(Crash):
         run_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
     saved = json.loads((tmp_path / "r/checkpoints/checkpoint-2/reward_state.json").read_text())

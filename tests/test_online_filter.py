@@ -15,9 +15,8 @@ from harness.algorithms import ONLINE_FILTERS
 from harness.config.errors import ConfigError
 from harness.config.schema import Stage
 from harness.config.stage import ObjectiveConfig, PieceSpec, RewardSpec
-from harness.stages import plumbing
 from harness.stages.trainers.online import OnlineFilter, concat, prompt_key, select
-from tests.conftest import run_stage, write_bundle
+from tests.conftest import Crash, crash_after, run_stage, write_bundle
 
 NAN = float("nan")
 
@@ -147,23 +146,13 @@ scales: {toy: {}}
 def test_the_filter_trains_in_a_real_grpo_loop_and_resumes_with_the_same_kept_prompts(world, tmp_path, monkeypatch):
     """Four GRPO steps with DAPO's dynamic sampling on the toy world, killed after step 3 and resumed from the step-2
     checkpoint: the record of prompts trained on, and the per-prompt statistics, equal an uninterrupted run's."""
-    from transformers import TrainerCallback
-
     root, dataset = world
     args = dict(learning_rate=1e-2, max_steps=4, per_device_train_batch_size=8, num_generations=4,
                 max_completion_length=4, save_steps=2, logging_steps=1)  # fmt: skip
     st = Stage(kind="grpo", data="train", rewards=[RewardSpec(name="format")], args=args,
                objective=ObjectiveConfig(online_filter=PieceSpec(name="varied_groups", args={"max_rounds": 2})))  # fmt: skip
 
-    class Crash(RuntimeError):
-        pass
-
-    class CrashAfterStep3(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 3:
-                raise Crash
-
-    monkeypatch.setattr(plumbing, "_progress_callback", CrashAfterStep3)
+    crash_after(monkeypatch, 3)
     with pytest.raises(Crash):
         run_stage(st, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
     early = json.loads((tmp_path / "r/checkpoints/checkpoint-2/online_filter.0.json").read_text())

@@ -8,12 +8,10 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
 from harness.config.schema import Stage
 from harness.config.stage import RewardSpec
-from harness.stages import plumbing
-from tests.conftest import run_stage
+from tests.conftest import Crash, crash_after, run_stage
 
 
 def grpo_stage(max_steps: int) -> Stage:
@@ -22,19 +20,9 @@ def grpo_stage(max_steps: int) -> Stage:
     return Stage(kind="grpo", data="train", rewards=[RewardSpec(name="exact_match")], args=args)
 
 
-class Crash(RuntimeError):
-    pass
-
-
 def test_killed_stage_resumes_from_last_checkpoint(world, tmp_path, monkeypatch):
     root, dataset = world
-
-    class CrashAfterStep3(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 3:
-                raise Crash("simulated kill after step 3")
-
-    monkeypatch.setattr(plumbing, "_progress_callback", CrashAfterStep3)
+    crash_after(monkeypatch, 3)
     with pytest.raises(Crash):
         run_stage(grpo_stage(6), str(root / "model"), dataset, root / "data", 0, tmp_path, "fp")
     assert (tmp_path / "checkpoints/checkpoint-2").is_dir() and not (tmp_path / "train.json").exists()
