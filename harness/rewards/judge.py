@@ -111,6 +111,7 @@ class Judge:
         if todo:
             for k, s in zip(todo, self.score_texts(list(todo.values())), strict=True):
                 self.cache[k] = s
+        scores = [self._final(self.cache[k]) for k in keys]
         for k in keys:
             self.cache.move_to_end(k)
         while len(self.cache) > CACHE_SIZE:
@@ -118,7 +119,7 @@ class Judge:
         if log_metric is not None:
             log_metric("judge/judged", float(len(todo)))
             log_metric("judge/cached", float(len(keys) - len(todo)))
-        return [self._final(self.cache[k]) for k in keys]
+        return scores
 
     def _final(self, score: float | None) -> float | None:
         if score is None or self.threshold is None:
