@@ -88,6 +88,8 @@ REQUIRED_ARGS = {"length": {"max_chars": 100}, "learned_reward": {"model": "unus
                  "pairwise_winrate": {"preference": "right_then_cyclic"}, "process_reward": {"model": "unused"},
                  "bootstrapped_winrate": {"preference": "right_then_cyclic"},
                  "worst_group_reward": {"model": "unused"},
+                 "judge": {"model": "unused", "template": "{prompt}{completion}"},  # loads its model on first call only
+                 "judge_with_reference": {"model": "unused", "template": "{prompt}{completion}{answer}"},
                  "user_mixture": {"groups": [{"name": "g", "users": 1, "rewards": [{"name": "format"}]}]}}  # fmt: skip
 
 
