@@ -417,24 +417,3 @@ def test_shipped_cluster_configs_load():
     assert load_cluster("slurm").launcher == "slurm"
     with pytest.raises(ConfigError, match="no cluster config 'nowhere'"):
         load_cluster("nowhere")
-
-
-@pytest.mark.parametrize(
-    "meta, scales, message",
-    [
-        ('no_paper_scale: " "', "{toy: {}}", "paper.no_paper_scale: say why the bundle has no paper scale"),
-        ('no_paper_scale: "a theory paper"', "{toy: {}, paper: {}}", "paper.no_paper_scale: the bundle defines scales"),
-    ],
-)
-def test_a_bundle_without_a_paper_scale_says_why_and_defines_none(tmp_path, meta, scales, message):
-    from tests.conftest import write_bundle
-
-    write_bundle(tmp_path, "theory", f"paper: {{title: t, {meta}}}\nvariants: {{base: {{}}}}\nscales: {scales}\n")
-    with pytest.raises(ConfigError, match=message):
-        load_paper("theory", "toy", papers_dir=tmp_path)
-
-
-def test_theory_bundles_say_why_they_have_no_paper_scale():
-    theory = [p for p in list_papers() if load_paper_config(paper_file(p)).paper.no_paper_scale]
-    assert "kl-bayes" in theory
-    assert all("paper" not in load_paper_config(paper_file(p)).scales for p in theory)

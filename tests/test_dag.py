@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from harness.config.load import list_papers, load_paper_config, paper_file
+from harness.config.errors import ConfigError
+from harness.config.load import list_papers, load_paper, load_paper_config, paper_file
 from harness.layout import CONFIGS
 from tests.conftest import ROOT, run_snakemake, write_bundle
 
@@ -88,3 +89,22 @@ def test_slurm_profile_dry_run_shows_resources(shipped):
     assert all("gpus=8" in b and "runtime=1440" in b and "cpus_per_task=12" in b for b in jobs["train_stage"])
     assert all("gpus=1" in b for b in jobs["evaluate_run"])
     assert not any("gpus=" in b for b in jobs["track_run"])  # light steps ask for nothing: head node
+
+
+@pytest.mark.parametrize(
+    "meta, scales, message",
+    [
+        ('no_paper_scale: " "', "{toy: {}}", "paper.no_paper_scale: say why the bundle has no paper scale"),
+        ('no_paper_scale: "a theory paper"', "{toy: {}, paper: {}}", "paper.no_paper_scale: the bundle defines scales"),
+    ],
+)
+def test_a_bundle_without_a_paper_scale_says_why_and_defines_none(tmp_path, meta, scales, message):
+    write_bundle(tmp_path, "theory", f"paper: {{title: t, {meta}}}\nvariants: {{base: {{}}}}\nscales: {scales}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_paper("theory", "toy", papers_dir=tmp_path)
+
+
+def test_theory_bundles_say_why_they_have_no_paper_scale():
+    theory = [p for p in list_papers() if load_paper_config(paper_file(p)).paper.no_paper_scale]
+    assert "kl-bayes" in theory
+    assert all("paper" not in load_paper_config(paper_file(p)).scales for p in theory)
