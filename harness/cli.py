@@ -215,7 +215,10 @@ def cmd_fetch(args) -> int:
     root = hub.cache_root(load_cluster(args.cluster))
     try:
         if args.marker:
-            hub.write_marker(args.marker, hub.fetch(hub.marker_items(args.marker), root))
+            fetched = hub.fetch(hub.marker_items(args.marker), root)
+            if not _rows_readable(fetched, root):
+                return 2
+            hub.write_marker(args.marker, fetched)
             return 0
         papers = select_papers(args.papers or "all", args.papers_dir, args.scale)
         items = hub.items_of(papers, args.scale, args.papers_dir)
@@ -224,6 +227,8 @@ def cmd_fetch(args) -> int:
             items = hub.items_of(papers, args.scale, args.papers_dir)
         print(f"{len(items)} hub items of {len(papers)} papers at scale {args.scale}; cache {root}", flush=True)
         fetched = hub.fetch(items, root, log=lambda line: print(line, flush=True))
+        if not _rows_readable(fetched, root):
+            return 2
         rps = [load_paper(p, args.scale, papers_dir=args.papers_dir) for p in papers]
         for marker, done in hub.markers_of(items, rps).items():
             hub.write_marker(marker, {i: fetched[i] for i in done})
@@ -231,6 +236,27 @@ def cmd_fetch(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _rows_readable(items, root: Path) -> bool:
+    """Every fetched dataset among `items` reads as a stage reads it (its fields, its shipped instruction); each
+    problem printed with its config file. The caller then writes no marker, so no job that reads it starts."""
+    from harness import hub
+    from harness.config import load
+    from harness.stages.data import check_fetched
+
+    ok = True
+    for item in items:
+        if item.file.parent.name != "datasets":
+            continue
+        cfg = load.load_component("datasets", item.file.stem, item.file, "fetch")
+        try:
+            n = check_fetched(cfg, Path(hub.local_dataset(cfg, root)))
+            print(f"{item.file}: {n} rows read", flush=True)
+        except ValueError as e:
+            print(f"error: {item.file}: {e}", file=sys.stderr)
+            ok = False
+    return ok
 
 
 def cmd_evaluate(args) -> int:

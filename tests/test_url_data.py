@@ -150,6 +150,35 @@ def test_changed_content_is_refused(project, server):
         hub.fetch(hub.items_of(["own"], "toy", tmp / "papers"), tmp / "hf", log=lambda _: None)
 
 
+def test_fetch_reads_every_row_and_refuses_a_wrong_column_before_any_marker(project, server, monkeypatch, capsys):
+    """`harness fetch` reads the fetched file as a stage will: a column the config names but the file lacks stops
+    it on the head node (exit 2, the config file and the missing path named, no marker written), and a Snakemake
+    marker fetch refuses the same way; with the right column it reports the rows read and writes the marker."""
+    from harness import hub
+    from harness.cli import main
+    from harness.pinning import pin
+
+    tmp, file = project
+    monkeypatch.setenv("HF_HOME", str(tmp / "hf"))
+    monkeypatch.chdir(tmp)
+    pinned = pin([i for i in hub.items_of(["own"], "toy", tmp / "papers") if i.repo_type == "file"], log=lambda _: None)
+    good = file.read_text()
+    file.write_text(good.replace("answer_field: reward_model.ground_truth", "answer_field: reward_model.answer"))
+    capsys.readouterr()
+    assert main(["--papers-dir", str(tmp / "papers"), "fetch", "own", "--scale", "toy"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {file}: no 'reward_model.answer' in the dataset's rows (stopped at 'answer'" in err, err
+    marker = tmp / f"results/hub/datasets/train.parquet@{pinned[0].revision}.json"
+    assert not marker.exists()
+    assert main(["fetch", "--marker", str(marker.relative_to(tmp))]) == 2
+    assert not marker.exists()
+
+    file.write_text(good)
+    assert main(["--papers-dir", str(tmp / "papers"), "fetch", "own", "--scale", "toy"]) == 0
+    assert f"{file}: 5 rows read" in capsys.readouterr().out
+    assert marker.is_file()
+
+
 @pytest.mark.parametrize(
     "change, key, fragment",
     [

@@ -52,4 +52,4 @@ class Window:
     """max_completion_length: the constant normaliser of `sequence_sum`."""
 
 
-from harness.algorithms import advantages, aux, expert, filters, intuition, losses, preference  # noqa: E402,F401  (registers the pieces)
+from harness.algorithms import advantages, aux, expert, filters, intuition, losses, preference, supervised  # noqa: E402,F401  (registers the pieces)

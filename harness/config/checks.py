@@ -324,8 +324,8 @@ def _check_objective(o: ObjectiveConfig, file: Path, key: str) -> None:
         raise ConfigError(file, f"{key}.top_entropy_quantile", f"must be in (0, 1], got {o.top_entropy_quantile}")
 
 
-SUPPLIED = ("step", "max_steps", "group_accuracy", "expert_logps")
-"""Keyword arguments the trainer passes to a piece itself (expert mixes), never set in a config."""
+SUPPLIED = ("step", "max_steps", "group_accuracy", "expert_logps", "outcome", "group_size")
+"""Keyword arguments the trainer passes to a piece itself (expert mixes, outcome losses), never set in a config."""
 
 
 def _check_piece(registry, name: str, given: dict, file: Path, key: str) -> None:
@@ -336,6 +336,8 @@ def _check_piece(registry, name: str, given: dict, file: Path, key: str) -> None
     for arg, value in given.items():
         if arg not in params:
             raise ConfigError(file, f"{key}.args.{arg}", f"unknown argument (known: {', '.join(params) or 'none'})")
+        if arg in SUPPLIED:
+            raise ConfigError(file, f"{key}.args.{arg}", "supplied by the trainer at each step, not set in a config")
         if problem := annotation_problem(value, params[arg].annotation):
             raise ConfigError(file, f"{key}.args.{arg}", problem)
     for arg, p in params.items():

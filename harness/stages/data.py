@@ -111,6 +111,16 @@ def load_rows(dataset: DatasetConfig, split: str, data_dir: Path | None) -> list
     ]
 
 
+def check_fetched(dataset: DatasetConfig, folder: Path) -> int:
+    """Read every row of a fetched dataset as a stage will (its fields, its shipped instruction): the number of rows.
+    A missing column or instruction raises ValueError saying which, on the head node at `harness fetch`, not on a
+    compute node after the queue."""
+    try:
+        return len(load_rows(dataset, "train", folder))
+    except KeyError as e:
+        raise ValueError(e.args[0] if e.args else str(e)) from None
+
+
 def bare_prompt(prompt: str, shipped: str | None, row: int) -> str:
     """The prompt without the instruction its file ships at its end (DatasetConfig.shipped_instruction).
 

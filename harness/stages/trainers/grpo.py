@@ -4,6 +4,7 @@ TRL generates, scores and logs; this subclass replaces three things, each with a
   - advantages: the stage's estimator (harness/algorithms/advantages.py) on the gathered rewards,
   - the loss: policy loss -> aggregation over the accumulation window, plus auxiliary terms,
   - sampling of paired rows (a question and its rewording land in the same batch).
+Losses that read each completion's outcome and its group's accuracy (algorithms/supervised.py) get them per sample.
 It also hands model-aware rewards a scorer over the live policy, keeps stateful rewards' state in every
 checkpoint, so a resumed run continues with the same per-sample history, and filters and refills each batch's
 prompt groups when the objective has an online filter (trainers/online.py).
@@ -30,6 +31,7 @@ class HarnessGRPOTrainer(GRPOTrainer):
         self._advantage = partial(ADVANTAGES.get(objective.advantage.name), **objective.advantage.args)
         loss_fn = POLICY_LOSSES.get(objective.loss.name)
         self._needs_vocab_mean = getattr(loss_fn, "needs_vocab_mean", False)
+        self._needs_outcomes = getattr(loss_fn, "needs_outcomes", False)
         self._policy_loss = partial(loss_fn, **objective.loss.args)
         self._aggregate = AGGREGATIONS.get(objective.aggregation)
         self._aux = [(a.name, partial(AUX_TERMS.get(a.name), **a.args)) for a in objective.aux]
@@ -99,8 +101,12 @@ class HarnessGRPOTrainer(GRPOTrainer):
         out["advantages"] = adv.to(mask.device)
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["advantage/abs_mean"].append(adv.abs().mean().item())
+        group_accuracy = rewards.view(-1, group).mean(1).repeat_interleave(group)[local]
         if self._expert is not None:
-            out |= self._expert_inputs(inputs, rewards.view(-1, group).mean(1).repeat_interleave(group)[local], mask)
+            out |= self._expert_inputs(inputs, group_accuracy, mask)
+        if self._needs_outcomes:  # per sample, from the whole group: the batch is shuffled and split after this
+            out["outcome"] = rewards[local].nan_to_num(0.0).to(mask.device)
+            out["group_accuracy"] = group_accuracy.nan_to_num(0.0).to(mask.device)
         if self._needs_vocab_mean:  # the sampling policy's mean log-prob over the vocabulary, for the next-state term
             out["old_vocab_mean_logps"] = self._vocab_mean_logps(self.model, out)
         return out
@@ -200,6 +206,9 @@ class HarnessGRPOTrainer(GRPOTrainer):
         old = logps.detach() if old is None else old
         adv = inputs["advantages"]
         adv = adv.unsqueeze(1) if adv.dim() == 1 else adv
+        if self._needs_outcomes:
+            extra |= {"outcome": inputs["outcome"], "group_accuracy": inputs["group_accuracy"],
+                      "group_size": self.num_generations if self.model.training else self.num_generations_eval}  # fmt: skip
         per_token = self._policy_loss(logps, old, adv, mask, **extra)
         if "importance_sampling_ratio" in inputs:  # vLLM sampled: correct for its mismatch with this model
             per_token = per_token * inputs["importance_sampling_ratio"]
