@@ -100,6 +100,16 @@ def check_stage(st: StageConfig, file: Path, key: str) -> None:
             raise ConfigError(file, f"{key}.rewards.{j}.name", REWARDS.unknown_message(r.name))
         factory = REWARDS.get(r.name)
         check_reward_args(factory, r.args, file, f"{key}.rewards.{j}.args")
+        if r.gated_by is not None:
+            if not kind.objective:
+                raise ConfigError(file, f"{key}.rewards.{j}.gated_by", f"only GRPO stages gate a reward, not {st.kind}")
+            if not 0 <= r.gated_by < len(st.rewards) or r.gated_by == j:
+                others = [i for i in range(len(st.rewards)) if i != j]
+                raise ConfigError(file, f"{key}.rewards.{j}.gated_by",
+                                  f"the index of another reward of this stage (one of {others}), got {r.gated_by}")  # fmt: skip
+            if st.rewards[r.gated_by].gated_by is not None:
+                raise ConfigError(file, f"{key}.rewards.{j}.gated_by",
+                                  f"reward {r.gated_by} is itself gated; a gate is an ungated reward")  # fmt: skip
         if st.data == "pool" and factory.needs_labels:
             raise ConfigError(
                 file, f"{key}.rewards.{j}.name", f"reward {r.name!r} needs gold labels; split 'pool' has none"
@@ -302,6 +312,8 @@ def _check_judges(cfg: EvalConfig, file: Path) -> None:
                 raise ConfigError(file, f"judges.{i}.rewards.{j}.name",
                                   f"reward {r.name!r} is not a per-sample reward; a judge scores each sample alone")  # fmt: skip
             check_reward_args(f, r.args, file, f"judges.{i}.rewards.{j}.args")
+            if r.gated_by is not None:
+                raise ConfigError(file, f"judges.{i}.rewards.{j}.gated_by", "only GRPO stages gate a reward")
 
 
 def _check_objective(o: ObjectiveConfig, file: Path, key: str) -> None:

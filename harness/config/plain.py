@@ -15,7 +15,7 @@ from typing import Any
 
 LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.temporal_residual", "args.num_groups",
                       "args.em_iterations", "parallel", "args.instruction", "environment",
-                      "objective.online_filter")  # fmt: skip
+                      "objective.online_filter", "rewards.*.gated_by")  # fmt: skip
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
 LATER_MODEL_FIELDS = ("revision", "architecture", "toy.max_positions", "toy.init_from")
 """The same for ModelConfig (`gated` is dropped while false)."""
@@ -81,14 +81,25 @@ def plain_eval(cfg: Any) -> dict:
 
 
 def _drop_unset(out: dict, fields: tuple[str, ...]) -> dict:
+    """`out` without the dotted fields that are None; a `*` part walks every item of a list.
+
+    >>> _drop_unset({"a": None, "r": [{"g": None, "n": 1}, {"g": 0}]}, ("a", "r.*.g"))
+    {'r': [{'n': 1}, {'g': 0}]}
+    """
     for dotted in fields:
-        *parents, key = dotted.split(".")
-        holder = out
-        for p in parents:
-            holder = holder[p]
-        if holder.get(key) is None:
-            holder.pop(key, None)
+        _drop_path(out, dotted.split("."))
     return out
+
+
+def _drop_path(holder: Any, parts: list[str]) -> None:
+    head, *rest = parts
+    if head == "*":
+        for item in holder:
+            _drop_path(item, rest)
+    elif rest:
+        _drop_path(holder[head], rest)
+    elif holder.get(head) is None:
+        holder.pop(head, None)
 
 
 def fingerprint(obj: Any) -> str:

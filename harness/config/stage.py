@@ -18,6 +18,9 @@ class RewardSpec:
     name: str = MISSING
     weight: float = 1.0
     args: dict[str, Any] = field(default_factory=dict)
+    gated_by: int | None = None
+    """GRPO stages: the index of another reward of the stage; this term then counts only on completions that reward
+    passes (>= 0.5) and is 0 elsewhere. Posterior-GRPO's process reward, paid for right answers only."""
 
 
 SPLITS = ("train", "pool", "mixture")

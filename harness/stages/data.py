@@ -86,6 +86,11 @@ def load_rows(dataset: DatasetConfig, split: str, data_dir: Path | None) -> list
     """A split's rows with their gold answers: the generated files, or the hub dataset (one split there)."""
     if dataset.generated:
         return read_split(Path(data_dir), split)
+    return list(iter_rows(dataset, data_dir))
+
+
+def iter_rows(dataset: DatasetConfig, data_dir: Path | None) -> Iterator[dict]:
+    """A fetched (hub or url) dataset's rows as a stage reads them, one at a time."""
     import datasets
 
     # offline jobs read the repository's snapshot (a URL's pinned file) in the hub cache (hub.offline_stage sets data_dir)
@@ -97,26 +102,26 @@ def load_rows(dataset: DatasetConfig, split: str, data_dir: Path | None) -> list
     for column, values in (dataset.where or {}).items():
         ds = ds.filter(lambda row, c=column, v=tuple(values): row[c] in v)
     solution = dataset.solution_field
-    return [
-        {
-            "id": i,
-            "prompt": bare_prompt(column_value(row, dataset.prompt_field), dataset.shipped_instruction, i),
-            "answer": str(column_value(row, dataset.answer_field)),
-        }
-        | ({"solution": str(column_value(row, solution))} if solution else {})
-        | ({"paraphrase": str(column_value(row, dataset.paraphrase_field))} if dataset.paraphrase_field else {})
-        | ({"tests": column_value(row, dataset.tests_field)} if dataset.tests_field else {})
-        | ({"database": str(column_value(row, dataset.database_field))} if dataset.database_field else {})
-        for i, row in enumerate(ds)
-    ]
+    for i, row in enumerate(ds):
+        yield (
+            {
+                "id": i,
+                "prompt": bare_prompt(column_value(row, dataset.prompt_field), dataset.shipped_instruction, i),
+                "answer": str(column_value(row, dataset.answer_field)),
+            }
+            | ({"solution": str(column_value(row, solution))} if solution else {})
+            | ({"paraphrase": str(column_value(row, dataset.paraphrase_field))} if dataset.paraphrase_field else {})
+            | ({"tests": column_value(row, dataset.tests_field)} if dataset.tests_field else {})
+            | ({"database": str(column_value(row, dataset.database_field))} if dataset.database_field else {})
+        )
 
 
 def check_fetched(dataset: DatasetConfig, folder: Path) -> int:
-    """Read every row of a fetched dataset as a stage will (its fields, its shipped instruction): the number of rows.
-    A missing column or instruction raises ValueError saying which, on the head node at `harness fetch`, not on a
-    compute node after the queue."""
+    """Read every row of a fetched dataset as a stage will (its fields, its shipped instruction), keeping none: the
+    number of rows. A missing column or instruction raises ValueError saying which, on the head node at `harness
+    fetch`, not on a compute node after the queue."""
     try:
-        return len(load_rows(dataset, "train", folder))
+        return sum(1 for _ in iter_rows(dataset, folder))
     except KeyError as e:
         raise ValueError(e.args[0] if e.args else str(e)) from None
 

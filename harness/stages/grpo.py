@@ -133,6 +133,7 @@ def build_trainer(job: StageJob, rows, ckpt_dir, args_type: type = GRPOArgs, gen
         objective=stage.objective,
         policy_rewards=policy_rewards,
         stateful_rewards=stateful,
+        gates=[(j, r.gated_by) for j, r in enumerate(stage.rewards) if r.gated_by is not None],
         **trainer_extra,
     )
 

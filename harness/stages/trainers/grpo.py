@@ -26,8 +26,11 @@ from harness.layout import REWARD_STATE_FILE, write_atomic
 
 
 class HarnessGRPOTrainer(GRPOTrainer):
-    def __init__(self, *args, objective: ObjectiveConfig, policy_rewards=(), stateful_rewards=None, **kwargs):
+    def __init__(self, *args, objective: ObjectiveConfig, policy_rewards=(), stateful_rewards=None, gates=(),
+                 **kwargs):  # fmt: skip
         self.objective = objective
+        self.gates = tuple(gates)
+        """(term, gate) reward indices: term counts only where reward `gate` passes (RewardSpec.gated_by)."""
         self._advantage = partial(ADVANTAGES.get(objective.advantage.name), **objective.advantage.args)
         loss_fn = POLICY_LOSSES.get(objective.loss.name)
         self._needs_vocab_mean = getattr(loss_fn, "needs_vocab_mean", False)
@@ -73,6 +76,9 @@ class HarnessGRPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        for term, gate in self.gates:  # a gated term counts where its gate passes (NaN: unscored, not passed)
+            passed = rewards_per_func[:, gate].nan_to_num(0.0) >= 0.5
+            rewards_per_func[:, term] = torch.where(passed, rewards_per_func[:, term], 0.0)
         self._gathered_rewards = rewards_per_func  # (N over all processes, n_funcs)
         return rewards_per_func
 
