@@ -13,6 +13,7 @@ same batch of distinct prompts.
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections.abc import Hashable, Iterator, Sequence
@@ -49,6 +50,9 @@ def stage_rows(dataset: DatasetConfig, data: str, args: DataArgs, data_dir: Path
             labeled, pool = every[: args.limit], every[args.limit :]
         labeled = labeled[: args.limit] if args.limit is not None else labeled
         rows = mixture(labeled, pool, args.unlabeled)
+    elif args.limit is not None and not dataset.generated:  # the first rows only: a large hub set is never all read
+        rows = list(itertools.islice(iter_rows(dataset, data_dir), args.limit))
+        rows = hide_labels(rows) if data == "pool" else rows
     else:
         rows = load_rows(dataset, data, data_dir)
         rows = hide_labels(rows) if data == "pool" else rows
