@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow
 SCRIPT = ROOT / ".ci" / "postgres-local.sh"
 
 BUNDLE = """
-# The team-server test's paper: the base and one GRPO method on the tiny model, 2 seeds, 4 steps.
+# The team-server test's paper: the base and one GRPO method on the tiny model, 1 seed, 4 steps.
 paper: {title: team server test}
 variants:
   base: {description: untrained base}
@@ -51,7 +51,7 @@ scales:
   toy:
     model: toy-tiny
     eval: toy-smoke
-    seeds: [0, 1]
+    seeds: [0]
     trainers:
       grpo: {max_steps: 4, save_steps: 2, logging_steps: 1, per_device_train_batch_size: 16, num_generations: 4}
 claims:
@@ -203,7 +203,7 @@ def test_server_holds_what_the_embedded_store_holds(runs, server):
     embedded, served = snapshot(client(sqlite_uri(a))), snapshot(client(server.url))
     assert sorted(embedded) == sorted(served) == ["Default", PAPER]
     assert sorted(embedded[PAPER]) == sorted(served[PAPER])
-    assert len(served[PAPER]) == 4 + 2 + 1  # runs (2 variants x 2 seeds), aggregates, summary
+    assert len(served[PAPER]) == 2 + 2 + 1  # runs (2 variants x 1 seed), aggregates, summary
     for key, want in embedded[PAPER].items():
         got = served[PAPER][key]
         assert got["params"] == want["params"], key
@@ -222,7 +222,7 @@ def test_artifacts_are_uploaded_to_the_server(runs, server, tmp_path):
     exp = c.get_experiment_by_name(PAPER)
     assert exp.artifact_location.startswith("mlflow-artifacts:"), exp.artifact_location
     tracked = [r for r in c.search_runs([exp.experiment_id]) if r.data.tags["harness.kind"] == "run"]
-    assert len(tracked) == 4
+    assert len(tracked) == 2
     for r in tracked:
         tags = r.data.tags
         run_dir = b / "results/runs" / PAPER / "toy" / tags["variant"] / f"seed{tags['seed']}"
@@ -264,7 +264,7 @@ def records(runs, server, tmp_path_factory) -> dict[str, bytes]:
                 if p.is_file()
             }
     files = {f"file {p.relative_to(b)}": p.read_bytes() for p in b.rglob("*") if p.is_file() and not p.is_symlink()}
-    assert sum(k.startswith("artifact ") for k in found) >= 4 * 3  # config, eval/*, stage0/train.json per run
+    assert sum(k.startswith("artifact ") for k in found) >= 2 * 3  # config, eval/*, stage0/train.json per run
     assert any(k.startswith("file .snakemake/") for k in files) and any(k.endswith("/track.log") for k in files)
     return found | files
 
@@ -283,7 +283,7 @@ def test_tracking_logs_hold_no_credentialed_uri(records, postgres):
 
 # --------------------------------------------------------------------------- many trackings at once
 
-CONCURRENT = 32
+CONCURRENT = 16
 
 
 def fake_evaluations(workdir: Path) -> list[int]:
