@@ -90,6 +90,7 @@ REQUIRED_ARGS = {"length": {"max_chars": 100}, "learned_reward": {"model": "unus
                  "worst_group_reward": {"model": "unused"},
                  "judge": {"model": "unused", "template": "{prompt}{completion}"},  # loads its model on first call only
                  "judge_with_reference": {"model": "unused", "template": "{prompt}{completion}{answer}"},
+                 "pairwise_judge": {"model": "unused", "template": "{prompt}{a}{b}"},
                  "user_mixture": {"groups": [{"name": "g", "users": 1, "rewards": [{"name": "format"}]}]}}  # fmt: skip
 
 

@@ -249,6 +249,7 @@ from harness.rewards import learned as _learned  # noqa: E402,F401
 from harness.rewards import math as _math  # noqa: E402,F401
 from harness.rewards import model as _model  # noqa: E402,F401
 from harness.rewards import noisy as _noisy  # noqa: E402,F401
+from harness.rewards import pairwise_judge as _pairwise_judge  # noqa: E402,F401
 from harness.rewards import preference_oracle as _preference_oracle  # noqa: E402,F401
 from harness.rewards import process as _process  # noqa: E402,F401
 from harness.rewards import sql as _sql  # noqa: E402,F401
