@@ -75,6 +75,8 @@ REFUSED: list[tuple[str, Callable[[dict], object], str, str]] = [
     ("negative-tolerance", lambda b: b["reported"][0].update(tolerance=-0.1), "reported.0.tolerance", ""),
     ("top-p-above-one", lambda b: b["reported"][0].update(top_p=1.5), "reported.0.top_p", "at most 1"),
     ("variants-as-list", lambda b: b.update(variants=[]), "variants", "expected a mapping"),
+    ("extends-with-own-stages", lambda b: b["variants"].update(more={"extends": GOLD, "stages": [gold(b)]}),
+     "variants.more.stages", f"more extends {GOLD} and lists stages of its own, which replace {GOLD}'s"),
     ("stages-as-mapping", lambda b: b["variants"][GOLD].update(stages={"kind": "grpo"}), f"variants.{GOLD}.stages",
      "expected a list"),
     ("args-as-list", lambda b: gold(b).update(args=[1]), f"variants.{GOLD}.stages.0.args", "expected a mapping"),

@@ -18,6 +18,7 @@ This module imports nothing heavy (no torch, no OmegaConf): the Snakefile calls 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -262,6 +263,15 @@ def _dotlist(overrides: list[str]) -> dict:
     return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
 
 
+def _has_stages(paper: PaperConfig, name: str) -> bool:
+    """Whether a variant trains: stages of its own or from the variants it extends."""
+    while name is not None:
+        if paper.variants[name].stages:
+            return True
+        name = paper.variants[name].extends
+    return False
+
+
 def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path,
                      scale: str = "") -> tuple[Variant, list[str]]:  # fmt: skip
     """The variant with its stages resolved (with the scale's changes to them), and the key of each stage in the
@@ -274,6 +284,12 @@ def _resolve_variant(paper: PaperConfig, name: str, sc: ScaleConfig, file: Path,
             raise ConfigError(file, f"variants.{chain[-1]}.extends", f"no variant {cur!r}")
         chain.append(cur)
         cur = paper.variants[cur].extends
+    for child, parent in itertools.pairwise(chain):
+        if paper.variants[child].stages and _has_stages(paper, parent):
+            raise ConfigError(file, f"variants.{child}.stages",
+                              f"{child} extends {parent} and lists stages of its own, which replace {parent}'s: they "
+                              f"are not run after them. Write every stage in {child} (YAML anchors can repeat "
+                              f"{parent}'s), or drop `extends`")  # fmt: skip
     model, stages_cfg, rounds, description = sc.model, [], None, ""
     stages_of, rounds_of = name, name  # the variants whose `stages` / `rounds` these are (written there)
     for link in reversed(chain):  # the base of the chain first

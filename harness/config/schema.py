@@ -95,7 +95,9 @@ class VariantConfig:
 
     description: str = ""
     extends: str | None = None
-    """Another variant whose stages (and model) this one starts from."""
+    """Another variant whose stages, model and description this one takes; it may change the model or the scales,
+    not add stages (a variant with stages of its own that extends one with stages is refused: its stages would
+    replace the other's, not follow them)."""
     model: str | None = None
     """A model (configs/models/) replacing the scale's default for this variant."""
     scales: list[str] | None = None
