@@ -86,7 +86,10 @@ def test_extends_chain_inherits_and_own_stages_beside_inherited_ones_are_refused
 
     def mutate(b):
         b["variants"]["weaker"] = {"extends": "vote_weak", "description": "two links down"}
-        b["variants"]["gold_weak"] = {"model": "toy-arith-weak", "stages": copy.deepcopy(b["variants"]["gold"]["stages"])}
+        b["variants"]["gold_weak"] = {
+            "model": "toy-arith-weak",
+            "stages": copy.deepcopy(b["variants"]["gold"]["stages"]),
+        }
 
     rp = load(tmp_path, mutate)
     assert rp.variants["weaker"].model == "toy-arith-weak"  # from the middle link
