@@ -203,7 +203,8 @@ def test_the_bundles_labeler_groups_are_the_groups_its_evaluation_judges(scale):
     from harness.config.plain import to_plain
 
     rp = load_paper("maxmin-rlhf", scale)
-    judges = {j.name: to_plain(j)["rewards"] for j in rp.eval.judges}
+    judges = {j.name: [{k: r[k] for k in ("name", "weight", "args")} for r in to_plain(j)["rewards"]]
+              for j in rp.eval.judges}  # fmt: skip
     seen = 0
     for v in rp.variants.values():
         for st in v.stages:

@@ -19,7 +19,15 @@ LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.te
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
 LATER_MODEL_FIELDS = ("revision", "architecture", "toy.max_positions", "toy.init_from")
 """The same for ModelConfig (`gated` is dropped while false)."""
-LATER_EVAL_FIELDS = ("judges", "revisions", "instruction", "ask", "environment", "max_turns")
+LATER_EVAL_FIELDS = (
+    "judges",
+    "revisions",
+    "instruction",
+    "ask",
+    "environment",
+    "max_turns",
+    "judges.*.rewards.*.gated_by",
+)
 """The same for EvalConfig."""
 LATER_REPORTED_FIELDS = {"over": None, "checkpoint": "unstated"}
 """Reported-result fields added after results existed, with their defaults: left out while at them."""
@@ -94,10 +102,11 @@ def _drop_unset(out: dict, fields: tuple[str, ...]) -> dict:
 def _drop_path(holder: Any, parts: list[str]) -> None:
     head, *rest = parts
     if head == "*":
-        for item in holder:
+        for item in holder or []:
             _drop_path(item, rest)
     elif rest:
-        _drop_path(holder[head], rest)
+        if holder.get(head) is not None:  # a parent already dropped (unset) has nothing below it
+            _drop_path(holder[head], rest)
     elif holder.get(head) is None:
         holder.pop(head, None)
 
