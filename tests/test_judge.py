@@ -220,20 +220,26 @@ def test_bad_judge_arguments_are_refused_at_config_time(args, message):
     assert REWARDS.get("judge").args_problem({"model": "m", "template": TEMPLATE, "location": "/x"})[0] == "location"
 
 
+def judged_grpo(root, tmp_path, spec: RewardSpec):
+    """Two SGD steps of GRPO on the toy world rewarded by `spec`, whose judge is the world's model: (the trained
+    trainer, its reward function, the policy's weights before)."""
+    args = dict(learning_rate=1e-2, max_steps=2, per_device_train_batch_size=8, num_generations=4,
+                max_completion_length=4, save_steps=100, logging_steps=1, optim="sgd")  # fmt: skip
+    st = Stage(kind="grpo", data="train", objective=ObjectiveConfig(), args=args, rewards=[spec])
+    rows = datasets.Dataset.from_list(read_split(root / "data", "train"))
+    trainer = build_trainer(st, str(root / "model"), rows, 0, tmp_path / "ckpt",
+                            models={"toy-sum-judge": str(root / "model")})  # fmt: skip
+    before = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
+    trainer.train()
+    return trainer, trainer.reward_funcs[0], before
+
+
 def test_the_judge_trains_a_policy_in_a_real_grpo_loop(world, tmp_path):
     """Two GRPO steps on the toy world with the toy model as a frozen judge: scores reach TRL, the policy moves,
     the judge does not, and each distinct completion is judged once."""
     root, _ = world
-    args = dict(learning_rate=1e-2, max_steps=2, per_device_train_batch_size=8, num_generations=4,
-                max_completion_length=4, save_steps=100, logging_steps=1, optim="sgd")  # fmt: skip
-    st = Stage(kind="grpo", data="train", objective=ObjectiveConfig(), args=args,
-               rewards=[RewardSpec(name="judge", args={"model": "toy-sum-judge", "template": TEMPLATE})])  # fmt: skip
-    rows = datasets.Dataset.from_list(read_split(root / "data", "train"))
-    trainer = build_trainer(st, str(root / "model"), rows, 0, tmp_path / "ckpt",
-                            models={"toy-sum-judge": str(root / "model")})  # fmt: skip
-    fn = trainer.reward_funcs[0]
-    before = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
-    trainer.train()
+    trainer, fn, before = judged_grpo(root, tmp_path, RewardSpec(name="judge", args={"model": "toy-sum-judge",
+                                                                                   "template": TEMPLATE}))  # fmt: skip
     logged = [e for e in trainer.state.log_history if "rewards/judge/mean" in e]
     assert len(logged) == 2 and all(0.0 < e["rewards/judge/mean"] < 1.0 for e in logged)
     assert 0 < fn.calls <= 16 and len(fn.cache) == fn.calls

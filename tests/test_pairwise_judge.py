@@ -77,27 +77,16 @@ def test_it_is_a_group_aware_model_reading_reward_without_labels():
 def test_the_pairwise_judge_trains_a_policy_in_a_real_grpo_loop(world, tmp_path):
     """Two GRPO steps with the frozen toy model judging pairs: win probabilities reach TRL (each group's reference
     at 0.5, the rest in (0, 1)), the policy moves and the judge stays frozen."""
-    import datasets
     import torch
 
-    from harness.config.schema import Stage
-    from harness.config.stage import ObjectiveConfig, RewardSpec
-    from harness.world.splits import read_split
-    from tests.conftest import build_trainer
+    from harness.config.stage import RewardSpec
+    from tests.test_judge import judged_grpo
 
     root, _ = world
-    args = dict(learning_rate=1e-2, max_steps=2, per_device_train_batch_size=8, num_generations=4,
-                max_completion_length=4, save_steps=100, logging_steps=1, optim="sgd")  # fmt: skip
     spec = RewardSpec(
         name="pairwise_judge", args={"model": "toy-sum-judge", "template": TEMPLATE, "labels": ["yes", "no"]}
     )
-    st = Stage(kind="grpo", data="train", objective=ObjectiveConfig(), args=args, rewards=[spec])
-    rows = datasets.Dataset.from_list(read_split(root / "data", "train"))
-    trainer = build_trainer(st, str(root / "model"), rows, 0, tmp_path / "ckpt",
-                            models={"toy-sum-judge": str(root / "model")})  # fmt: skip
-    fn = trainer.reward_funcs[0]
-    before = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
-    trainer.train()
+    trainer, fn, before = judged_grpo(root, tmp_path, spec)
     logged = [e for e in trainer.state.log_history if "rewards/pairwise_judge/mean" in e]
     assert len(logged) == 2 and all(0.0 < e["rewards/pairwise_judge/mean"] < 1.0 for e in logged)
     assert 0 < fn.judge.calls <= 2 * 2 * 2 * 3  # 2 steps x 2 groups x 3 pairs x 2 orders at most

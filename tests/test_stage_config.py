@@ -36,6 +36,20 @@ def test_rounds_repeat_their_stages_after_the_variants_own(tmp_path):
     assert [s.kind for s in stages] == ["sft"] + ["generate", "dpo"] * 3
 
 
+def test_own_stages_beside_inherited_ones_are_refused(tmp_path):
+    """A variant whose chain has stages may not list its own: they would replace the chain's, not follow them (the
+    mistake two shipped bundles made). Extending a variant without stages, or listing none, is fine."""
+    e = refusal(tmp_path, sft={"stages": [{"kind": "sft"}]}, rl={"extends": "sft", "stages": [GRPO]})
+    assert "variants.rl.stages: rl extends sft and lists stages of its own, which replace sft's" in str(e)
+    e = refusal(
+        tmp_path, sft={"stages": [{"kind": "sft"}]}, mid={"extends": "sft"}, rl={"extends": "mid", "stages": [GRPO]}
+    )
+    assert "rl extends mid and lists stages of its own, which replace mid's" in str(e)
+    slug = bundle(tmp_path, rl={"extends": "base", "stages": [GRPO]}, same={"extends": "rl"})
+    rp = load_paper(slug, "toy", papers_dir=tmp_path)
+    assert [s.kind for s in rp.variants["rl"].stages] == [s.kind for s in rp.variants["same"].stages] == ["grpo"]
+
+
 def test_a_variant_extending_another_inherits_its_rounds(tmp_path):
     slug = bundle(tmp_path, dno={"rounds": {"count": 2, "stages": [GEN, DPO]}},
                   longer={"extends": "dno", "rounds": {"count": 4, "stages": [GEN, DPO]}}, same={"extends": "dno"})  # fmt: skip
