@@ -158,15 +158,19 @@ def test_only_a_live_job_of_the_same_configuration_is_reattached(cluster, tmp_pa
 
 
 def job_python(job_id: str) -> list[psutil.Process]:
-    """The Python process(es) submitit runs the job in, on this (the only) node."""
-    out = sh("scontrol", "listpids", job_id, check=False).splitlines()[1:]
+    """The Python process(es) submitit runs the job in, on this (the only) node: the tasks of its step 0.
+
+    Only the step's tasks: the batch step's `srun` carries the same `submitit.core._submit` command line
+    and shows up first, and stopping it instead would leave the Python running, to take USR2 at once."""
+    out = sh("scontrol", "listpids", job_id, check=False).splitlines()[1:]  # PID JOBID STEPID LOCALID GLOBALID
     procs = []
     for line in out:
         try:
-            p = psutil.Process(int(line.split()[0]))
-            if "submitit.core._submit" in " ".join(p.cmdline()):
+            pid, _, step = line.split()[:3]
+            p = psutil.Process(int(pid))
+            if step == "0" and "submitit.core._submit" in " ".join(p.cmdline()):
                 procs.append(p)
-        except (psutil.NoSuchProcess, ValueError, IndexError):
+        except (psutil.NoSuchProcess, ValueError):
             pass
     return procs
 
