@@ -239,9 +239,10 @@ def cmd_fetch(args) -> int:
 
 
 def _rows_readable(items, root: Path) -> bool:
-    """Every fetched dataset among `items` reads as a stage reads it (its fields, its shipped instruction); each
-    problem printed with its config file. The caller then writes no marker, so no job that reads it starts."""
-    from harness import hub
+    """Every fetched dataset among `items` reads as a stage reads it (its fields, its shipped instruction), and
+    every corpus is indexed (harness/corpora.py: its text columns read in every row); each problem printed with its
+    config file. The caller then writes no marker, so no job that reads it starts."""
+    from harness import corpora, hub
     from harness.config import load
     from harness.stages.data import check_fetched
 
@@ -251,10 +252,13 @@ def _rows_readable(items, root: Path) -> bool:
             continue
         cfg = load.load_component("datasets", item.file.stem, item.file, "fetch")
         try:
+            if cfg.text_fields is not None:
+                corpora.build(cfg, root, log=lambda line: print(line, flush=True))
+                continue
             n = check_fetched(cfg, Path(hub.local_dataset(cfg, root)))
             print(f"{item.file}: {n} rows read", flush=True)
-        except ValueError as e:
-            print(f"error: {item.file}: {e}", file=sys.stderr)
+        except (ValueError, KeyError) as e:
+            print(f"error: {item.file}: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
             ok = False
     return ok
 

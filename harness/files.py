@@ -23,7 +23,7 @@ from harness.config.errors import FetchError
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
-"""File suffix -> the `datasets` builder that reads it."""
+"""File suffix -> the `datasets` builder that reads it; a text format may come gzipped (`.jsonl.gz`)."""
 PIN_HINT = "run `harness fetch --pin` on a machine that reaches it (it writes the file's SHA-256)"
 
 
@@ -42,18 +42,27 @@ def url_problem(url: str) -> str | None:
     >>> url_problem("ftp://x/a.parquet")
     "must be an http(s) URL, got 'ftp://x/a.parquet'"
     >>> url_problem("https://x/a.txt")
-    "must end in one of .parquet, .jsonl, .json, .csv (the format read), got 'a.txt'"
+    "must end in one of .parquet, .jsonl, .json, .csv (the format read; text formats may add .gz), got 'a.txt'"
+    >>> url_problem("https://x/wiki-18.jsonl.gz"), url_problem("https://x/a.parquet.gz") is None
+    (None, False)
     """
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         return f"must be an http(s) URL, got {url!r}"
-    if Path(parsed.path).suffix not in FORMATS:
-        return f"must end in one of {', '.join(FORMATS)} (the format read), got {file_name(url)!r}"
+    if _suffix(parsed.path) not in FORMATS or (parsed.path.endswith(".gz") and _suffix(parsed.path) == ".parquet"):
+        return (f"must end in one of {', '.join(FORMATS)} (the format read; text formats may add .gz), "
+                f"got {file_name(url)!r}")  # fmt: skip
     return None
 
 
+def _suffix(path: str) -> str:
+    """The format's suffix of a file name, a compression's `.gz` looked past."""
+    p = Path(path)
+    return Path(p.stem).suffix if p.suffix == ".gz" else p.suffix
+
+
 def file_format(url: str) -> str:
-    return FORMATS[Path(urlparse(url).path).suffix]
+    return FORMATS[_suffix(urlparse(url).path)]
 
 
 def cached(root: Path, url: str, sha256: str) -> Path:

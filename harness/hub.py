@@ -281,7 +281,9 @@ def stage_markers(rp: ResolvedPaper, variant: str, model: str, dataset: DatasetC
     base = rp.models[rp.variants[variant].model]
     out = [model_marker(base)] if base.source == "hub" and model == base.hub_id else []
     out += [model_marker(rp.models[n]) for n in reward_models if rp.models[n].source == "hub"]
-    return list(dict.fromkeys(out + ([dataset_marker(dataset)] if dataset is not None and dataset.fetched else [])))
+    out += [dataset_marker(dataset)] if dataset is not None and dataset.fetched else []
+    out += [dataset_marker(rp.datasets[dataset.corpus])] if dataset is not None and dataset.corpus else []
+    return list(dict.fromkeys(out))
 
 
 def eval_markers(rp: ResolvedPaper, variant: str | None, model: str | None) -> list[str]:
@@ -410,7 +412,22 @@ def offline_stage(job: StageJob, model: ModelConfig, root: Path, reward_models: 
         changes["models"] = job.models | {n: local_model(m.hub_id, m.revision, root) for n, m in judged.items()}
     if job.dataset is not None and job.dataset.fetched and job.stage.data != GENERATED:
         changes["data_dir"] = Path(local_dataset(job.dataset, root))
+        if job.dataset.corpus:
+            changes["corpus"] = corpus_index(job.dataset, root)
     return replace(job, **changes)
+
+
+def corpus_index(dataset: DatasetConfig, root: Path) -> Path:
+    """The finished BM25 index of the corpus a dataset names (`harness fetch` built it); FetchError when absent."""
+    from harness.corpora import index_dir
+    from harness.environments.corpus_index import is_index
+
+    cfg = load.load_component("datasets", dataset.corpus, _config_file("datasets", dataset.corpus), "corpus")
+    folder = index_dir(cfg, root)
+    if not is_index(folder):
+        raise FetchError(f"the index of corpus {dataset.corpus} is not in the hub cache ({folder}): run `harness "
+                         "fetch` on the head node")  # fmt: skip
+    return folder
 
 
 def use_local_task_data(tm, cfg: EvalConfig, root: Path) -> dict[str, str]:

@@ -64,9 +64,17 @@ def check_dataset(dataset: DatasetConfig, file: Path) -> None:
             raise ConfigError(file, "url", problem if dataset.url else "a url dataset needs url (its file's address)")
         if dataset.sha256 is not None and not SHA256.fullmatch(dataset.sha256):
             raise ConfigError(file, "sha256", f"must be 64 lowercase hex digits, got {dataset.sha256!r}")
-    for key in ("url", "sha256"):
+    for key in ("url", "sha256", "text_fields"):
         if dataset.source != "url" and getattr(dataset, key) is not None:
-            raise ConfigError(file, key, f"only a dataset with source: url has a {key}")
+            raise ConfigError(file, key, f"only a dataset with source: url has {key} (a corpus is one file)")
+    if dataset.text_fields is not None and not dataset.text_fields:
+        raise ConfigError(file, "text_fields", "name at least one column of a document's text")
+    if dataset.corpus is not None:
+        if not dataset.fetched:
+            raise ConfigError(file, "corpus", f"a {dataset.source} dataset writes its own corpus.jsonl; only a hub or "
+                              "url dataset names a corpus")  # fmt: skip
+        if dataset.text_fields is not None:
+            raise ConfigError(file, "corpus", "a corpus (text_fields) names no corpus of its own")
     if dataset.generated:
         generator = GENERATORS.get(dataset.source)
         try:

@@ -126,6 +126,12 @@ class DatasetConfig:
     512 for a hub one."""
     where: dict[str, list[Any]] | None = None
     """hub: keep only rows whose column has one of the listed values (`{level: [1, 2, 3]}`)."""
+    corpus: str | None = None
+    """hub/url: the dataset config (configs/datasets/<name>.yaml) of the documents a `retrieval` environment
+    searches for these questions: a corpus, fetched with them and indexed on the head node (harness/corpora.py)."""
+    text_fields: list[str] | None = None
+    """Makes this config a corpus (source url: one JSON-lines file, gzipped or not, or a Parquet file): the columns
+    of a document's text, joined by a newline (`[title, text]`; `[contents]` when a title already leads it)."""
     arithmetic: ArithmeticSpec = field(default_factory=ArithmeticSpec)
     word_problems: WordProblemSpec = field(default_factory=WordProblemSpec)
     programs: ProgramSpec = field(default_factory=ProgramSpec)

@@ -51,6 +51,7 @@ from harness.config.schema import (
 )
 from harness.config.stage import RewardSpec, StageConfig
 from harness.config.stage_changes import check_stage_changes, scale_stage, stage_change, stage_names
+from harness.environments import ENVIRONMENTS
 from harness.layout import CONFIGS, PAPERS
 from harness.memory import TOY_VOCAB, host_memory_gb, shape_of
 from harness.rewards import REWARDS
@@ -91,6 +92,31 @@ def _load(schema: type, file: Path, check: Callable | None = None) -> Any:
     if check is not None:
         check(obj, file)
     return obj
+
+
+def _corpora(datasets: dict[str, DatasetConfig], variants: dict[str, Variant], stage_keys: dict[str, list[str]],
+             file: Path) -> dict[str, DatasetConfig]:  # fmt: skip
+    """The corpora the datasets name (fetched and indexed with them), each checked to be one; a stage whose
+    environment searches a corpus on a fetched dataset without one is refused."""
+    out = {}
+    for name, d in datasets.items():
+        if d.corpus:
+            where = CONFIGS / "datasets" / f"{name}.yaml"
+            corpus = load_component("datasets", d.corpus, where, "corpus")
+            if corpus.text_fields is None:
+                raise ConfigError(where, "corpus", f"configs/datasets/{d.corpus}.yaml is no corpus: it has no "
+                                  "text_fields (the columns of a document's text)")  # fmt: skip
+            out[d.corpus] = corpus
+    for v in variants.values():
+        for i, st in enumerate(v.stages):
+            if st.environment is None or not ENVIRONMENTS.get(st.environment.name).reads_corpus:
+                continue
+            name = st.dataset or next(iter(datasets))
+            if datasets[name].fetched and not datasets[name].corpus:
+                raise ConfigError(file, f"{stage_keys[v.name][i]}.environment",
+                                  f"{st.environment.name!r} searches a corpus, and dataset {name} names none "
+                                  f"(configs/datasets/{name}.yaml: corpus)")  # fmt: skip
+    return out
 
 
 def load_component(kind: str, name: str, referrer: Path, key: str) -> Any:
@@ -177,6 +203,7 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
         st.dataset: load_component("datasets", st.dataset, file, f"variants.{v.name}.stages.{i}.dataset")
         for v in variants.values() for i, st in enumerate(v.stages) if st.dataset is not None
     }  # fmt: skip
+    datasets |= _corpora({sc.dataset: dataset} | datasets, variants, stage_keys, file)
     _derive_host_memory(variants, models, file, key)
     eval_resources = sc.resources.evaluate
     if eval_resources.mem_gb is None:

@@ -281,7 +281,8 @@ class ResolvedPaper:
     reported: list[ReportedResult]
     claims: list[Claim]
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
-    """Datasets that stages name instead of the scale's (`StageConfig.dataset`)."""
+    """Datasets that stages name instead of the scale's (`StageConfig.dataset`), and the corpora datasets name
+    (`DatasetConfig.corpus`: fetched and indexed with them)."""
     stage_keys: dict[str, list[str]] = field(default_factory=dict)
     """Per variant, the key in the bundle of each of its stages (`variants.<v>.stages.<i>`, or the rounds' key)."""
     server_resources: Resources | None = None

@@ -11,8 +11,9 @@ An episode on the prompt `color of zorba?` (the toy world harness/world/retrieva
                                                             `=?;` for a call without query words
     model:        red                                       a turn without a call is the final answer: its text, a word
 
-The corpus is a JSONL file of {"id", "text"}, read once per factory call; its texts should hold no ";" (the end of
-an observation). The episode's reward is 1 when the final answer equals the row's `answer` (case-insensitively),
+The corpus is a JSONL file of {"id", "text"}, read and indexed once per factory call, or at paper scale the folder
+of its index built on the head node (harness/corpora.py), opened memory-mapped; its texts should hold no ";" (the
+end of an observation). The episode's reward is 1 when the final answer equals the row's `answer` (case-insensitively),
 else 0 (also when no final answer came before the turn limit), minus `call_penalty` per call (a per-turn reward: a
 cost of searching). `noise`: the share of calls answered with a document drawn at random instead of the search's
 best (a degraded engine, as a simulated search engine is; drawn from a hash of the question, the query and the
@@ -119,10 +120,20 @@ def _check(top_k: int = 1, k1: float = 1.2, b: float = 0.75, noise: float = 0.0,
         raise ValueError(f"b: in [0, 1], got {b}")
 
 
+def open_corpus(corpus: str | Path, k1: float, b: float) -> BM25:
+    """A corpus file (JSONL) indexed here, in memory; or a built index (a folder, harness/corpora.py) opened
+    memory-mapped."""
+    if Path(corpus).is_dir():
+        from harness.environments.corpus_index import open_index
+
+        return open_index(Path(corpus), k1, b)
+    return BM25(read_corpus(corpus), k1, b)
+
+
 @register_environment("retrieval", needs_labels=True, reads_corpus=True, validate=_check)
 def retrieval(corpus: str, top_k: int = 1, k1: float = 1.2, b: float = 0.75, noise: float = 0.0,
               call_penalty: float = 0.0) -> partial[Retrieval]:  # fmt: skip
-    """Episodes with a search tool over the documents of `corpus` (a JSONL file's path), scored by the final
-    answer against the row's `answer`; the corpus is read and indexed once, here."""
+    """Episodes with a search tool over the documents of `corpus` (a JSONL file's path, or an index's folder),
+    scored by the final answer against the row's `answer`; the corpus is opened once, here."""
     _check(top_k, k1, b, noise, call_penalty)
-    return partial(Retrieval, BM25(read_corpus(corpus), k1, b), top_k, noise, call_penalty)
+    return partial(Retrieval, open_corpus(corpus, k1, b), top_k, noise, call_penalty)

@@ -128,3 +128,6 @@ class StageJob:
     upstream: dict[str, str] = field(default_factory=dict)
     """What it reads from earlier stages (harness.plan.Plan.upstream): UPSTREAM_SAMPLES (the folder of the stage
     that made its samples), UPSTREAM_SCORER (the scorer its rewards read)."""
+    corpus: Path | None = None
+    """The BM25 index folder of the dataset's corpus (paper scale: harness.hub.offline_stage, harness/corpora.py);
+    None: a generated dataset's corpus.jsonl beside its splits, if any."""

@@ -59,7 +59,8 @@ KIND = StageKind(
 
 
 def environment_factory(job: StageJob):
-    """The stage's environment factory, built with its arguments (and the dataset's corpus when it reads one)."""
+    """The stage's environment factory, built with its arguments (and the dataset's corpus or its index when it
+    reads one)."""
     from harness.environments import ENVIRONMENTS
 
     spec = job.stage.environment
@@ -71,8 +72,12 @@ def environment_factory(job: StageJob):
 
 
 def corpus_file(job: StageJob):
+    """What the environment searches: the corpus's index at paper scale (StageJob.corpus), else the generated
+    dataset's corpus.jsonl."""
     from pathlib import Path
 
+    if job.corpus is not None:
+        return job.corpus
     if job.data_dir is None:
         raise FileNotFoundError(f"environment {job.stage.environment.name!r} searches a corpus; the stage has no data")
     path = Path(job.data_dir) / "corpus.jsonl"
