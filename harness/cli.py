@@ -301,9 +301,10 @@ def cmd_evaluate(args) -> int:
 
         model = local_model(base.hub_id, base.revision, root)
     if rp.eval.environment is not None:  # a tool world's suite: episodes, not lm-eval
-        from harness.evaluation.episodes import evaluate_episodes
+        from harness.evaluation.episodes import evaluate_episodes, fetched_questions
 
-        result = evaluate_episodes(model, rp.eval, run.seed, out, data)
+        questions = fetched_questions(rp.datasets, rp.eval, root) if rp.eval.dataset else None
+        result = evaluate_episodes(model, rp.eval, run.seed, out, data, questions)
     else:
         judges = plan.judge_models(args.paper)
         if root is not None:  # hub judges from the cache, as the model

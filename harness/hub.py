@@ -292,6 +292,9 @@ def eval_markers(rp: ResolvedPaper, variant: str | None, model: str | None) -> l
     base = rp.models[rp.variants[variant].model] if variant is not None else None
     out = [model_marker(base)] if base is not None and base.source == "hub" and model == base.hub_id else []
     out += [model_marker(rp.models[n]) for n in suite_models(rp.eval) if rp.models[n].source == "hub"]
+    if rp.eval.dataset is not None:  # an episode suite's own questions, and their corpus
+        own = rp.datasets[rp.eval.dataset]
+        out += [dataset_marker(own)] + ([dataset_marker(rp.datasets[own.corpus])] if own.corpus else [])
     return list(dict.fromkeys(out + ([eval_marker(rp.eval_name, rp.eval)] if suite_uses_hub(rp.eval) else [])))
 
 

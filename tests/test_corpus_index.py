@@ -85,7 +85,10 @@ def test_corpus_files_are_read_by_their_text_columns(tmp_path):
 CORPUS = [{"id": str(i), "contents": f'"Entity {name}"\n{name} color {color} city {city}'}
           for i, (name, color, city) in enumerate([("zorba", "red", "oslo"), ("kela", "blue", "lima"),
                                                    ("mivo", "green", "rome"), ("tasu", "red", "kyiv")])]  # fmt: skip
-QUESTIONS = [{"question": f"color of {n}?", "golden": c} for n, c in [("zorba", "red"), ("kela", "blue")]]
+QUESTIONS = [
+    {"question": "color of zorba?", "golden": ["red", "crimson"]},
+    {"question": "color of kela?", "golden": ["blue"]},
+]
 BUNDLE = """
 paper: {title: a search agent on a fetched corpus}
 variants:
@@ -96,10 +99,14 @@ variants:
 scales:
   toy:
     model: toy-tiny
+    eval: wiki-episodes
+    instruction: "Search with <search>words</search>, answer in <answer></answer>."
     stages:
       search.stages.0: {dataset: wiki-questions}
   paper: {}
 """
+SEARCH_R1 = {"call": ["<search>", "</search>"], "result": ["\n\n<information>", "</information>\n\n"],
+             "answer": ["<answer>", "</answer>"], "separator": "\n"}  # fmt: skip
 
 
 @pytest.fixture
@@ -118,6 +125,10 @@ def project(tmp_path, server, monkeypatch):  # noqa: F811
     (datasets / "wiki-corpus.yaml").write_text(f"source: url\nurl: {base}/wiki.jsonl.gz\ntext_fields: [contents]\n")
     (datasets / "wiki-questions.yaml").write_text(f"source: url\nurl: {base}/questions.parquet\nprompt_field: question"
                                                   "\nanswer_field: golden\ncorpus: wiki-corpus\n")  # fmt: skip
+    suite = {"tasks": ["wiki_search"], "environment": {"name": "retrieval", "args": {"top_k": 2, "match": "em",
+             **SEARCH_R1}}, "dataset": "wiki-questions", "n_samples": 2, "temperature": 1.0, "max_new_tokens": 6,
+             "max_turns": 2}  # fmt: skip
+    (tmp_path / "configs" / "eval" / "wiki-episodes.yaml").write_text(json.dumps(suite))
     monkeypatch.setattr(load, "CONFIGS", tmp_path / "configs")
     write_bundle(tmp_path / "papers", "searchy", BUNDLE)
     return tmp_path, datasets
@@ -146,6 +157,7 @@ def test_fetch_indexes_the_corpus_before_its_marker_and_the_stage_searches_it_of
     assert hub.dataset_marker(corpus) in plan.stage_inputs(run, 0)  # the stage waits for the indexed corpus
 
     capsys.readouterr()
+    assert hub.dataset_marker(corpus) in plan.eval_hub_inputs(run, "model")  # and so does the episode suite
     assert main(["--papers-dir", str(tmp / "papers"), "fetch", "searchy", "--scale", "toy"]) == 0
     out = capsys.readouterr().out
     assert "index of 4 documents" in out and f"{datasets / 'wiki-questions.yaml'}: 2 rows read" in out
@@ -253,3 +265,74 @@ def test_common_words_are_scored_only_where_they_can_change_the_top_k(monkeypatc
     took.clear()
     assert [index.search(q, k) for q, k in queries] == short and not took
     assert short[0] == [(17, short[0][0][1])] and short[1][0][0] == 17
+
+
+def test_the_episode_suite_reads_its_fetched_questions_and_searches_the_index_offline(project, world, monkeypatch):
+    """A paper-scale episode suite (EvalConfig.dataset) on the toy model: its questions from the hub cache, each
+    with the instruction, its corpus's index searched, list golds graded by SQuAD EM, the protocol recorded."""
+    from harness import hub
+    from harness.cli import main
+    from harness.config.load import load_paper
+    from harness.evaluation.episodes import evaluate_episodes, fetched_questions
+    from harness.pinning import pin
+
+    tmp, _ = project
+    root, _ = world
+    monkeypatch.setenv("HF_HOME", str(tmp / "hf"))
+    monkeypatch.chdir(tmp)
+    pin([i for i in hub.items_of(["searchy"], "toy", tmp / "papers") if i.repo_type == "file"], log=lambda _: None)
+    assert main(["--papers-dir", str(tmp / "papers"), "fetch", "searchy", "--scale", "toy"]) == 0
+    for f in ("wiki.jsonl.gz", "questions.parquet"):
+        (tmp / "www" / f).unlink()
+    rp = load_paper("searchy", "toy", papers_dir=tmp / "papers")
+    questions = fetched_questions(rp.datasets, rp.eval, tmp / "hf")
+    assert [r["answer"] for r in questions.rows] == ['["red", "crimson"]', '["blue"]']
+    assert questions.corpus is not None and (questions.corpus / "index.json").is_file()
+    result = evaluate_episodes(str(root / "model"), rp.eval, 0, tmp / "eval", None, questions)
+    metrics = result["metrics"]["wiki_search"]
+    assert metrics["questions"] == 2 and metrics["samples_per_question"] == 2
+    assert result["protocol"]["environment"]["args"]["call"] == ["<search>", "</search>"]
+    first = json.loads((tmp / "eval" / "samples.jsonl").read_text().splitlines()[0])
+    assert first["target"] == '["red", "crimson"]' and len(first["episodes"]) == 2
+
+
+def test_the_search_r1_protocol_parses_calls_and_tagged_answers_and_grades_each_gold(tmp_path):
+    from harness.environments.retrieval import retrieval
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in [{"id": "0", "text": "Zorba is crimson red"},
+                                                              {"id": "1", "text": "Kela is the blue one"}]))  # fmt: skip
+    make = retrieval(str(corpus), top_k=1, match="em", **SEARCH_R1)
+    env = make()
+    assert env.stop == ("</search>",)
+    env.reset({"prompt": "color of zorba?", "answer": '["Crimson red", "scarlet"]'})
+    turn = env.step("<think>look it up</think><search>zorba color</search>")
+    assert turn.tool_call and turn.observation == "\n\n<information>Zorba is crimson red</information>\n\n"
+    assert env.step("<search> ? </search>").invalid
+    done = env.step("<think>found</think><answer>The crimson  red.</answer>")
+    assert done.done and env.reward() == 1.0 and env.stats()["hit"] == 1.0 and env.stats()["tool_calls"] == 2
+
+    f1 = retrieval(str(corpus), match="f1", **SEARCH_R1)()
+    f1.reset({"prompt": "q", "answer": '["crimson red"]'})
+    f1.step("<answer>red</answer>")
+    assert f1.reward() == pytest.approx(2 / 3) and f1.stats()["success"] == 0.0  # partial credit, no EM
+    untagged = retrieval(str(corpus), match="em", **SEARCH_R1)()
+    untagged.reset({"prompt": "q", "answer": "red"})
+    untagged.step("red")  # a final turn without answer tags answers nothing
+    assert untagged.reward() == 0.0
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        ({"match": "fuzzy"}, "match: one of exact, em, f1"),
+        ({"call": ["<search>"]}, "call: [opening, closing]"),
+        ({"answer": ["<answer>", ""]}, "answer: [opening, closing]"),
+        ({"call": ["<s>", "  "]}, "is blank"),
+    ],
+)
+def test_bad_protocol_arguments_are_refused(args, fragment):
+    from harness.environments import ENVIRONMENTS
+
+    problem = ENVIRONMENTS.get("retrieval").args_problem(args)
+    assert problem is not None and fragment in problem[1]

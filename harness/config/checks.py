@@ -286,6 +286,9 @@ def check_eval(cfg: EvalConfig, file: Path) -> None:
         )
     if cfg.environment is not None:
         _check_eval_environment(cfg, file)
+    elif cfg.dataset is not None:
+        raise ConfigError(file, "dataset", "only an episode suite (environment) reads a dataset's rows; lm-eval "
+                          "tasks read their own")  # fmt: skip
 
 
 def _check_eval_environment(cfg: EvalConfig, file: Path) -> None:

@@ -205,6 +205,10 @@ class EvalConfig:
     filed under, `max_new_tokens` bounds each policy turn. None: lm-eval tasks."""
     max_turns: int | None = limited(None, ge=1, le=64)
     """With an environment: policy turns per episode at most (None: 4)."""
+    dataset: str | None = None
+    """With an environment at paper scale: the dataset config (configs/datasets/<name>.yaml, hub or url) whose rows
+    are the suite's questions (the first `limit`), searched in its corpus when the environment reads one; each
+    prompt is put as training puts it (the instruction, the chat template). None: the generated test split."""
     revisions: dict[str, str] | None = None
     """Hub commit (40 hex digits) of each hub dataset its lm-eval tasks read, by the task's `dataset_path`, e.g.
     {math-ai/amc23: <sha>}; what `harness fetch` downloads and evaluations read offline (`harness fetch --pin`

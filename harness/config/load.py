@@ -119,6 +119,26 @@ def _corpora(datasets: dict[str, DatasetConfig], variants: dict[str, Variant], s
     return out
 
 
+def _check_episode_suite(evalc: EvalConfig, name: str, scale_dataset: DatasetConfig,
+                         datasets: dict[str, DatasetConfig]) -> None:  # fmt: skip
+    """An episode suite reads a generated test split or its own fetched `dataset`, with a corpus when it searches."""
+    if evalc.environment is None:
+        return
+    file = CONFIGS / "eval" / f"{name}.yaml"
+    if evalc.dataset is None:
+        if not scale_dataset.generated:
+            raise ConfigError(file, "dataset", "an episode suite on a fetched (hub or url) scale dataset names its "
+                              "questions: a dataset config of its own")  # fmt: skip
+        return
+    own = datasets[evalc.dataset]
+    if not own.fetched:
+        raise ConfigError(file, "dataset", f"{evalc.dataset} is generated: a generated world's suite reads its test "
+                          "split (no dataset)")  # fmt: skip
+    if ENVIRONMENTS.get(evalc.environment.name).reads_corpus and not own.corpus:
+        raise ConfigError(file, "dataset", f"{evalc.environment.name!r} searches a corpus, and dataset "
+                          f"{evalc.dataset} names none (configs/datasets/{evalc.dataset}.yaml: corpus)")  # fmt: skip
+
+
 def load_component(kind: str, name: str, referrer: Path, key: str) -> Any:
     """Load configs/<kind>/<name>.yaml onto its schema (kind: models, datasets, eval), checked."""
     schema, check = COMPONENTS[kind]
@@ -203,7 +223,11 @@ def load_paper(slug: str, scale: str, overrides: list[str] | None = None, papers
         st.dataset: load_component("datasets", st.dataset, file, f"variants.{v.name}.stages.{i}.dataset")
         for v in variants.values() for i, st in enumerate(v.stages) if st.dataset is not None
     }  # fmt: skip
+    if evalc.dataset is not None:
+        datasets[evalc.dataset] = load_component("datasets", evalc.dataset, CONFIGS / "eval" / f"{sc.eval}.yaml",
+                                                 "dataset")  # fmt: skip
     datasets |= _corpora({sc.dataset: dataset} | datasets, variants, stage_keys, file)
+    _check_episode_suite(evalc, sc.eval, dataset, datasets)
     _derive_host_memory(variants, models, file, key)
     eval_resources = sc.resources.evaluate
     if eval_resources.mem_gb is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.config.components import EvalConfig
@@ -22,21 +22,55 @@ from harness.layout import EVAL_SAMPLES_FILE, METRICS_FILE, write_atomic
 DEFAULT_MAX_TURNS = 4
 
 
-def environment_factory(cfg: EvalConfig, data_dir: str | None):
-    """The suite's environment factory, with the dataset's corpus when the environment searches one."""
+def environment_factory(cfg: EvalConfig, data_dir: str | None, corpus: Path | None = None):
+    """The suite's environment factory, with its corpus when the environment searches one: `corpus` (a fetched
+    corpus's index), else the generated dataset's corpus.jsonl."""
     from harness.environments import ENVIRONMENTS
 
     factory = ENVIRONMENTS.get(cfg.environment.name)
     args = dict(cfg.environment.args)
     if factory.reads_corpus:
-        corpus = Path(data_dir or "") / "corpus.jsonl"
-        if not corpus.is_file():
+        corpus = corpus or Path(data_dir or "") / "corpus.jsonl"
+        if not corpus.exists():
             raise FileNotFoundError(f"environment {cfg.environment.name!r} searches {corpus}, which is missing")
         args["corpus"] = str(corpus)
     return factory.build(**args)
 
 
-def evaluate_episodes(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_dir: str | None) -> dict:
+@dataclass
+class Questions:
+    """An episode suite's own questions at paper scale (EvalConfig.dataset): the rows, and its corpus's index."""
+
+    rows: list[dict]
+    corpus: Path | None
+
+
+def fetched_questions(datasets: dict, cfg: EvalConfig, root: Path | None) -> Questions:
+    """The first `limit` rows of the suite's fetched dataset, read from the hub cache `root` (None: the hub), and
+    the index of its corpus."""
+    from itertools import islice
+
+    from harness import hub
+    from harness.stages.data import iter_rows
+
+    dataset = datasets[cfg.dataset]
+    folder = Path(hub.local_dataset(dataset, root)) if root is not None else None
+    rows = list(islice(iter_rows(dataset, folder), cfg.limit))
+    corpus = hub.corpus_index(dataset, root) if dataset.corpus and root is not None else None
+    return Questions(rows, corpus)
+
+
+def prompts_of(rows: list[dict], cfg: EvalConfig, tokenizer) -> list[str]:
+    """Each question as training puts it: followed by the suite's instruction, in the chat template if asked."""
+    prompts = [f"{r['prompt']}\n\n{cfg.instruction}" if cfg.instruction else r["prompt"] for r in rows]
+    if cfg.apply_chat_template:
+        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                 add_generation_prompt=True) for p in prompts]  # fmt: skip
+    return prompts
+
+
+def evaluate_episodes(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path, data_dir: str | None,
+                      questions: Questions | None = None) -> dict:  # fmt: skip
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -48,10 +82,12 @@ def evaluate_episodes(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path
     start = time.time()
     seed = cfg.seed if cfg.seed is not None else seed
     out_dir.mkdir(parents=True, exist_ok=True)
-    if data_dir is None:
-        raise FileNotFoundError("an episode suite reads the dataset's test split: no data folder was given")
-    rows = read_split(Path(data_dir), "test")[: cfg.limit]
-    make_env = environment_factory(cfg, data_dir)
+    if questions is None:
+        if data_dir is None:
+            raise FileNotFoundError("an episode suite reads the dataset's test split: no data folder was given")
+        questions = Questions(read_split(Path(data_dir), "test")[: cfg.limit], None)
+    rows = questions.rows
+    make_env = environment_factory(cfg, data_dir, questions.corpus)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path).eval()
     torch.manual_seed(seed)
@@ -60,11 +96,12 @@ def evaluate_episodes(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path
     print(f"evaluating {model_path} on {task}: {len(rows)} questions x {cfg.n_samples} episodes in "
           f"{cfg.environment.name} (up to {max_turns} turns), seed {seed}", flush=True)  # fmt: skip
     flat = [r for r in rows for _ in range(cfg.n_samples)]
+    prompts = prompts_of(flat, cfg, tokenizer)
     episodes = []
     for i in range(0, len(flat), cfg.batch_size):
         chunk = flat[i : i + cfg.batch_size]
         episodes += run_episodes(
-            model, tokenizer, [r["prompt"] for r in chunk], chunk, make_env, max_turns=max_turns,
+            model, tokenizer, prompts[i : i + cfg.batch_size], chunk, make_env, max_turns=max_turns,
             max_turn_tokens=cfg.max_new_tokens, max_tokens=max_turns * cfg.max_new_tokens * 4,
             temperature=cfg.temperature or 1.0, top_p=cfg.top_p, greedy=cfg.temperature == 0,
         )  # fmt: skip

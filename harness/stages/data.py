@@ -14,6 +14,7 @@ same batch of distinct prompts.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import re
 from collections.abc import Hashable, Iterator, Sequence
@@ -111,7 +112,7 @@ def iter_rows(dataset: DatasetConfig, data_dir: Path | None) -> Iterator[dict]:
             {
                 "id": i,
                 "prompt": bare_prompt(column_value(row, dataset.prompt_field), dataset.shipped_instruction, i),
-                "answer": str(column_value(row, dataset.answer_field)),
+                "answer": answer_text(column_value(row, dataset.answer_field)),
             }
             | ({"solution": str(column_value(row, solution))} if solution else {})
             | ({"paraphrase": str(column_value(row, dataset.paraphrase_field))} if dataset.paraphrase_field else {})
@@ -128,6 +129,18 @@ def check_fetched(dataset: DatasetConfig, folder: Path) -> int:
         return sum(1 for _ in iter_rows(dataset, folder))
     except KeyError as e:
         raise ValueError(e.args[0] if e.args else str(e)) from None
+
+
+def answer_text(value) -> str:
+    """A gold answer as rows hold it: text, or a list column's answers as a JSON list (NQ's golden answers; the
+    retrieval environment grades against each).
+
+    >>> answer_text(42), answer_text(["Paris", "paris"])
+    ('42', '["Paris", "paris"]')
+    """
+    if isinstance(value, (list, tuple)):
+        return json.dumps([str(v) for v in value])
+    return str(value)
 
 
 def bare_prompt(prompt: str, shipped: str | None, row: int) -> str:
