@@ -53,6 +53,16 @@ def test_calibration_bundles_dry_run_from_their_own_directory(tmp_path):
     assert "results/runs/ttrl-majority-vote" not in out
 
 
+def test_drafts_validate_at_every_scale_they_define():
+    """A draft is not yet a bundle (drafts/README.md), but what it defines loads and checks as a bundle's would."""
+    drafts = ROOT / "drafts"
+    names = list_papers(drafts)
+    assert names
+    for name in names:
+        for scale in load_paper_config(paper_file(name, drafts)).scales:
+            assert load_paper(name, scale, papers_dir=drafts).variants, (name, scale)
+
+
 def test_toy_dry_run_builds_the_world_first(shipped):
     out = run_snakemake(shipped, "-n").stdout
     assert "build_dataset" in out and "pretrain_model" in out

@@ -125,7 +125,7 @@ class DatasetConfig:
     """Longest prompt in tokens (chat template included), for the memory plan; None: 32 for a generated dataset,
     512 for a hub one."""
     where: dict[str, list[Any]] | None = None
-    """hub: keep only rows whose column has one of the listed values (`{level: [1, 2, 3]}`)."""
+    """hub/url: keep only rows whose column has one of the listed values (`{level: [1, 2, 3]}`)."""
     corpus: str | None = None
     """hub/url: the dataset config (configs/datasets/<name>.yaml) of the documents a `retrieval` environment
     searches for these questions: a corpus, fetched with them and indexed on the head node (harness/corpora.py)."""

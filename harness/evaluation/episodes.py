@@ -89,7 +89,11 @@ def evaluate_episodes(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path
     rows = questions.rows
     make_env = environment_factory(cfg, data_dir, questions.corpus)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    from harness import device
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, device.dtype_name())).eval()
+    if device.cuda():  # paper scale: one GPU (bfloat16); the toy worlds run on the CPU in float32
+        model = model.to("cuda")
     torch.manual_seed(seed)
     max_turns = cfg.max_turns or DEFAULT_MAX_TURNS
     task = cfg.tasks[0]

@@ -123,12 +123,15 @@ def iter_rows(dataset: DatasetConfig, data_dir: Path | None) -> Iterator[dict]:
 
 def check_fetched(dataset: DatasetConfig, folder: Path) -> int:
     """Read every row of a fetched dataset as a stage will (its fields, its shipped instruction), keeping none: the
-    number of rows. A missing column or instruction raises ValueError saying which, on the head node at `harness
-    fetch`, not on a compute node after the queue."""
+    number of rows. A missing column or instruction, or no row at all (a `where` no row passes), raises ValueError
+    saying which, on the head node at `harness fetch`, not on a compute node after the queue."""
     try:
-        return sum(1 for _ in iter_rows(dataset, folder))
+        n = sum(1 for _ in iter_rows(dataset, folder))
     except KeyError as e:
         raise ValueError(e.args[0] if e.args else str(e)) from None
+    if n == 0:
+        raise ValueError("no rows" + (f" pass `where` {dataset.where}" if dataset.where else " in the file"))
+    return n
 
 
 def answer_text(value) -> str:
