@@ -170,6 +170,27 @@ def test_a_call_costs_call_penalty_and_noise_answers_with_random_documents(corpu
     assert ENVIRONMENTS.get("retrieval").args_problem({"noise": 1.5}) is not None
 
 
+def test_a_noise_schedule_follows_training_and_an_evaluation_uses_its_start(corpus):
+    """ZeroSearch's curriculum: noise + (4^p - 1) / 3 * (noise_end - noise) at training progress p."""
+    name, facts = retrieval_world.entities(SPEC)[0]
+    right = f"={retrieval_world.document(name, facts)};"
+    noisy = []
+    for p in (None, 0.0, 0.5, 1.0):
+        answers = []
+        for i in range(60):
+            env = retrieval_env(corpus, answer=facts["color"], noise=0.0, noise_end=1.0)
+            if p is not None:  # a training stage's rollout sets it; an evaluation never does
+                env.at_progress(p)
+            env.question = f"question {i}"
+            answers.append(env.step(f"[{name} color]").observation)
+        noisy.append(sum(a != right for a in answers) / len(answers))
+        assert env.stats()["noise"] == pytest.approx(0.0 if p is None else (4**p - 1) / 3)
+    assert noisy[0] == noisy[1] == 0.0 and 0.15 < noisy[2] < 0.55 and noisy[3] > 0.9
+    assert "noise" not in retrieval_env(corpus, noise=0.3).stats()  # no schedule: nothing to log
+    for bad in ({"noise_end": 2.0}, {"noise_base": 0.0}):
+        assert ENVIRONMENTS.get("retrieval").args_problem(bad) is not None
+
+
 def test_retrieval_reads_its_corpus_once_per_factory(corpus, monkeypatch):
     from harness.environments import retrieval
 

@@ -210,3 +210,51 @@ def test_an_episode_suite_waits_for_no_hub_download():
 
     for suite in ("toy-calculator", "toy-retrieval"):
         assert not suite_uses_hub(load_component("eval", suite, CONFIGS, "test"))
+
+
+class Paced(Echo):
+    """Echo, recording the training progress each new episode's environment is given."""
+
+    seen: list[float] = []
+
+    def at_progress(self, p: float) -> None:
+        Paced.seen.append(p)
+
+
+def test_a_training_stage_hands_each_episode_its_progress(toy, tmp_path):
+    """Environments following training (`at_progress`) get the share of steps done when their rollout starts."""
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig
+
+    from harness.rewards import REWARDS
+    from harness.stages.multiturn import rollout
+    from harness.stages.trainers.grpo import HarnessGRPOTrainer
+
+    _, _, root = toy
+    rows = read_split(root / "data", "train")[:8]
+    args = dict(max_turns=2, max_turn_tokens=4, max_completion_length=24, temperature=1.0)
+    trainer = HarnessGRPOTrainer(
+        model=str(root / "model"),
+        reward_funcs=[REWARDS.get("episode_reward").build()],
+        args=GRPOConfig(
+            output_dir=str(tmp_path),
+            learning_rate=0.01,
+            max_steps=4,
+            per_device_train_batch_size=8,
+            num_generations=4,
+            max_completion_length=24,
+            logging_steps=1,
+            report_to=[],
+            use_cpu=True,
+            save_strategy="no",
+            seed=0,
+        ),  # fmt: skip
+        train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(root / "model"),
+        objective=ObjectiveConfig(),
+        rollout_func=rollout(rows, Paced, args),
+    )
+    Paced.seen.clear()
+    trainer.train()
+    assert sorted(set(Paced.seen)) == [0.0, 0.25, 0.5, 0.75]  # one rollout per step, 8 episodes each
+    assert len(Paced.seen) == 4 * 8

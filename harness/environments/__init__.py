@@ -8,7 +8,9 @@ ends when the environment says so or at the stage's turn limit; then `reward()` 
 happened (for logs and the evaluation).
 
 A registered environment is a factory: `ENVIRONMENTS.get(name).build(**args)` returns a callable making one fresh
-environment per episode. Adding one is a module in this package and its line at the bottom.
+environment per episode. Adding one is a module in this package and its line at the bottom. One whose behaviour
+follows the course of training (a curriculum) also defines `at_progress(p)`: a training stage calls it on each new
+episode's environment with the share of its steps done (0 to 1); an evaluation never does.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class EnvironmentFactory:
     """Reads the row's gold `answer` (to score the episode)."""
     reads_corpus: bool = False
     """Searches a document collection: the harness passes `corpus`, the path of the dataset's corpus file
-    (`corpus.jsonl` beside a generated dataset's splits, or the scale's `corpus:` at paper scale)."""
+    (`corpus.jsonl` beside a generated dataset's splits) or of a fetched corpus's index (harness/corpora.py)."""
     signature: inspect.Signature | None = None
     validate: Callable[..., object] | None = None
     """Cheap check of the arguments at config time (raises ValueError)."""

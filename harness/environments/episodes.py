@@ -66,9 +66,14 @@ def cut_turn(ids: list[int], tokenizer, stops: tuple[str, ...]) -> tuple[list[in
 @torch.no_grad()
 def run_episodes(model, tokenizer, prompts: list[str], rows: list[dict], make_env: Callable, *, max_turns: int,
                  max_turn_tokens: int, max_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
-                 greedy: bool = False) -> list[Episode]:  # fmt: skip
-    """One episode per (prompt, row), all advanced together, turn by turn."""
+                 greedy: bool = False, progress: float | None = None) -> list[Episode]:  # fmt: skip
+    """One episode per (prompt, row), all advanced together, turn by turn. `progress`: the share of training done,
+    handed to environments that follow it (`at_progress`); None (an evaluation): none is."""
     envs = [make_env() for _ in rows]
+    if progress is not None:
+        for env in envs:
+            if hasattr(env, "at_progress"):
+                env.at_progress(progress)
     episodes = []
     for prompt, row, env in zip(prompts, rows, envs, strict=True):
         episode = Episode(prompt_ids=tokenizer.encode(prompt, add_special_tokens=False))

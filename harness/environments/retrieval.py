@@ -28,7 +28,9 @@ reward between 0 and 1; the episode succeeds on an `em` match). The episode's re
 answer before the turn limit), minus `call_penalty` per call (a per-turn reward: a cost of searching). `noise`: the
 share of calls answered with documents drawn at random instead of the search's best (a degraded engine, as a
 simulated search engine is; drawn from a hash of the question, the query and the call's number, so a rerun answers
-alike).
+alike). With `noise_end`, the share follows training (ZeroSearch's curriculum): at progress p (the share of the
+stage's steps done) it is noise + (base^p - 1) / (base - 1) * (noise_end - noise), `noise_base` the base (1: a
+straight line); an evaluation, which reports no progress, uses `noise`.
 """
 
 from __future__ import annotations
@@ -145,9 +147,16 @@ class Retrieval:
     """The toy protocol's stop string; an episode's own is `self.stop` (its protocol's closing call tag)."""
 
     def __init__(self, index: BM25, top_k: int, noise: float = 0.0, call_penalty: float = 0.0,
-                 protocol: Protocol = TOY, match: str = "exact") -> None:  # fmt: skip
+                 protocol: Protocol = TOY, match: str = "exact", noise_end: float | None = None,
+                 noise_base: float = 4.0) -> None:  # fmt: skip
         self.index, self.top_k, self.noise, self.call_penalty = index, top_k, noise, call_penalty
         self.protocol, self.match, self.stop = protocol, match, (protocol.call[1],)
+        self.noise_start, self.noise_end, self.noise_base = noise, noise_end, noise_base
+
+    def at_progress(self, p: float) -> None:
+        """Set the share of noisy answers for training progress p (see the module's doc); nothing without a
+        schedule."""
+        self.noise = scheduled(self.noise_start, self.noise_end, self.noise_base, p)
 
     def reset(self, row: dict) -> None:
         self.question = str(row.get("prompt", ""))
@@ -196,14 +205,34 @@ class Retrieval:
             0.0 if self.final is None else grade(self.final, self.golds, "em" if self.match == "f1" else self.match)
         )
         return {"success": success, "tool_calls": self.tool_calls, "invalid_calls": self.invalid_calls,
-                "turns": self.turns, "hit": float(self.hit)}  # fmt: skip
+                "turns": self.turns, "hit": float(self.hit)} | ({"noise": self.noise} if self.noise_end is not None
+                                                                else {})  # fmt: skip
+
+
+def scheduled(start: float, end: float | None, base: float, p: float) -> float:
+    """A value moving from `start` to `end` as training progresses (p from 0 to 1), exponentially with `base`.
+
+    >>> [round(scheduled(0.0, 0.5, 4.0, p), 4) for p in (0, 0.5, 1)], scheduled(0.2, None, 4.0, 0.7)
+    ([0.0, 0.1667, 0.5], 0.2)
+    >>> scheduled(0.0, 1.0, 1.0, 0.25)
+    0.25
+    """
+    if end is None:
+        return start
+    shape = p if base == 1 else (base**p - 1) / (base - 1)
+    return start + shape * (end - start)
 
 
 def _check(top_k: int = 1, k1: float = 1.2, b: float = 0.75, noise: float = 0.0, call_penalty: float = 0.0,
            call: list[str] | None = None, result: list[str] | None = None, answer: list[str] | None = None,
-           separator: str = TOY.separator, match: str = "exact") -> None:  # fmt: skip
+           separator: str = TOY.separator, match: str = "exact", noise_end: float | None = None,
+           noise_base: float = 4.0) -> None:  # fmt: skip
     if not 0 <= noise <= 1:
         raise ValueError(f"noise: a share of calls in [0, 1], got {noise}")
+    if noise_end is not None and not 0 <= noise_end <= 1:
+        raise ValueError(f"noise_end: a share of calls in [0, 1], got {noise_end}")
+    if noise_base <= 0:
+        raise ValueError(f"noise_base: positive (1: a straight line), got {noise_base}")
     if not 0 <= call_penalty <= 1:
         raise ValueError(f"call_penalty: in [0, 1] per call, got {call_penalty}")
     if not 1 <= top_k <= 20:
@@ -239,10 +268,10 @@ def open_corpus(corpus: str | Path, k1: float, b: float) -> BM25:
 @register_environment("retrieval", needs_labels=True, reads_corpus=True, validate=_check)
 def retrieval(corpus: str, top_k: int = 1, k1: float = 1.2, b: float = 0.75, noise: float = 0.0,
               call_penalty: float = 0.0, call: list[str] | None = None, result: list[str] | None = None,
-              answer: list[str] | None = None, separator: str = TOY.separator,
-              match: str = "exact") -> partial[Retrieval]:  # fmt: skip
+              answer: list[str] | None = None, separator: str = TOY.separator, match: str = "exact",
+              noise_end: float | None = None, noise_base: float = 4.0) -> partial[Retrieval]:  # fmt: skip
     """Episodes with a search tool over the documents of `corpus` (a JSONL file's path, or an index's folder),
     scored by the final answer against the row's `answer`; the corpus is opened once, here."""
-    _check(top_k, k1, b, noise, call_penalty, call, result, answer, separator, match)
+    _check(top_k, k1, b, noise, call_penalty, call, result, answer, separator, match, noise_end, noise_base)
     return partial(Retrieval, open_corpus(corpus, k1, b), top_k, noise, call_penalty,
-                   protocol_of(call, result, answer, separator), match)  # fmt: skip
+                   protocol_of(call, result, answer, separator), match, noise_end, noise_base)  # fmt: skip

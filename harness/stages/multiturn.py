@@ -103,7 +103,7 @@ def rollout(rows, make_env, args: dict):
                 model, trainer.processing_class, prompts, [by_prompt[p] for p in prompts], make_env,
                 max_turns=args["max_turns"], max_turn_tokens=args["max_turn_tokens"],
                 max_tokens=args["max_completion_length"], temperature=args["temperature"],
-                top_p=args.get("top_p", 1.0),
+                top_p=args.get("top_p", 1.0), progress=progress(trainer) if was_training else None,
             )  # fmt: skip
         finally:
             model.train(was_training)
@@ -119,6 +119,11 @@ def rollout(rows, make_env, args: dict):
         }
 
     return rollout_func
+
+
+def progress(trainer) -> float:
+    """The share of the stage's optimizer steps done when a rollout starts (0 at the first)."""
+    return min(trainer.state.global_step / max(trainer.state.max_steps, 1), 1.0)
 
 
 def build_trainer(job: StageJob, rows, ckpt_dir):
