@@ -182,7 +182,7 @@ def cmd_train(args) -> int:
     model, cluster = plan.model_after(run, args.stage), load_cluster(args.cluster)
     base = plan.papers[args.paper].models[plan.papers[args.paper].variants[args.variant].model]
     if root is not None and base.source == "hub" and model == base.hub_id:  # the server node is offline too
-        from harness.hub import local_model
+        from harness.offline import local_model
 
         model = local_model(base.hub_id, base.revision, root)
     with serve.for_stage(stage, model, server, cluster, folder, name) as setup:
@@ -190,7 +190,7 @@ def cmd_train(args) -> int:
             return 0
     job = plan.stage_job(run, args.stage)
     if root is not None:
-        from harness.hub import offline_stage
+        from harness.offline import offline_stage
 
         job = offline_stage(job, base, root, {n: plan.papers[args.paper].models[n] for n in job.models})
     run_stage(job)
@@ -200,19 +200,19 @@ def cmd_train(args) -> int:
 def _offline(args) -> Path:
     """A job reading hub items: this process, and the SLURM job it submits, read the hub cache only."""
     from harness.config.load import load_cluster
-    from harness.hub import cache_root, go_offline
+    from harness.offline import cache_root, go_offline
 
     return go_offline(cache_root(load_cluster(args.cluster)))
 
 
 def cmd_fetch(args) -> int:
     """Download the pinned hub items of the selected papers (or of one Snakemake marker) into the hub cache."""
-    from harness import hub
+    from harness import hub, offline
     from harness.config.load import load_cluster
     from harness.config.selection import select_papers
     from harness.pinning import pin
 
-    root = hub.cache_root(load_cluster(args.cluster))
+    root = offline.cache_root(load_cluster(args.cluster))
     try:
         if args.marker:
             fetched = hub.fetch(hub.marker_items(args.marker), root)
@@ -242,7 +242,7 @@ def _rows_readable(items, root: Path) -> bool:
     """Every fetched dataset among `items` reads as a stage reads it (its fields, its shipped instruction), and
     every corpus is indexed (harness/corpora.py: its text columns read in every row); each problem printed with its
     config file. The caller then writes no marker, so no job that reads it starts."""
-    from harness import corpora, hub
+    from harness import corpora, offline
     from harness.config import load
     from harness.stages.data import check_fetched
 
@@ -255,7 +255,7 @@ def _rows_readable(items, root: Path) -> bool:
             if cfg.text_fields is not None:
                 corpora.build(cfg, root, log=lambda line: print(line, flush=True))
                 continue
-            n = check_fetched(cfg, Path(hub.local_dataset(cfg, root)))
+            n = check_fetched(cfg, Path(offline.local_dataset(cfg, root)))
             print(f"{item.file}: {n} rows read", flush=True)
         except (ValueError, KeyError) as e:
             print(f"error: {item.file}: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
@@ -297,7 +297,7 @@ def cmd_evaluate(args) -> int:
     data = layout.data_dir(rp.dataset_name) if rp.dataset.generated else None
     base = rp.models[rp.variants[args.variant].model]
     if root is not None and base.source == "hub" and model == base.hub_id:
-        from harness.hub import local_model
+        from harness.offline import local_model
 
         model = local_model(base.hub_id, base.revision, root)
     if rp.eval.environment is not None:  # a tool world's suite: episodes, not lm-eval
@@ -308,7 +308,7 @@ def cmd_evaluate(args) -> int:
     else:
         judges = plan.judge_models(args.paper)
         if root is not None:  # hub judges from the cache, as the model
-            from harness.hub import local_model
+            from harness.offline import local_model
 
             judges |= {n: local_model(rp.models[n].hub_id, rp.models[n].revision, root) for n in judges
                        if rp.models[n].source == "hub"}  # fmt: skip

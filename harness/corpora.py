@@ -8,7 +8,7 @@ fetched and indexed on the head node, read memory-mapped on the compute nodes.
 (harness/environments/corpus_index.py) in the hub cache under indexes/<sha256>-<fields>/, before it writes the
 corpus's marker: a job that waits for the marker finds the index finished. An index already built from the same
 file and fields is kept (a second fetch reads nothing). Every rank of a training job opens the same folder
-memory-mapped (harness.hub.offline_stage hands it to the stage as `StageJob.corpus`), so a node holds one copy of it
+memory-mapped (harness.offline.offline_stage hands it to the stage as `StageJob.corpus`), so a node holds one copy of it
 in its page cache, and the host memory plan counts none of it.
 """
 

@@ -5,7 +5,7 @@ in their code repository (the exact example or subset they trained on), fetched 
                                    sha256: <64 hex digits>
 
 `harness fetch` downloads each file into the hub cache under files/<sha256>/<file name>, refusing content whose
-digest differs from the pin; offline jobs read that copy only (harness.hub.offline_stage). `harness fetch --pin`
+digest differs from the pin; offline jobs read that copy only (harness.offline.offline_stage). `harness fetch --pin`
 writes the digest of an unpinned file's current content into its config.
 """
 

@@ -10,12 +10,10 @@ every hub item the selected papers use, each at its pinned commit, into the hub 
     eval data   configs/eval/*.yaml      revisions: {<dataset_path of an lm-eval task>: <commit>}
 
 The cache has the layout `snapshot_download` writes (<cache>/hub/models--org--name/snapshots/<commit>/...).
-A job that uses hub items runs with `offline_env` (HF_HUB_OFFLINE=1, the caches pointing at it, no token)
-and reads local folders only: `local_model` is the snapshot of the pinned commit (from_pretrained gets a
-path, never a hub id), `local_dataset` the dataset repository's snapshot (load_dataset reads its files), and
-`use_local_task_data` points each lm-eval task at its dataset's snapshot. An item without `revision` is
-refused before anything downloads; `harness fetch --pin`, on a machine that reaches the hub, writes the current
-commit of each unpinned item into its config file.
+Jobs read the cache offline (harness/offline.py: the environment that keeps them off the network, the snapshots
+of pinned items, what a stage or an evaluation reads there); `use_local_task_data` points lm-eval's tasks at their
+datasets' snapshots. An item without `revision` is refused before anything downloads; `harness fetch --pin`, on a
+machine that reaches the hub, writes the current commit of each unpinned item into its config file.
 
 Each fetched item leaves a marker under results/hub/ whose name holds its commit (`marker`); the train and
 evaluate jobs that read the item list it as an input, so a pinned item is fetched once, and a new pin makes a
@@ -26,11 +24,9 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,23 +35,19 @@ from harness.config import load
 from harness.config.components import DatasetConfig, EvalConfig, ModelConfig
 from harness.config.errors import ConfigError, FetchError
 from harness.config.plain import fingerprint
-from harness.config.stage import GENERATED
 from harness.layout import RESULTS, write_atomic
-from harness.rewards import models_read, suite_models
+from harness.offline import COMMIT, PIN_HINT, repo_folder, snapshot
+from harness.rewards import suite_models
 
 if TYPE_CHECKING:
-    from harness.config.schema import ClusterConfig, ResolvedPaper
-    from harness.stages.kind import StageJob
+    from harness.config.schema import ResolvedPaper
 
 HUB = f"{RESULTS}/hub"
 """Markers of fetched items: results/hub/<models|datasets|eval>/<name>@<commit>.json."""
 KINDS = {"models": "model", "datasets": "dataset"}
 """Marker folder -> hub repository type."""
-COMMIT = re.compile(r"[0-9a-f]{40}")
-TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 TASKS_DIR = Path(__file__).resolve().parent / "evaluation" / "tasks"
 """The project's own lm-eval tasks (harness.evaluation.evaluate.TASKS_DIR; that layer sits above this one)."""
-PIN_HINT = "run `harness fetch --pin` on a machine that reaches the Hugging Face hub (it writes the current commit)"
 
 
 @dataclass(frozen=True)
@@ -76,75 +68,6 @@ class HubItem:
 
     def __str__(self) -> str:
         return f"{self.repo_type} {self.repo_id}@{self.revision or 'unpinned'}"
-
-
-# ----------------------------------------------------------------------------- where the cache is
-
-
-def cache_root(cluster: ClusterConfig | None = None) -> Path:
-    """The hub cache: the cluster's `hub_cache`, else HF_HOME (harness/__init__.py sets the project's default)."""
-    if cluster is not None and cluster.hub_cache:
-        return Path(cluster.hub_cache).expanduser().resolve()
-    return Path(os.environ["HF_HOME"]).expanduser().resolve()
-
-
-def offline_env(root: Path) -> dict[str, str]:
-    """The environment of a job that reads the hub cache `root` only (tokens are removed: see `go_offline`).
-
-    >>> offline_env(Path("/shared/hf"))["HF_HUB_CACHE"], offline_env(Path("/shared/hf"))["HF_HUB_OFFLINE"]
-    ('/shared/hf/hub', '1')
-    """
-    return {
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
-        "HF_HOME": str(root),
-        "HF_HUB_CACHE": str(root / "hub"),
-        "HF_DATASETS_CACHE": str(root / "datasets"),
-    }
-
-
-def go_offline(root: Path) -> Path:
-    """Make this process (and the SLURM jobs it submits, which inherit its environment) read `root` only.
-
-    Called before any Hugging Face library is imported: they read these variables once, at import.
-    """
-    os.environ.update(offline_env(root))
-    for var in TOKEN_VARS:
-        os.environ.pop(var, None)
-    return root
-
-
-def _repo_folder(root: Path, repo_type: str, repo_id: str) -> Path:
-    return root / "hub" / f"{repo_type}s--{repo_id.replace('/', '--')}"
-
-
-def snapshot(root: Path, repo_type: str, repo_id: str, revision: str | None, where: str = "") -> Path:
-    """The cached snapshot folder of `repo_id` at `revision` (a commit, or a ref recorded under refs/)."""
-    if not revision:
-        raise FetchError(f"{repo_type} {repo_id} has no pinned revision{where}: {PIN_HINT}")
-    folder = _repo_folder(root, repo_type, repo_id)
-    ref = folder / "refs" / revision
-    commit = ref.read_text().strip() if not COMMIT.fullmatch(revision) and ref.is_file() else revision
-    path = folder / "snapshots" / commit
-    if not path.is_dir():
-        raise FetchError(f"{repo_type} {repo_id}@{revision} is not in the hub cache {root}{where}: "
-                         "run `harness fetch` on the head node")  # fmt: skip
-    return path
-
-
-def local_model(hub_id: str, revision: str | None, root: Path) -> str:
-    """The folder from_pretrained reads for a hub model at its pinned commit."""
-    return str(snapshot(root, "model", hub_id, revision))
-
-
-def local_dataset(cfg: DatasetConfig, root: Path) -> str:
-    """The folder load_dataset reads for a hub dataset at its pinned commit (its files, as the hub holds them); for
-    a URL's file, the folder holding its pinned copy."""
-    if cfg.source == "url":
-        return str(files.local_file(root, cfg.url, cfg.sha256).parent)
-    return str(snapshot(root, "dataset", cfg.hub_path, cfg.revision))
 
 
 # ----------------------------------------------------------------------------- what runs use
@@ -350,7 +273,7 @@ def fetch_item(item: HubItem, root: Path) -> Path:
     page = f"https://huggingface.co/{'datasets/' if item.repo_type == 'dataset' else ''}{item.repo_id}"
     gated = (f"{item} is gated: accept its licence on {page} with your account and set HF_TOKEN on the head node "
              f"(read token)")  # fmt: skip
-    if item.gated and not get_token() and not (_repo_folder(root, item.repo_type, item.repo_id) / "snapshots"
+    if item.gated and not get_token() and not (repo_folder(root, item.repo_type, item.repo_id) / "snapshots"
                                                / item.revision).is_dir():  # fmt: skip
         raise FetchError(gated)
     try:
@@ -400,37 +323,7 @@ def markers_of(items: list[HubItem], rps: list[ResolvedPaper]) -> dict[str, list
     return out
 
 
-# ----------------------------------------------------------------------------- offline jobs
-
-
-def offline_stage(job: StageJob, model: ModelConfig, root: Path, reward_models: dict[str, ModelConfig] | None = None,
-                  ) -> StageJob:  # fmt: skip
-    """The job reading the cache: the base model's snapshot for a hub id, a hub dataset's snapshot as data_dir, the
-    snapshot of each hub model its rewards read (`reward_models`: name -> config, for the names in job.models)."""
-    changes = {}
-    if model.source == "hub" and job.model == model.hub_id:
-        changes["model"] = local_model(model.hub_id, model.revision, root)
-    judged = {n: m for n, m in (reward_models or {}).items() if n in job.models and m.source == "hub"}
-    if judged:
-        changes["models"] = job.models | {n: local_model(m.hub_id, m.revision, root) for n, m in judged.items()}
-    if job.dataset is not None and job.dataset.fetched and job.stage.data != GENERATED:
-        changes["data_dir"] = Path(local_dataset(job.dataset, root))
-        if job.dataset.corpus:
-            changes["corpus"] = corpus_index(job.dataset, root)
-    return replace(job, **changes)
-
-
-def corpus_index(dataset: DatasetConfig, root: Path) -> Path:
-    """The finished BM25 index of the corpus a dataset names (`harness fetch` built it); FetchError when absent."""
-    from harness.corpora import index_dir
-    from harness.environments.corpus_index import is_index
-
-    cfg = load.load_component("datasets", dataset.corpus, _config_file("datasets", dataset.corpus), "corpus")
-    folder = index_dir(cfg, root)
-    if not is_index(folder):
-        raise FetchError(f"the index of corpus {dataset.corpus} is not in the hub cache ({folder}): run `harness "
-                         "fetch` on the head node")  # fmt: skip
-    return folder
+# ----------------------------------------------------------------------------- offline evaluation
 
 
 def use_local_task_data(tm, cfg: EvalConfig, root: Path) -> dict[str, str]:
@@ -448,16 +341,3 @@ def use_local_task_data(tm, cfg: EvalConfig, root: Path) -> dict[str, str]:
         kind = tm.task_index[name].kind
         tm.task_index[name] = Entry(name=name, kind=kind, yaml_path=None, cfg={**task_cfg, "dataset_path": out[name]})
     return out
-
-
-def run_revisions(rp: ResolvedPaper, variant: str) -> dict[str, str]:
-    """`hub.<type>.<id>` -> commit of every hub item a run reads (for its MLflow tags; nothing for toy runs)."""
-    model = rp.models[rp.variants[variant].model]
-    out = {f"hub.model.{model.hub_id}": str(model.revision)} if model.source == "hub" else {}
-    judges = [rp.models[n] for st in rp.variants[variant].stages for n in models_read(st.rewards)]
-    out |= {f"hub.model.{m.hub_id}": str(m.revision) for m in judges if m.source == "hub"}
-    stage_sets = {st.dataset for st in rp.variants[variant].stages if st.dataset}
-    datasets = [rp.dataset] + [rp.datasets[n] for n in sorted(stage_sets)]
-    out |= {f"hub.dataset.{d.hub_path}": str(d.revision) for d in datasets if d.source == "hub"}
-    out |= {f"url.dataset.{d.url}": str(d.sha256) for d in datasets if d.source == "url"}
-    return out | {f"hub.eval.{path}": sha for path, sha in (rp.eval.revisions or {}).items()}

@@ -166,7 +166,7 @@ def test_fetch_indexes_the_corpus_before_its_marker_and_the_stage_searches_it_of
     assert "built before (4 documents)" in capsys.readouterr().out  # a second fetch indexes nothing
 
     # offline, the stage is handed the index and its environment searches it (the server is gone)
-    from harness.hub import offline_stage
+    from harness.offline import offline_stage
 
     for f in ("wiki.jsonl.gz", "questions.parquet"):
         (tmp / "www" / f).unlink()

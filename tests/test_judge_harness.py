@@ -48,8 +48,9 @@ def test_the_judge_model_is_built_before_the_stage_and_handed_to_it(tmp_path):
 
 def test_a_hub_judge_is_fetched_pinned_read_offline_and_planned_in_memory(tmp_path):
     from harness.config.load import load_component
-    from harness.hub import local_model, model_marker, offline_stage, paper_items, run_revisions
+    from harness.hub import model_marker, paper_items
     from harness.memory import GiB, plan_paper
+    from harness.offline import local_model, offline_stage, run_revisions
     from harness.plan import Plan
 
     write_bundle(tmp_path, "judged", BUNDLE.replace("MODEL", "qwen2.5-7b-instruct"))

@@ -183,9 +183,9 @@ def test_fetch_refuses_an_unpinned_item_naming_file_and_key(tmp_path, monkeypatc
 
 
 def test_fetch_refuses_a_gated_model_without_a_token(tmp_path, monkeypatch):
-    from harness import hub
+    from harness import hub, offline
 
-    for var in hub.TOKEN_VARS:
+    for var in offline.TOKEN_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
     _bundle_with(tmp_path, monkeypatch, f"source: hub\nhub_id: org/gated\nrevision: {MODEL_SHA}\ngated: true\n")

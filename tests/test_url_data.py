@@ -84,7 +84,7 @@ def test_the_scale_stage_change_reads_the_file_only_where_it_is_named(project):
 
 
 def test_pin_fetch_and_read_offline(project, server):
-    from harness import hub
+    from harness import hub, offline
     from harness.config.stage import DataArgs
     from harness.pinning import pin
     from harness.stages.data import stage_rows
@@ -107,11 +107,11 @@ def test_pin_fetch_and_read_offline(project, server):
     assert path == tmp / "hf" / "files" / want / "train.parquet" and path.read_bytes() == (www / "commit0" /
                                                                                              "train.parquet").read_bytes()  # fmt: skip
 
-    # offline: a stage reads the cached copy (the folder hub.offline_stage hands it), nested columns resolved
+    # offline: a stage reads the cached copy (the folder offline.offline_stage hands it), nested columns resolved
     from harness.config.load import load_paper
 
     rp = load_paper("own", "toy", papers_dir=tmp / "papers")
-    folder = Path(hub.local_dataset(rp.datasets["authors-file"], tmp / "hf"))
+    folder = Path(offline.local_dataset(rp.datasets["authors-file"], tmp / "hf"))
     (www / "commit0" / "train.parquet").unlink()  # the server no longer has it: the cache is all there is
     rows = stage_rows(rp.datasets["authors-file"], "train", DataArgs(limit=1, repeat=4), folder)
     assert rows["prompt"] == ["What is 1 + 1? Think step by step."] * 4 and rows["answer"] == ["2"] * 4
@@ -218,7 +218,7 @@ def test_url_dataset_configs_are_checked(project):
 
 
 def test_a_shipped_rewording_is_the_twin_and_a_file_without_one_is_refused(project, server):
-    from harness import hub
+    from harness import hub, offline
     from harness.config.load import load_paper
     from harness.config.stage import DataArgs
     from harness.pinning import pin
@@ -241,7 +241,7 @@ def test_a_shipped_rewording_is_the_twin_and_a_file_without_one_is_refused(proje
     hub.fetch(pin([i for i in hub.items_of(["own"], "toy", tmp / "papers") if i.repo_type == "file"],
                   log=lambda _: None), tmp / "hf", log=lambda _: None)  # fmt: skip
     rp = load_paper("own", "toy", papers_dir=tmp / "papers")
-    folder = Path(hub.local_dataset(rp.datasets["authors-file"], tmp / "hf"))
+    folder = Path(offline.local_dataset(rp.datasets["authors-file"], tmp / "hf"))
     rows = stage_rows(rp.datasets["authors-file"], "pool", DataArgs(limit=2, paraphrase=True), folder)
     assert rows["prompt"] == ["What is 1 + 1? Think step by step.", "Add 1 to itself.",
                               "What is 2 + 2? Think step by step.", "Add 2 to itself."]  # fmt: skip

@@ -31,7 +31,7 @@ class Invalid(ValueError):
 
 class FetchError(Exception):
     """An item a paper scale reads that cannot be fetched or found (unpinned, gated without a token, a digest that
-    differs from its pin, absent from the cache offline): harness/hub.py, harness/files.py."""
+    differs from its pin, absent from the cache offline): harness/hub.py, harness/offline.py, harness/files.py."""
 
 
 def _rel(path: Path | str) -> str:

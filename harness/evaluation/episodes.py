@@ -50,13 +50,13 @@ def fetched_questions(datasets: dict, cfg: EvalConfig, root: Path | None) -> Que
     the index of its corpus."""
     from itertools import islice
 
-    from harness import hub
+    from harness import offline
     from harness.stages.data import iter_rows
 
     dataset = datasets[cfg.dataset]
-    folder = Path(hub.local_dataset(dataset, root)) if root is not None else None
+    folder = Path(offline.local_dataset(dataset, root)) if root is not None else None
     rows = list(islice(iter_rows(dataset, folder), cfg.limit))
-    corpus = hub.corpus_index(dataset, root) if dataset.corpus and root is not None else None
+    corpus = offline.corpus_index(dataset, root) if dataset.corpus and root is not None else None
     return Questions(rows, corpus)
 
 

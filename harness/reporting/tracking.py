@@ -24,7 +24,6 @@ from harness.config.plain import fingerprint, plain_dataset, plain_eval, to_plai
 from harness.config.stage import ObjectiveConfig
 from harness.evaluation.metrics import COUNTS
 from harness.evaluation.results import read_result
-from harness.hub import run_revisions
 from harness.launch import job_ids
 from harness.layout import (
     PRETRAIN_SUMMARY,
@@ -38,6 +37,7 @@ from harness.layout import (
     write_atomic,
 )
 from harness.layout import RESULTS as RESULTS_DIR
+from harness.offline import run_revisions
 from harness.stages import STAGES
 
 RESULTS = Path(RESULTS_DIR)

@@ -98,7 +98,7 @@ def iter_rows(dataset: DatasetConfig, data_dir: Path | None) -> Iterator[dict]:
     """A fetched (hub or url) dataset's rows as a stage reads them, one at a time."""
     import datasets
 
-    # offline jobs read the repository's snapshot (a URL's pinned file) in the hub cache (hub.offline_stage sets data_dir)
+    # offline jobs read the repository's snapshot (a URL's pinned file) in the hub cache (offline.offline_stage sets data_dir)
     if dataset.source == "url":
         where = Path(data_dir) / file_name(dataset.url) if data_dir else dataset.url
         ds = datasets.load_dataset(file_format(dataset.url), data_files=str(where), split="train")

@@ -109,11 +109,11 @@ class StageJob:
     stage: Stage
     model: str
     """The policy the stage starts from: a folder (a hub model's snapshot in the hub cache when run offline,
-    harness.hub.offline_stage), or a hub id."""
+    harness.offline.offline_stage), or a hub id."""
     dataset: DatasetConfig
     """The dataset it reads rows from (the stage's own `dataset`, else the scale's)."""
     data_dir: Path | None
-    """The generated dataset's folder, or a hub dataset's snapshot in the hub cache (harness.hub.offline_stage);
+    """The generated dataset's folder, or a hub dataset's snapshot in the hub cache (harness.offline.offline_stage);
     None for a stage that reads generated data."""
     seed: int
     dir: Path
@@ -124,10 +124,10 @@ class StageJob:
     """Steps whose model is saved for evaluation during training (harness.plan.Plan.snapshot_steps)."""
     models: dict[str, str] = field(default_factory=dict)
     """The model configs its rewards read (a judge's `model`) -> where each lies: a folder built here, a hub id, or
-    that hub model's snapshot in the hub cache when run offline (harness.hub.offline_stage)."""
+    that hub model's snapshot in the hub cache when run offline (harness.offline.offline_stage)."""
     upstream: dict[str, str] = field(default_factory=dict)
     """What it reads from earlier stages (harness.plan.Plan.upstream): UPSTREAM_SAMPLES (the folder of the stage
     that made its samples), UPSTREAM_SCORER (the scorer its rewards read)."""
     corpus: Path | None = None
-    """The BM25 index folder of the dataset's corpus (paper scale: harness.hub.offline_stage, harness/corpora.py);
+    """The BM25 index folder of the dataset's corpus (paper scale: harness.offline.offline_stage, harness/corpora.py);
     None: a generated dataset's corpus.jsonl beside its splits, if any."""
