@@ -301,8 +301,8 @@ def _check_eval_environment(cfg: EvalConfig, file: Path) -> None:
     if problem:
         raise ConfigError(file, "environment.args" + (f".{problem[0]}" if problem[0] else ""), problem[1])
     if cfg.engine == "vllm":
-        raise ConfigError(file, "engine", "episodes are generated with transformers (hf or auto); vLLM episodes are "
-                          "not built yet")  # fmt: skip
+        raise ConfigError(file, "engine", "an episode suite samples with transformers (hf or auto); vLLM samples "
+                          "episodes in training stages only so far")  # fmt: skip
 
 
 def _check_judges(cfg: EvalConfig, file: Path) -> None:

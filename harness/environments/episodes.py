@@ -1,8 +1,9 @@
 """Multi-turn episodes: the policy's turns and an environment's answers, as one token sequence after the prompt
 with a mask telling the policy's tokens (1) from the environment's (0).
 
-A turn is sampled (transformers' generate, every active episode in one batch) until EOS, one of the environment's
-stop strings, or `max_turn_tokens`; the environment reads its text and answers (harness.environments.Turn). When a
+A turn is sampled (every active episode in one batch: transformers' generate, or a `Sampler` such as the vLLM engine
+of a GRPO trainer, harness.stages.multiturn) until EOS, one of the environment's stop strings, or `max_turn_tokens`;
+the environment reads its text and answers (harness.environments.Turn). When a
 stop string ends inside a token, the turn's text is cut just after it and re-tokenized, so the environment's answer
 follows exactly what it read. The episode ends when the environment says so, after `max_turns` turns, or when the
 sequence reaches `max_tokens`; its reward is the environment's final reward plus its per-turn rewards.
@@ -26,6 +27,9 @@ class Episode:
     """Everything after the prompt: the policy's turns and the environment's answers."""
     mask: list[int] = field(default_factory=list)
     """Per token of `ids`: 1 written by the policy, 0 by the environment."""
+    logprobs: list[float] | None = None
+    """Per token of `ids`, when the sampler reports them: the sampling log-probability of a policy token (NaN where a
+    turn cut inside a token was re-encoded), 0 for the environment's; None: not reported (transformers)."""
     turns: list[str] = field(default_factory=list)
     """The policy's turns as text."""
     turn_rewards: float = 0.0
@@ -63,12 +67,40 @@ def cut_turn(ids: list[int], tokenizer, stops: tuple[str, ...]) -> tuple[list[in
     return ids, text, bool(ids) and ids[-1] == eos
 
 
+class Sampler:
+    """Samples one turn for each context: `sample(contexts, stops, max_new)` -> per context (new token ids, their
+    log-probabilities or None). A `lockstep` sampler is called on every turn up to the limit, with no contexts left
+    too: it takes part in collectives across ranks (vLLM's), so every rank must call it as often."""
+
+    lockstep = False
+
+    def sample(self, contexts: list[list[int]], stops: tuple[str, ...], max_new: int):
+        raise NotImplementedError
+
+
+class Transformers(Sampler):
+    """transformers' generate on `model`, left-padded into one batch (this process only)."""
+
+    def __init__(self, model, tokenizer, temperature: float, top_p: float, greedy: bool) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.temperature, self.top_p, self.greedy = temperature, top_p, greedy
+
+    def sample(self, contexts, stops, max_new):
+        device = next(self.model.parameters()).device
+        rows = _sample(self.model, self.tokenizer, contexts, stops, max_new, self.temperature, self.top_p,
+                       self.greedy, device)  # fmt: skip
+        return [(row, None) for row in rows]
+
+
 @torch.no_grad()
 def run_episodes(model, tokenizer, prompts: list[str], rows: list[dict], make_env: Callable, *, max_turns: int,
                  max_turn_tokens: int, max_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
-                 greedy: bool = False, progress: float | None = None) -> list[Episode]:  # fmt: skip
-    """One episode per (prompt, row), all advanced together, turn by turn. `progress`: the share of training done,
-    handed to environments that follow it (`at_progress`); None (an evaluation): none is."""
+                 greedy: bool = False, progress: float | None = None, sampler: Sampler | None = None,
+                 ) -> list[Episode]:  # fmt: skip
+    """One episode per (prompt, row), all advanced together, turn by turn, sampled by `sampler` (None:
+    transformers' generate on `model`). `progress`: the share of training done, handed to environments that follow
+    it (`at_progress`); None (an evaluation): none is."""
+    sampler = sampler or Transformers(model, tokenizer, temperature, top_p, greedy)
     envs = [make_env() for _ in rows]
     if progress is not None:
         for env in envs:
@@ -82,16 +114,18 @@ def run_episodes(model, tokenizer, prompts: list[str], rows: list[dict], make_en
             _observe(episode, tokenizer, opening)
         episodes.append(episode)
     stops = tuple(dict.fromkeys(s for env in envs for s in env.stop))
-    device = next(model.parameters()).device
     for _ in range(max_turns):
         active = [i for i, e in enumerate(episodes) if not e.done and len(e.ids) < max_tokens]
-        if not active:
+        if not active and not sampler.lockstep:
             break
         contexts = [episodes[i].prompt_ids + episodes[i].ids for i in active]
-        sampled = _sample(model, tokenizer, contexts, stops, max_turn_tokens, temperature, top_p, greedy, device)
-        for i, new in zip(active, sampled, strict=True):
+        sampled = sampler.sample(contexts, stops, max_turn_tokens)
+        for i, (new, logprobs) in zip(active, sampled, strict=True):
             episode, env = episodes[i], envs[i]
             ids, text, _ = cut_turn(new, tokenizer, tuple(env.stop))
+            if logprobs is not None:
+                kept = logprobs[: len(ids)] if ids == new[: len(ids)] else [float("nan")] * len(ids)  # re-encoded
+                episode.logprobs = (episode.logprobs or [0.0] * len(episode.ids)) + list(kept)
             episode.ids += ids
             episode.mask += [1] * len(ids)
             episode.turns.append(text)
@@ -102,6 +136,8 @@ def run_episodes(model, tokenizer, prompts: list[str], rows: list[dict], make_en
             episode.done = turn.done
     for episode, env in zip(episodes, envs, strict=True):
         episode.ids, episode.mask = episode.ids[:max_tokens], episode.mask[:max_tokens]
+        if episode.logprobs is not None:
+            episode.logprobs = (episode.logprobs + [0.0] * len(episode.ids))[: len(episode.ids)]
         episode.reward = env.reward() + episode.turn_rewards
         episode.stats = dict(env.stats()) | {"turns": float(len(episode.turns)), "finished": float(episode.done)}
     return episodes
@@ -109,6 +145,8 @@ def run_episodes(model, tokenizer, prompts: list[str], rows: list[dict], make_en
 
 def _observe(episode: Episode, tokenizer, text: str) -> None:
     ids = tokenizer.encode(text, add_special_tokens=False)
+    if episode.logprobs is not None:
+        episode.logprobs += [0.0] * len(ids)
     episode.ids += ids
     episode.mask += [0] * len(ids)
 

@@ -4,8 +4,13 @@ Each rollout is an episode (harness.environments.episodes): the policy's turns a
 `max_turns`, as one completion whose environment tokens carry no loss (TRL's `env_mask` -> the trainer's
 `tool_mask`). Rewards score the whole episode: `episode_reward` is the environment's own (final plus per-turn),
 and any other reward reads the episode's text. Group statistics, advantages, losses and aggregations are the grpo
-kind's, unchanged (the same HarnessGRPOTrainer), over whole episodes. Generation runs in this process
-(transformers, `generation_engine: hf`); a vLLM engine for episodes is not built yet.
+kind's, unchanged (the same HarnessGRPOTrainer), over whole episodes. Turns are sampled by transformers in this
+process (`generation_engine: hf`, the default) or by the trainer's vLLM engine (`vllm`, or `auto` on a GPU; colocated
+or a server, as a grpo stage's): TRL syncs its weights before each rollout, each turn is one call with the turn's
+token limit and the environment's stop strings, and the sampled tokens' log-probabilities go back for TRL's
+importance-sampling correction. vLLM's calls are collective across ranks (a server answers all of them at once, a
+tensor-parallel group shares them), so every rank makes the same number of calls with the same number of contexts:
+the rank with fewer active episodes pads with a copy of one of them and drops the extra answers.
 """
 
 from __future__ import annotations
@@ -29,15 +34,12 @@ class MultiTurnArgs(grpo.GRPOArgs):
     max_turn_tokens: int = ours(64, ge=1, le=MAX_TOKENS)
     """Tokens one policy turn may sample before it is cut."""
     generation_engine: str = ours("hf")
-    """Episodes are sampled with transformers in the trainer's process (`hf`, the only engine so far; the memory
-    plan counts its KV cache); vLLM episodes are not built yet."""
+    """How turns are sampled: `hf` (transformers in the trainer's process; the memory plan counts its KV cache),
+    `vllm` (the trainer's vLLM engine, `vllm_mode` colocate or server) or `auto` (vLLM on a GPU)."""
 
 
 def check_args(args: dict) -> None:
     grpo.check_args(args)
-    if args["generation_engine"] != "hf":
-        raise Invalid("generation_engine", f"{args['generation_engine']!r}: episodes are generated with transformers "
-                      "(hf); vLLM episodes are not built yet")  # fmt: skip
     if args["max_turn_tokens"] > args["max_completion_length"]:
         raise Invalid("max_turn_tokens", f"{args['max_turn_tokens']} exceeds the episode's max_completion_length "
                       f"{args['max_completion_length']}")  # fmt: skip
@@ -86,10 +88,40 @@ def corpus_file(job: StageJob):
     return path
 
 
+class VllmTurns:
+    """Turns sampled by a GRPO trainer's vLLM engine (TRL's VLLMGeneration), one call per turn: its completion limit
+    set to the turn's, the stop strings added to its sampling arguments, both put back after the call."""
+
+    lockstep = True
+
+    def __init__(self, trainer) -> None:
+        self.generation, self.accelerator = trainer.vllm_generation, trainer.accelerator
+
+    def sample(self, contexts: list[list[int]], stops: tuple[str, ...], max_new: int):
+        import torch
+
+        count = torch.tensor([len(contexts)], device=self.accelerator.device)
+        most = int(self.accelerator.gather(count).max())
+        if most == 0:  # every rank is done with this turn: no call anywhere
+            return []
+        padded = contexts + [contexts[0] if contexts else [0]] * (most - len(contexts))
+        g = self.generation
+        saved = g.max_completion_length, g.generation_kwargs
+        g.max_completion_length = max_new
+        g.generation_kwargs = {**(saved[1] or {}), "stop": list(stops)} if stops else saved[1]
+        try:
+            _, completions, logprobs, _ = g.generate(prompts=padded, images=None, num_generations=1)
+        finally:
+            g.max_completion_length, g.generation_kwargs = saved
+        return [(list(ids), [lp[0] for lp in lps] if logprobs is not None else None)
+                for ids, lps in zip(completions[: len(contexts)], (logprobs or completions)[: len(contexts)],
+                                    strict=True)]  # fmt: skip
+
+
 def rollout(rows, make_env, args: dict):
     """TRL's rollout_func: one episode per prompt it is given (the sampler has repeated each num_generations
     times), the environment's tokens masked, the episode's reward as an extra column for the rewards (`episode_reward`),
-    its counts logged as `env/<count>`."""
+    its counts logged as `env/<count>`; with vLLM, the sampled tokens' log-probabilities."""
     by_prompt = {r["prompt"]: r for r in rows}
 
     def rollout_func(prompts: list, trainer) -> dict:
@@ -104,6 +136,7 @@ def rollout(rows, make_env, args: dict):
                 max_turns=args["max_turns"], max_turn_tokens=args["max_turn_tokens"],
                 max_tokens=args["max_completion_length"], temperature=args["temperature"],
                 top_p=args.get("top_p", 1.0), progress=progress(trainer) if was_training else None,
+                sampler=VllmTurns(trainer) if getattr(trainer, "use_vllm", False) else None,
             )  # fmt: skip
         finally:
             model.train(was_training)
@@ -113,7 +146,7 @@ def rollout(rows, make_env, args: dict):
         return {
             "prompt_ids": [e.prompt_ids for e in episodes],
             "completion_ids": [e.ids for e in episodes],
-            "logprobs": None,
+            "logprobs": [e.logprobs for e in episodes] if episodes and episodes[0].logprobs is not None else None,
             "env_mask": [e.mask for e in episodes],
             "env_reward": [e.reward for e in episodes],
         }
@@ -127,11 +160,11 @@ def progress(trainer) -> float:
 
 
 def build_trainer(job: StageJob, rows, ckpt_dir):
-    """grpo's trainer, generating through `rollout` (transformers in this process)."""
+    """grpo's trainer, generating through `rollout` (transformers in this process, or the trainer's vLLM)."""
     import os
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is TRL's experimental hook, used knowingly
-    return grpo.build_trainer(job, rows, ckpt_dir, MultiTurnArgs, {"use_vllm": False},
+    return grpo.build_trainer(job, rows, ckpt_dir, MultiTurnArgs, grpo.generation_args(job.stage.args),
                               rollout_func=rollout(list(rows), environment_factory(job), job.stage.args))  # fmt: skip
 
 
@@ -139,6 +172,7 @@ def run(job: StageJob) -> dict:
     from harness.stages.plumbing import fit, split_rows
 
     spec = job.stage.environment
-    record = {"generation": {"engine": "hf", "episodes": True}, "environment": {"name": spec.name} | spec.args}
+    record = {"generation": grpo.generation_record(grpo.generation_args(job.stage.args)) | {"episodes": True},
+              "environment": {"name": spec.name} | spec.args}  # fmt: skip
     return fit(job, build_trainer, split_rows(job), on_resume=lambda trainer, ckpt: trainer.load_reward_state(ckpt),
                record=record)  # fmt: skip
