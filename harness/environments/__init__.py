@@ -129,4 +129,5 @@ def without_eos(text: str) -> str:
 
 # Registered environments (each module registers itself on import).
 from harness.environments import calculator as _calculator  # noqa: E402,F401
+from harness.environments import interpreter as _interpreter  # noqa: E402,F401
 from harness.environments import retrieval as _retrieval  # noqa: E402,F401
