@@ -272,7 +272,7 @@ REFUSALS = [
     ("negative-eval-checkpoints", lambda b: b["scales"]["toy"].update(eval_checkpoints=-1),
      "scales.toy.eval_checkpoints", "at least 0"),
     ("multiturn-without-environment", lambda b: stage0(b).update(kind="multiturn_grpo"),
-     "variants.gold.stages.0.environment", "needs an environment (known: calculator, retrieval)"),
+     "variants.gold.stages.0.environment", "needs an environment (known: calculator, interpreter, retrieval)"),
     ("environment-on-grpo", lambda b: stage0(b).update(environment={"name": "calculator"}),
      "variants.gold.stages.0.environment", "only multiturn_grpo stages take an environment"),
     ("unknown-environment", lambda b: stage0(b).update(kind="multiturn_grpo", environment={"name": "calculater"}),
