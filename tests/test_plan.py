@@ -194,3 +194,26 @@ def test_all_at_a_scale_means_every_paper_that_defines_it(tmp_path):
     assert select_papers("a,all", d, "small-real") == ["a", "b"]  # a named paper is kept (and refused later)
     with pytest.raises(ConfigError, match="papers=all: no paper defines scale 'paper'"):
         select_papers("all", d, "paper")
+
+
+GOLDEN = {  # fingerprints of shipped configs that existing results were computed under
+    ("datasets", "toy-arith"): "9304fb3fa13245c7",
+    ("datasets", "toy-retrieval"): "b3237484306364f2",
+    ("datasets", "deepscaler"): "4afb5145e40c7969",
+    ("eval", "toy-arith"): "21dc42ccfbe8f408",
+    ("eval", "toy-retrieval"): "005caaa6aec17ae0",
+    ("eval", "math-reasoning"): "f4e96cda9fa37a55",
+}
+
+
+@pytest.mark.parametrize(("kind", "name"), sorted(GOLDEN), ids=[f"{k}/{n}" for k, n in sorted(GOLDEN)])
+def test_a_new_config_field_leaves_existing_fingerprints_alone(kind, name):
+    """A field added to DatasetConfig or EvalConfig must stay out of the hash while unset (LATER_DATASET_FIELDS,
+    LATER_EVAL_FIELDS in harness/config/plain.py), or every result computed before it goes stale."""
+    from harness.config.load import load_component
+    from harness.config.plain import plain_dataset, plain_eval
+    from harness.layout import CONFIGS
+
+    cfg = load_component(kind, name, CONFIGS / kind / f"{name}.yaml", "")
+    plain = plain_dataset(cfg) if kind == "datasets" else plain_eval(cfg)
+    assert fingerprint(plain) == GOLDEN[(kind, name)], f"configs/{kind}/{name}.yaml hashes differently: {plain}"
