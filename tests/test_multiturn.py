@@ -277,7 +277,8 @@ class FakeVllm:
     @torch.no_grad()
     def generate(self, prompts, images, num_generations):
         stops = (self.generation_kwargs or {}).get("stop", [])
-        self.calls.append((len(prompts), self.max_completion_length, tuple(stops)))
+        kept = (self.generation_kwargs or {}).get("include_stop_str_in_output")
+        self.calls.append((len(prompts), self.max_completion_length, tuple(stops), kept))
         completions, logprobs = [], []
         for ids in prompts:
             ids, new, lps = list(ids), [], []
@@ -324,7 +325,7 @@ def test_vllm_turns_sample_each_turn_with_its_limit_and_stops_and_return_log_pro
     episodes = run_episodes(model, tok, [r["prompt"] for r in rows], rows, make_env, sampler=VllmTurns(trainer), **kw)
     assert [e.ids for e in episodes] == [e.ids for e in reference] and [e.mask for e in episodes] == [
         e.mask for e in reference]  # fmt: skip
-    assert fake.calls and all(c[1:] == (8, tuple(make_env().stop)) for c in fake.calls)
+    assert fake.calls and all(c[1:] == (8, tuple(make_env().stop), True) for c in fake.calls)
     assert fake.max_completion_length == 999 and fake.generation_kwargs == {"seed": 1}  # put back
     assert len(fake.calls) == max(len(e.turns) for e in episodes)  # one call per turn some episode still takes
     for e in episodes:

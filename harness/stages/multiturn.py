@@ -90,7 +90,8 @@ def corpus_file(job: StageJob):
 
 class VllmTurns:
     """Turns sampled by a GRPO trainer's vLLM engine (TRL's VLLMGeneration), one call per turn: its completion limit
-    set to the turn's, the stop strings added to its sampling arguments, both put back after the call."""
+    set to the turn's, the stop strings added to its sampling arguments (the stop string kept in the output), both
+    put back after the call."""
 
     lockstep = True
 
@@ -108,7 +109,8 @@ class VllmTurns:
         g = self.generation
         saved = g.max_completion_length, g.generation_kwargs
         g.max_completion_length = max_new
-        g.generation_kwargs = {**(saved[1] or {}), "stop": list(stops)} if stops else saved[1]
+        if stops:  # the stop string's own tokens kept, so the environment reads the call's closing tag
+            g.generation_kwargs = {**(saved[1] or {}), "stop": list(stops), "include_stop_str_in_output": True}
         try:
             _, completions, logprobs, _ = g.generate(prompts=padded, images=None, num_generations=1)
         finally:
