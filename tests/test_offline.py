@@ -218,3 +218,23 @@ def test_only_runs_with_hub_items_wait_for_a_fetch(tmp_path):
     assert any(p.startswith("results/hub/eval/math-reasoning-greedy-question@") for p in paper.eval_inputs(run))
     assert any(p.startswith("results/hub/datasets/pi1_r128.parquet@75a7a6eec9") for p in paper.stage_inputs(run, 0))
     # the authors' pi_1 file, fetched like a hub item
+
+
+def test_a_hub_dataset_with_a_test_split_only_is_read_by_its_split(offline):
+    """`split: test` reads a repository holding a test split only (math-ai/aime25's layout) from the cache; the
+    default (`train`) finds none there; a url dataset cannot name a split."""
+    from harness.config.checks import check_dataset
+    from harness.config.components import DatasetConfig
+    from harness.config.errors import ConfigError
+    from harness.offline import local_dataset
+    from harness.stages.data import check_fetched, iter_rows
+
+    cfg = DatasetConfig(source="hub", hub_path=TASK_DATA_ID, revision=TASK_SHA, split="test", prompt_field="question")
+    folder = Path(local_dataset(cfg, offline / "hf"))
+    rows = list(iter_rows(cfg, folder))
+    assert len(rows) == 4 and check_fetched(cfg, folder) == 4 and rows[0]["prompt"]
+    with pytest.raises(ValueError, match="train"):
+        list(iter_rows(DatasetConfig(source="hub", hub_path=TASK_DATA_ID, revision=TASK_SHA, prompt_field="question"),
+                       folder))  # fmt: skip
+    with pytest.raises(ConfigError, match="split: only a hub dataset has splits"):
+        check_dataset(DatasetConfig(source="url", url="https://x/a.parquet", split="test"), Path("d.yaml"))

@@ -67,6 +67,8 @@ def check_dataset(dataset: DatasetConfig, file: Path) -> None:
     for key in ("url", "sha256", "text_fields"):
         if dataset.source != "url" and getattr(dataset, key) is not None:
             raise ConfigError(file, key, f"only a dataset with source: url has {key} (a corpus is one file)")
+    if dataset.split is not None and dataset.source != "hub":
+        raise ConfigError(file, "split", "only a hub dataset has splits to choose from")
     if dataset.text_fields is not None and not dataset.text_fields:
         raise ConfigError(file, "text_fields", "name at least one column of a document's text")
     if dataset.corpus is not None:

@@ -92,6 +92,8 @@ class DatasetConfig:
     scale; `url`: one file pinned by its digest (`url`, `sha256`)."""
     hub_path: str | None = None
     hub_name: str | None = None
+    split: str | None = None
+    """hub: the split the rows are read from (None: `train`; `test` for a repository holding a test split only)."""
     revision: str | None = None
     """hub only: the dataset repository's commit (40 hex digits) fetched and used (`harness fetch`)."""
     url: str | None = None

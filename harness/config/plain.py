@@ -34,7 +34,7 @@ LATER_REPORTED_FIELDS = {"over": None, "checkpoint": "unstated"}
 """Reported-result fields added after results existed, with their defaults: left out while at them."""
 LATER_DATASET_FIELDS = ("solution_field", "where", "arithmetic.scratchpad_share", "revision", "prompt_tokens", "url",
                         "sha256", "paraphrase_field", "shipped_instruction", "tests_field", "database_field",
-                        "corpus", "text_fields")  # fmt: skip
+                        "corpus", "text_fields", "split")  # fmt: skip
 """The same for DatasetConfig."""
 LATER_GENERATOR_SPECS = {"programs": "toy-programs", "sql": "toy-sql", "traces": "toy-traces",
                          "calculator": "toy-calculator", "retrieval": "toy-retrieval", "verdicts": "toy-verdicts"}  # fmt: skip

@@ -50,6 +50,7 @@ from harness.environments.bm25 import BM25, words
 
 NO_HITS = "none"
 MATCHES = ("exact", "em", "f1")
+PUNCTUATION = frozenset(string.punctuation)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def normalized(text: str) -> str:
     >>> normalized("The  Eiffel-Tower!")
     'eiffeltower'
     """
-    text = "".join(c for c in text.lower() if c not in set(string.punctuation))
+    text = "".join(c for c in text.lower() if c not in PUNCTUATION)
     return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
 
 

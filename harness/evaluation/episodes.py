@@ -91,9 +91,9 @@ def evaluate_episodes(model_path: str, cfg: EvalConfig, seed: int, out_dir: Path
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     from harness import device
 
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, device.dtype_name())).eval()
-    if device.cuda():  # paper scale: one GPU (bfloat16); the toy worlds run on the CPU in float32
-        model = model.to("cuda")
+    placed = {"device_map": "auto"} if device.cuda() else {}  # paper scale: over the job's GPUs, in bfloat16
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, device.dtype_name()), **placed)
+    model = model.eval()  # the toy worlds: on the CPU in float32
     torch.manual_seed(seed)
     max_turns = cfg.max_turns or DEFAULT_MAX_TURNS
     task = cfg.tasks[0]

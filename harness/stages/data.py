@@ -103,7 +103,8 @@ def iter_rows(dataset: DatasetConfig, data_dir: Path | None) -> Iterator[dict]:
         where = Path(data_dir) / file_name(dataset.url) if data_dir else dataset.url
         ds = datasets.load_dataset(file_format(dataset.url), data_files=str(where), split="train")
     else:
-        ds = datasets.load_dataset(str(data_dir) if data_dir else dataset.hub_path, dataset.hub_name, split="train")
+        ds = datasets.load_dataset(str(data_dir) if data_dir else dataset.hub_path, dataset.hub_name,
+                                   split=dataset.split or "train")  # fmt: skip
     for column, values in (dataset.where or {}).items():
         ds = ds.filter(lambda row, c=column, v=tuple(values): row[c] in v)
     solution = dataset.solution_field
