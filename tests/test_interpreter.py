@@ -103,6 +103,41 @@ def test_an_episode_runs_through_the_episode_loop_with_retool_tags():
     assert episode.stats["tool_calls"] == 1 and episode.stats["success"] == 1.0
 
 
+def test_a_turns_sessions_run_their_programs_side_by_side(monkeypatch):
+    """The episode loop steps the sessions of one turn in threads (each call waits on its sandbox); every episode
+    still gets its own program's output."""
+    import threading
+
+    from harness.environments.episodes import Sampler, run_episodes
+    from harness.environments.interpreter import Interpreter
+
+    class Chars:
+        eos_token_id = 0
+
+        def encode(self, text, add_special_tokens=False):
+            return [ord(c) for c in text]
+
+        def decode(self, ids, skip_special_tokens=True):
+            return "".join(chr(i) for i in ids if i)
+
+    class Squares(Sampler):
+        def sample(self, contexts, stops, max_new):
+            calls = [c for c in contexts if "<interpreter>" not in "".join(map(chr, c))]
+            assert len(calls) in (0, len(contexts))
+            turn = "<code>import time; time.sleep(0.2); print({n} * {n})</code>" if calls else "done"
+            return [([ord(ch) for ch in turn.format(n=chr(c[0]))] + [0], None) for c in contexts]
+
+    threads = set()
+    step = Interpreter.step
+    monkeypatch.setattr(Interpreter, "step", lambda self, text: threads.add(threading.get_ident()) or step(self, text))
+    prompts = [str(n) for n in range(1, 7)]
+    episodes = run_episodes(None, Chars(), prompts, [{"answer": "0"}] * 6, ENVIRONMENTS.get("interpreter").build(),
+                            max_turns=2, max_turn_tokens=99, max_tokens=400, sampler=Squares())  # fmt: skip
+    shown = ["".join(chr(t) for t, m in zip(e.ids, e.mask, strict=True) if m == 0) for e in episodes]
+    assert shown == [f"<interpreter>{n * n}</interpreter>" for n in range(1, 7)]
+    assert len(threads) > 1 and threading.get_ident() not in threads
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [

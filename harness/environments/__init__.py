@@ -10,7 +10,8 @@ happened (for logs and the evaluation).
 A registered environment is a factory: `ENVIRONMENTS.get(name).build(**args)` returns a callable making one fresh
 environment per episode. Adding one is a module in this package and its line at the bottom. One whose behaviour
 follows the course of training (a curriculum) also defines `at_progress(p)`: a training stage calls it on each new
-episode's environment with the share of its steps done (0 to 1); an evaluation never does.
+episode's environment with the share of its steps done (0 to 1); an evaluation never does. One whose steps wait on a
+process (a sandboxed program) sets `slow_steps = True`: the episode loop steps a turn's environments in threads.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ loss), by the episode evaluation, and by the skill checks of toy bases pre-train
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -120,6 +121,7 @@ def run_episodes(model, tokenizer, prompts: list[str], rows: list[dict], make_en
             break
         contexts = [episodes[i].prompt_ids + episodes[i].ids for i in active]
         sampled = sampler.sample(contexts, stops, max_turn_tokens)
+        texts = []
         for i, (new, logprobs) in zip(active, sampled, strict=True):
             episode, env = episodes[i], envs[i]
             ids, text, _ = cut_turn(new, tokenizer, tuple(env.stop))
@@ -129,7 +131,9 @@ def run_episodes(model, tokenizer, prompts: list[str], rows: list[dict], make_en
             episode.ids += ids
             episode.mask += [1] * len(ids)
             episode.turns.append(text)
-            turn = env.step(text)
+            texts.append(text)
+        for i, turn in zip(active, _steps([envs[i] for i in active], texts), strict=True):
+            episode = episodes[i]
             episode.turn_rewards += turn.reward
             if turn.observation and not turn.done:
                 _observe(episode, tokenizer, turn.observation)
@@ -141,6 +145,17 @@ def run_episodes(model, tokenizer, prompts: list[str], rows: list[dict], make_en
         episode.reward = env.reward() + episode.turn_rewards
         episode.stats = dict(env.stats()) | {"turns": float(len(episode.turns)), "finished": float(episode.done)}
     return episodes
+
+
+def _steps(envs: list, texts: list[str]) -> list:
+    """Each environment's answer to its turn: at once in threads when the environments run programs (`slow_steps`:
+    a sandbox per call waits on a process), else one after the other."""
+    if len(envs) > 1 and getattr(envs[0], "slow_steps", False):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(envs), os.cpu_count() or 1, 32)) as pool:
+            return list(pool.map(lambda pair: pair[0].step(pair[1]), zip(envs, texts, strict=True)))
+    return [env.step(text) for env, text in zip(envs, texts, strict=True)]
 
 
 def _observe(episode: Episode, tokenizer, text: str) -> None:

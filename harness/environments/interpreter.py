@@ -56,6 +56,9 @@ def program(earlier: list[str], code: str) -> str:
 class Interpreter:
     """One episode's interpreter session."""
 
+    slow_steps = True
+    """A call waits on a sandboxed process: the episode loop steps a turn's sessions in threads."""
+
     def __init__(self, call: tuple[str, str], result: tuple[str, str], persist: bool, max_output_chars: int,
                  invalid_penalty: float, limits, isolation: str) -> None:  # fmt: skip
         self.call, self.result, self.persist = call, result, persist
