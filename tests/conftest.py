@@ -182,6 +182,18 @@ def crash_after(monkeypatch, step: int) -> None:
     monkeypatch.setattr(plumbing, "_progress_callback", CrashAfter)
 
 
+class CharTokenizer:
+    """A tokenizer of one token per character (its code point), 0 the EOS: scripted episodes without a model."""
+
+    eos_token_id = 0
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return "".join(chr(i) for i in ids if i)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,6 +9,7 @@ import pytest
 
 from harness.environments import ENVIRONMENTS
 from harness.sandbox import bubblewrap_problem
+from tests.conftest import CharTokenizer
 
 pytestmark = pytest.mark.skipif(bubblewrap_problem() is not None, reason=f"no sandbox: {bubblewrap_problem()}")
 
@@ -76,15 +77,6 @@ def test_an_episode_runs_through_the_episode_loop_with_retool_tags():
     tokens are the environment's."""
     from harness.environments.episodes import Sampler, run_episodes
 
-    class Chars:
-        eos_token_id = 0
-
-        def encode(self, text, add_special_tokens=False):
-            return [ord(c) for c in text]
-
-        def decode(self, ids, skip_special_tokens=True):
-            return "".join(chr(i) for i in ids if i)
-
     class Scripted(Sampler):
         turns = ["<code>print(sum(range(10)))</code>", "The sum is \\boxed{45}."]
 
@@ -95,7 +87,7 @@ def test_an_episode_runs_through_the_episode_loop_with_retool_tags():
 
     make_env = ENVIRONMENTS.get("interpreter").build()
     sampler = Scripted()
-    (episode,) = run_episodes(None, Chars(), ["Sum 0..9?"], [{"answer": "45"}], make_env, max_turns=4,
+    (episode,) = run_episodes(None, CharTokenizer(), ["Sum 0..9?"], [{"answer": "45"}], make_env, max_turns=4,
                               max_turn_tokens=64, max_tokens=400, sampler=sampler)  # fmt: skip
     assert sampler.seen == [("</code>",), ("</code>",)]
     environment = "".join(chr(t) for t, m in zip(episode.ids, episode.mask, strict=True) if m == 0)
@@ -111,15 +103,6 @@ def test_a_turns_sessions_run_their_programs_side_by_side(monkeypatch):
     from harness.environments.episodes import Sampler, run_episodes
     from harness.environments.interpreter import Interpreter
 
-    class Chars:
-        eos_token_id = 0
-
-        def encode(self, text, add_special_tokens=False):
-            return [ord(c) for c in text]
-
-        def decode(self, ids, skip_special_tokens=True):
-            return "".join(chr(i) for i in ids if i)
-
     class Squares(Sampler):
         def sample(self, contexts, stops, max_new):
             calls = [c for c in contexts if "<interpreter>" not in "".join(map(chr, c))]
@@ -131,7 +114,7 @@ def test_a_turns_sessions_run_their_programs_side_by_side(monkeypatch):
     step = Interpreter.step
     monkeypatch.setattr(Interpreter, "step", lambda self, text: threads.add(threading.get_ident()) or step(self, text))
     prompts = [str(n) for n in range(1, 7)]
-    episodes = run_episodes(None, Chars(), prompts, [{"answer": "0"}] * 6, ENVIRONMENTS.get("interpreter").build(),
+    episodes = run_episodes(None, CharTokenizer(), prompts, [{"answer": "0"}] * 6, ENVIRONMENTS.get("interpreter").build(),
                             max_turns=2, max_turn_tokens=99, max_tokens=400, sampler=Squares())  # fmt: skip
     shown = ["".join(chr(t) for t, m in zip(e.ids, e.mask, strict=True) if m == 0) for e in episodes]
     assert shown == [f"<interpreter>{n * n}</interpreter>" for n in range(1, 7)]
