@@ -115,9 +115,10 @@ class VllmTurns:
             _, completions, logprobs, _ = g.generate(prompts=padded, images=None, num_generations=1)
         finally:
             g.max_completion_length, g.generation_kwargs = saved
-        return [(list(ids), [lp[0] for lp in lps] if logprobs is not None else None)
-                for ids, lps in zip(completions[: len(contexts)], (logprobs or completions)[: len(contexts)],
-                                    strict=True)]  # fmt: skip
+        n = len(contexts)  # this rank's own; the padding's answers are dropped
+        per_token = logprobs[:n] if logprobs is not None else [None] * n
+        return [(list(ids), [lp[0] for lp in lps] if lps is not None else None)
+                for ids, lps in zip(completions[:n], per_token, strict=True)]  # fmt: skip
 
 
 def rollout(rows, make_env, args: dict):
