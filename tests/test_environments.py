@@ -264,6 +264,28 @@ def test_every_pretrain_demonstration_replays_through_its_environment(world, cor
     assert 0.1 * len(rows) < used < 0.5 * len(rows)  # tool_share 0.2 / 0.3: some, not all
 
 
+def test_search_answer_grades_a_written_out_episode_as_the_environment_grades_it(corpus):
+    """Self-search (SSRL): one completion holding its calls and their results, graded by its last answer. Every
+    demonstration (direct or searching) scores 1 against its gold and 0 against another value; the paper protocol
+    reads the last answer tags, with em/f1 over a JSON list of golds."""
+    from harness.rewards import REWARDS
+
+    toy = REWARDS.get("search_answer").build()
+    rows = retrieval_world.make_splits(SPEC)["train"]
+    assert any("]=" in r["solution"] for r in rows) and any("]=" not in r["solution"] for r in rows)
+    assert toy([r["solution"] for r in rows], answer=[r["answer"] for r in rows]) == [1.0] * len(rows)
+    wrong = ["emu" if r["answer"] != "emu" else "yak" for r in rows]
+    assert toy([r["solution"] for r in rows], answer=wrong) == [0.0] * len(rows)
+    tags = {"result": ["<information>", "</information>"], "answer": ["<answer>", "</answer>"]}
+    text = "<search>capital</search><information><answer>Lyon</answer></information> so <answer>the Paris</answer>"
+    golds = ['["Paris", "Paris, France"]']
+    assert REWARDS.get("search_answer").build(**tags, match="em")([text], answer=golds) == [1.0]
+    assert REWARDS.get("search_answer").build(**tags, match="f1")(["<answer>Paris France</answer>"], answer=["Paris"]) \
+        == [pytest.approx(2 / 3)]  # fmt: skip
+    assert REWARDS.get("search_answer").build(**tags)(["<answer>Paris"], answer=golds) == [0.0]  # never closed
+    assert REWARDS.get("search_answer").args_problem({"match": "fuzzy"})[0] == ""
+
+
 @pytest.mark.parametrize("world", WORLDS)
 def test_no_token_spans_two_turns(world, tmp_path):
     """Pre-training tokenizes a solution whole, an episode turn by turn: with the environment's stop strings

@@ -59,6 +59,19 @@ def test_a_bad_trl_field_is_refused_with_file_and_key(tmp_path, given, key, frag
         assert fragment in str(info.value)
 
 
+def test_a_kind_built_on_grpo_refuses_beta_too(tmp_path):
+    """multiturn_grpo builds GRPOConfig through grpo's builder, which sets beta from the objective: a bundle's beta
+    would reach GRPOConfig twice (a TypeError at paper scale), so it is refused at load with the key to use."""
+
+    def mutate(b):
+        stage0(b).update(kind="multiturn_grpo", environment={"name": "calculator"}, args={"beta": 0.001})
+
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, mutate)
+    assert info.value.key == "variants.gold.stages.0.args.beta"
+    assert "kl_to_reference" in str(info.value)
+
+
 def test_a_bad_trl_field_in_the_scale_names_the_scale_key(tmp_path):
     with pytest.raises(ConfigError) as info:
         load(tmp_path, lambda b: b["scales"]["toy"]["trainers"]["grpo"].update(top_q=0.9))

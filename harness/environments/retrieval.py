@@ -127,6 +127,32 @@ def golds(answer) -> list[str]:
     return [text]
 
 
+def answer_in(text: str, protocol: Protocol = TOY) -> str | None:
+    """The final answer in a turn without a call: all of it, or what its last answer tags hold (None: none).
+
+    >>> answer_in("red"), answer_in("so <answer> Paris </answer>", Protocol(answer=("<answer>", "</answer>")))
+    ('red', 'Paris')
+    """
+    if protocol.answer is None:
+        return text
+    opening, closing = protocol.answer
+    start = text.rfind(opening)
+    end = text.find(closing, start + len(opening)) if start >= 0 else -1
+    return text[start + len(opening) : end].strip() if end >= 0 else None
+
+
+def written_answer(text: str, protocol: Protocol = TOY) -> str | None:
+    """The final answer of one completion that writes its calls' results itself (no environment answered them):
+    what follows its last result, read as the environment reads a turn without a call.
+
+    >>> written_answer("[zorba color]=zorba color red;red"), written_answer("blue")
+    ('red', 'blue')
+    """
+    closing = protocol.result[1]
+    cut = text.rfind(closing)
+    return answer_in(text[cut + len(closing) :] if cut >= 0 else text, protocol)
+
+
 def grade(final: str, answers: list[str], match: str) -> float:
     if match == "exact":
         return float(final.strip().lower() in {a.strip().lower() for a in answers})
@@ -190,13 +216,7 @@ class Retrieval:
         return Turn(observation_text(documents, p), done=False, tool_call=True, reward=-self.call_penalty)
 
     def _answer(self, text: str) -> str | None:
-        """The final answer in a turn without a call: all of it, or what its last answer tags hold (None: none)."""
-        if self.protocol.answer is None:
-            return text
-        opening, closing = self.protocol.answer
-        start = text.rfind(opening)
-        end = text.find(closing, start + len(opening)) if start >= 0 else -1
-        return text[start + len(opening) : end].strip() if end >= 0 else None
+        return answer_in(text, self.protocol)
 
     def reward(self) -> float:
         return 0.0 if self.final is None else grade(self.final, self.golds, self.match)

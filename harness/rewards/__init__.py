@@ -252,6 +252,7 @@ from harness.rewards import noisy as _noisy  # noqa: E402,F401
 from harness.rewards import pairwise_judge as _pairwise_judge  # noqa: E402,F401
 from harness.rewards import preference_oracle as _preference_oracle  # noqa: E402,F401
 from harness.rewards import process as _process  # noqa: E402,F401
+from harness.rewards import search as _search  # noqa: E402,F401
 from harness.rewards import sql as _sql  # noqa: E402,F401
 from harness.rewards import stateful as _stateful  # noqa: E402,F401
 from harness.rewards import trace as _trace  # noqa: E402,F401

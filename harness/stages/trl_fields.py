@@ -49,7 +49,11 @@ OWNED = {
     "use_vllm": "set by `generation_engine` (hf, vllm, auto)",
 }
 """TRL fields the harness sets itself, and where a bundle sets them instead."""
-OWNED_BY_KIND = {"grpo": {"beta": "set by the objective's `aux: [{name: kl_to_reference, args: {coef: ...}}]`"}}
+OWNED_BY_CONFIG = {
+    "trl:GRPOConfig": {"beta": "set by the objective's `aux: [{name: kl_to_reference, args: {coef: ...}}]`"},
+}
+"""Fields set by every kind built on one TRL config class (grpo and multiturn_grpo both pass GRPOConfig's `beta` from
+the objective: a bundle's own value would reach it twice)."""
 
 
 def fields_of(spec: str) -> dict[str, dict]:
@@ -122,7 +126,7 @@ def check_extra(kind: str, spec: str | None, typed_fields: list[str], extra: dic
         hint = _close(name, typed_fields)
         raise Invalid(name, f"unknown key {name!r}{hint} (known: {', '.join(typed_fields)})")
     known = fields_of(spec)
-    owned = OWNED | OWNED_BY_KIND.get(kind, {})
+    owned = OWNED | OWNED_BY_CONFIG.get(spec, {})
     out = {}
     for name, value in extra.items():
         if name in owned:
