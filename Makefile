@@ -100,8 +100,11 @@ bands: install
 demo-cut:
 	$(MAKE) bands PAPERS=ttrl-majority-vote SEEDS=0 VARIANTS=base_weak,majority_vote_weak
 
+# Two workers (pytest-xdist), each test module whole on one of them (tests/conftest.py groups the modules that share a
+# session fixture or the SLURM cluster): the SLURM, server and install waits overlap with the other worker's tests.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -58,10 +58,10 @@ cmd_install() {
   fi
   log "installing postgresql"
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -q --no-install-recommends postgresql >/dev/null; then
+  if ! apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 postgresql >/dev/null; then
     log "install failed; refreshing package lists and retrying"
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends postgresql >/dev/null
+    apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null
+    apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 postgresql >/dev/null
   fi
   [[ -n $(bin_dir) ]] || die "postgresql installed but no /usr/lib/postgresql/*/bin/initdb found"
   log "postgresql installed"

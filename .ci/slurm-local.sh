@@ -143,10 +143,10 @@ cmd_install() {
   fi
   log "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" >/dev/null; then
+  if ! apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 "${PACKAGES[@]}" >/dev/null; then
     log "install failed; refreshing package lists and retrying"
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" >/dev/null
+    apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null
+    apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 "${PACKAGES[@]}" >/dev/null
   fi
   log "packages installed"
 }

@@ -17,6 +17,36 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+SHARED_GROUPS = {
+    "test_e2e": "smoke_run", "test_ui": "smoke_run",  # the smoke_run session fixture (built once per worker)
+    "test_slurm": "slurm", "test_slurm_preempt": "slurm", "test_slurm_resume": "slurm",  # one cluster and its CPUs
+    "test_launch": "slurm",
+    "test_packaged": "smollm2", "test_small_real": "smollm2",  # the smollm2 session fixture (a conversion)
+}  # fmt: skip
+"""Test modules that must share a pytest-xdist worker (`make test`: -n 2 --dist loadgroup); every other module is a
+group of its own, so a module's fixtures are built once."""
+HEAVY_FIRST = ("slurm", "test_team_server", "smoke_run", "test_multistage_e2e", "test_eval_protocol_e2e", "smollm2")
+"""The longest groups (minutes each), handed to the workers first so that neither is left with one at the end."""
+
+
+def xdist_group(item) -> str:
+    """The group of a test (or docstring example): its shared group, else its file."""
+    path = item.nodeid.split("::")[0]
+    return SHARED_GROUPS.get(Path(path).stem, Path(path).stem if path.startswith("tests/") else path)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (a worker: `config.workerinput`), each test joins its module's group (before xdist reads the
+    groups) and the longest groups come first; a plain `pytest` run keeps its order."""
+    if not hasattr(config, "workerinput"):
+        return
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+    rank = {group: i for i, group in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(xdist_group(item), len(HEAVY_FIRST)))
+
+
 DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 

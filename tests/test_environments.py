@@ -4,6 +4,7 @@ and every tool demonstration of the worlds replayed through its environment, tur
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -238,6 +239,26 @@ def test_held_out_entities_never_appear_in_pretrain():
     assert sum(map(len, entities.values())) == len(set().union(*entities.values()))  # no entity in two splits
     pretrain_words = set(words(" ".join(r["prompt"] + r["solution"] for r in splits["pretrain"])))
     assert not pretrain_words & (entities["test"] | entities["train"] | entities["pool"])
+
+
+def test_readers_are_asked_only_with_the_tool_and_their_facts_shown_only_in_documents(corpus):
+    """With `readers`, pretrain's searching rows ask about the readers alone and its direct rows about the other
+    pretrain entities alone, so a reader's answer can only be read off the document its search returns; the held-out
+    splits are the same as without readers; every demonstration replays through the environment."""
+    spec = dataclasses.replace(SPEC, readers=30, tool_share=0.5)
+    splits, plain = retrieval_world.make_splits(spec), retrieval_world.make_splits(dataclasses.replace(spec, readers=0))
+    assert all(splits[s] == plain[s] for s in ("test", "train", "pool"))
+    name_of = {True: set(), False: set()}
+    for row in splits["pretrain"]:
+        name_of["]=" in row["solution"]].add(row["prompt"].removesuffix("?").split()[-1])
+    assert len(name_of[True]) == 30 and name_of[False] and not name_of[True] & name_of[False]
+    held_out = {r["prompt"].removesuffix("?").split()[-1] for s in ("test", "train", "pool") for r in splits[s]}
+    assert not (name_of[True] | name_of[False]) & held_out
+    make = ENVIRONMENTS.get("retrieval").build(corpus=str(corpus))
+    searching = [row for row in splits["pretrain"] if "]=" in row["solution"]]
+    assert [row for row in searching if not replay(make(), row)] == []
+    with pytest.raises(ValueError, match="readers"):
+        retrieval_world.make_splits(dataclasses.replace(SPEC, readers=SPEC.entities))
 
 
 def replay(env, row: dict) -> bool:

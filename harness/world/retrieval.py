@@ -49,6 +49,11 @@ class RetrievalSpec:
     n_pool: int = 150
     n_test: int = 150
     n_pretrain: int = 6000
+    readers: int = 0
+    """Entities (of `entities`) pre-training asks about only with the tool (0: none, every pretrain entity answers
+    both ways). A reader's facts are shown only in the documents its searches return, so the demonstrations teach
+    reading the answer off the document, not recalling it; with readers, the pretrain rows that search ask about them
+    and those that answer directly about the remaining entities."""
     seed: int = 0
 
 
@@ -99,10 +104,13 @@ def check_spec(spec: RetrievalSpec) -> None:
         raise ValueError(f"retrieval.entities: in 10..10000, got {spec.entities}")
     if not 0.0 <= spec.tool_share <= 1.0:
         raise ValueError(f"retrieval.tool_share: a fraction in [0, 1], got {spec.tool_share}")
-    held_out = sum(_entities_for(n) for n in (spec.n_test, spec.n_train, spec.n_pool))
+    if spec.readers < 0:
+        raise ValueError(f"retrieval.readers: a number of entities, at least 0, got {spec.readers}")
+    held_out = sum(_entities_for(n) for n in (spec.n_test, spec.n_train, spec.n_pool)) + spec.readers
     if held_out >= spec.entities:
-        raise ValueError(f"retrieval: test, train and pool ask about {held_out} entities ({len(ATTRIBUTES)} "
-                         f"questions each), leaving none of the {spec.entities} for pretrain")  # fmt: skip
+        raise ValueError(f"retrieval: test, train and pool ask about {held_out - spec.readers} entities "
+                         f"({len(ATTRIBUTES)} questions each) and {spec.readers} are readers, leaving none of the "
+                         f"{spec.entities} to answer directly in pretrain")  # fmt: skip
 
 
 def _entities_for(questions: int) -> int:
@@ -121,13 +129,30 @@ def make_splits(spec: RetrievalSpec) -> dict[str, list[dict]]:
         questions = [(e, a) for e in order[used : used + _entities_for(size)] for a in ATTRIBUTES]
         rng.shuffle(questions)
         asked[name], used = questions[:size], used + _entities_for(size)
-    rest = [(e, a) for e in order[used:] for a in ATTRIBUTES]
-    asked["pretrain"] = []
-    while len(asked["pretrain"]) < spec.n_pretrain:
-        rng.shuffle(rest)
-        asked["pretrain"] += rest[: spec.n_pretrain - len(asked["pretrain"])]
-    return {name: [_row(i, *world[e], a, style.random() < spec.tool_share) for i, (e, a) in enumerate(questions)]
+    readers = [(e, a) for e in order[used : used + spec.readers] for a in ATTRIBUTES]
+    rest = [(e, a) for e in order[used + spec.readers :] for a in ATTRIBUTES]
+    rows = {name: [_row(i, *world[e], a, style.random() < spec.tool_share) for i, (e, a) in enumerate(questions)]
             for name, questions in asked.items()}  # fmt: skip
+    if not readers:
+        pretrain = _cycled(rng, rest, spec.n_pretrain)
+        rows["pretrain"] = [
+            _row(i, *world[e], a, style.random() < spec.tool_share) for i, (e, a) in enumerate(pretrain)
+        ]
+        return rows
+    tools = [style.random() < spec.tool_share for _ in range(spec.n_pretrain)]
+    searched, direct = iter(_cycled(rng, readers, sum(tools))), iter(_cycled(rng, rest, len(tools) - sum(tools)))
+    rows["pretrain"] = [_row(i, *world[e], a, tool) for i, tool in enumerate(tools)
+                        for e, a in [next(searched) if tool else next(direct)]]  # fmt: skip
+    return rows
+
+
+def _cycled(rng: random.Random, questions: list, n: int) -> list:
+    """n questions: passes over `questions`, each pass reshuffled."""
+    out: list = []
+    while len(out) < n:
+        rng.shuffle(questions)
+        out += questions[: n - len(out)]
+    return out
 
 
 def _row(i: int, name: str, facts: dict[str, str], attribute: str, tool: bool) -> dict:
