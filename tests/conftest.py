@@ -23,28 +23,44 @@ SHARED_GROUPS = {
     "test_launch": "slurm",
     "test_packaged": "smollm2", "test_small_real": "smollm2",  # the smollm2 session fixture (a conversion)
 }  # fmt: skip
-"""Test modules that must share a pytest-xdist worker (`make test`: -n 2 --dist loadgroup); every other module is a
-group of its own, so a module's fixtures are built once."""
+"""Test modules that must share a pytest-xdist worker (`make test TEST_WORKERS=2`); every other module is a group of
+its own, so a module's fixtures are built once."""
 HEAVY_FIRST = ("slurm", "test_team_server", "smoke_run", "test_multistage_e2e", "test_eval_protocol_e2e", "smollm2")
 """The longest groups (minutes each), handed to the workers first so that neither is left with one at the end."""
 
 
-def xdist_group(item) -> str:
-    """The group of a test (or docstring example): its shared group, else its file."""
-    path = item.nodeid.split("::")[0]
+def xdist_group(nodeid: str) -> str:
+    """The group of a test (or docstring example) by its node id: its shared group, else its file.
+
+    >>> xdist_group("tests/test_ui.py::test_leaderboard"), xdist_group("harness/grader/__init__.py::harness.grader")
+    ('smoke_run', 'harness/grader/__init__.py')
+    """
+    path = nodeid.split("::")[0]
     return SHARED_GROUPS.get(Path(path).stem, Path(path).stem if path.startswith("tests/") else path)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup` schedules whole groups (xdist_group): a module, or the modules of one shared group, runs on
+    one worker. (xdist's own loadgroup reads `xdist_group` marks by rewriting node ids, which pytest 9 ignores.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (a worker: `config.workerinput`), each test joins its module's group (before xdist reads the
-    groups) and the longest groups come first; a plain `pytest` run keeps its order."""
-    if not hasattr(config, "workerinput"):
-        return
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
-    rank = {group: i for i, group in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(xdist_group(item), len(HEAVY_FIRST)))
+    """Under pytest-xdist (a worker: `config.workerinput`), the longest groups come first (the scheduler hands out
+    groups in collection order); a plain `pytest` run keeps its order."""
+    if hasattr(config, "workerinput"):
+        rank = {group: i for i, group in enumerate(HEAVY_FIRST)}
+        items.sort(key=lambda item: rank.get(xdist_group(item.nodeid), len(HEAVY_FIRST)))
 
 
 DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
