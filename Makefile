@@ -79,7 +79,7 @@ code: install
 # Opt-in: the tool-using agents (papers/sets.yaml: agents): multi-turn episodes with a calculator or a search tool.
 agents: install
 	$(BIN)/snakemake --cores $(CORES) --config papers=@agents
-	$(BIN)/harness leaderboard retool --scale toy
+	$(BIN)/harness leaderboard retool zerosearch frugalrag --scale toy
 
 # Opt-in: gold-reward GRPO's gain over each toy base at several budgets, 3 seeds (configs/calibration/).
 calibrate: install
