@@ -100,10 +100,10 @@ bands: install
 demo-cut:
 	$(MAKE) bands PAPERS=ttrl-majority-vote SEEDS=0 VARIANTS=base_weak,majority_vote_weak
 
-# TEST_WORKERS=2: two pytest-xdist workers, each test module whole on one of them (tests/conftest.py groups the modules
-# that share a session fixture or the SLURM cluster), so the SLURM, server and install waits overlap with the other
-# worker's tests; 0 (the default until a CI run has timed it): one process, as before.
-TEST_WORKERS ?= 0
+# Two pytest-xdist workers, each test module whole on one of them (tests/conftest.py groups the modules that share a
+# session fixture or the SLURM cluster), so the SLURM, server and install waits overlap with the other worker's tests
+# (a fresh-clone run: 24.9 min of tests against 29.9 in one process). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 

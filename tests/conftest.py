@@ -23,7 +23,7 @@ SHARED_GROUPS = {
     "test_launch": "slurm",
     "test_packaged": "smollm2", "test_small_real": "smollm2",  # the smollm2 session fixture (a conversion)
 }  # fmt: skip
-"""Test modules that must share a pytest-xdist worker (`make test TEST_WORKERS=2`); every other module is a group of
+"""Test modules that must share a pytest-xdist worker (`make test`: two workers); every other module is a group of
 its own, so a module's fixtures are built once."""
 HEAVY_FIRST = ("slurm", "test_team_server", "smoke_run", "test_multistage_e2e", "test_eval_protocol_e2e", "smollm2")
 """The longest groups (minutes each), handed to the workers first so that neither is left with one at the end."""
