@@ -244,6 +244,13 @@ def scheduled(start: float, end: float | None, base: float, p: float) -> float:
     return start + shape * (end - start)
 
 
+def check_tags(**pairs: list[str] | None) -> None:
+    """Each given tag pair (None: the toy protocol's) is [opening, closing], two non-empty texts; else ValueError."""
+    for name, pair in pairs.items():
+        if pair is not None and (len(pair) != 2 or not all(isinstance(t, str) and t for t in pair)):
+            raise ValueError(f"{name}: [opening, closing], two non-empty texts, got {pair!r}")
+
+
 def _check(top_k: int = 1, k1: float = 1.2, b: float = 0.75, noise: float = 0.0, call_penalty: float = 0.0,
            call: list[str] | None = None, result: list[str] | None = None, answer: list[str] | None = None,
            separator: str = TOY.separator, match: str = "exact", noise_end: float | None = None,
@@ -264,9 +271,7 @@ def _check(top_k: int = 1, k1: float = 1.2, b: float = 0.75, noise: float = 0.0,
         raise ValueError(f"b: in [0, 1], got {b}")
     if match not in MATCHES:
         raise ValueError(f"match: one of {', '.join(MATCHES)}, got {match!r}")
-    for name, pair in (("call", call), ("result", result), ("answer", answer)):
-        if pair is not None and (len(pair) != 2 or not all(isinstance(t, str) and t for t in pair)):
-            raise ValueError(f"{name}: [opening, closing], two non-empty texts, got {pair!r}")
+    check_tags(call=call, result=result, answer=answer)
     if call is not None and not call[1].strip():
         raise ValueError(f"call: the closing tag ends the model's turn (a stop string): {call[1]!r} is blank")
 

@@ -4,16 +4,14 @@ their results itself, no engine answers, and the answer after its last result is
 
 from __future__ import annotations
 
-from harness.environments.retrieval import MATCHES, golds, grade, protocol_of, written_answer
+from harness.environments.retrieval import MATCHES, check_tags, golds, grade, protocol_of, written_answer
 from harness.rewards import RewardFn, register_reward
 
 
 def _check(result: list[str] | None = None, answer: list[str] | None = None, match: str = "exact") -> None:
     if match not in MATCHES:
         raise ValueError(f"match: one of {', '.join(MATCHES)}, got {match!r}")
-    for name, pair in (("result", result), ("answer", answer)):
-        if pair is not None and (len(pair) != 2 or not all(isinstance(t, str) and t for t in pair)):
-            raise ValueError(f"{name}: [opening, closing], two non-empty texts, got {pair!r}")
+    check_tags(result=result, answer=answer)
 
 
 @register_reward("search_answer", needs_labels=True, validate=_check)
