@@ -1,8 +1,8 @@
 """The team setup: a real `mlflow server` on PostgreSQL (.ci/postgres-local.sh) with proxied artifacts.
 
-The same tiny paper runs through Snakemake twice, once into the embedded sqlite store (dir A) and
-once into the server (`MLFLOW_TRACKING_URI`, dir B), and both stores must hold the same
-experiments, runs, params, metrics and tags. Run B carries credentials the way a team would (in the
+A tiny paper runs through Snakemake into the embedded sqlite store (dir A); dir B starts from a copy of
+A's trained and evaluated runs and Snakemake tracks them into the server (`MLFLOW_TRACKING_URI`), and
+both stores must hold the same experiments, runs, params, metrics and tags. Run B carries credentials the way a team would (in the
 tracking URI and in MLFLOW_TRACKING_USERNAME/PASSWORD, which the client sends as basic auth and this
 server, having no auth, ignores); the credential must then appear in no MLflow record or artifact,
 no file under dir B and no Snakemake output.
@@ -18,6 +18,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -145,7 +146,6 @@ def server(postgres, tmp_path_factory):
 
 
 def snakemake(workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    write_bundle(workdir / "papers", PAPER, BUNDLE)
     t0 = time.monotonic()
     proc = subprocess.run(snakemake_cmd(workdir), capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
@@ -153,16 +153,38 @@ def snakemake(workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess
     return proc
 
 
+# What dir B must make again from dir A's copy: everything the tracking wrote (tracking runs after training and
+# evaluation, which never read the tracking URI: test_e2e's run holds credentials in their environment).
+TRACKED = ("results/runs/*/toy/*/seed*/tracked.json", "results/runs/*/toy/*/seed*/track.log",
+           "results/runs/*/toy/leaderboard.json", "results/runs/*/toy/summarize.log", "results/mlflow.db",
+           "results/mlartifacts", "results/reports")  # fmt: skip
+
+
+def copy_untracked(a: Path, b: Path) -> None:
+    """Dir A's trained and evaluated runs (and Snakemake's records of them) into dir B, less what tracking wrote."""
+    shutil.copytree(a, b, symlinks=True, dirs_exist_ok=True)  # copy2 keeps the times Snakemake compares
+    for pattern in TRACKED:
+        for p in b.glob(pattern):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    assert not list(b.glob("results/runs/*/toy/*/seed*/tracked.json"))
+
+
 @pytest.fixture(scope="module")
 def runs(server, postgres, tmp_path_factory):
-    """Dir A (embedded store), dir B (the server, with credentials in the client's environment), B's output."""
+    """Dir A (embedded store), dir B (the server, with credentials in the client's environment), B's output.
+
+    B starts from a copy of A's trained and evaluated runs, so Snakemake in B runs only the tracking and what follows
+    it, and both stores hold the tracking of the very same results."""
     base = {k: v for k, v in clean_env().items() if not k.startswith("MLFLOW_TRACKING_")}
     a, b = tmp_path_factory.mktemp("embedded"), tmp_path_factory.mktemp("served")
+    write_bundle(a / "papers", PAPER, BUNDLE)
     snakemake(a, base)
+    copy_untracked(a, b)  # the bundle too, as it was
     authed = server.url.replace("http://", f"http://{postgres.user}:{postgres.password}@")
     served = base | {"MLFLOW_TRACKING_URI": authed, "MLFLOW_TRACKING_USERNAME": postgres.user,
                      "MLFLOW_TRACKING_PASSWORD": postgres.password}  # fmt: skip
     out = snakemake(b, served)
+    assert "rule track_run:" in out.stdout + out.stderr and "rule train_stage:" not in out.stdout + out.stderr
     return a, b, out
 
 
