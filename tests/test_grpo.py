@@ -131,3 +131,39 @@ def test_rover_vocabulary_means_equal_the_full_log_softmax_without_keeping_it(wo
         expected = torch.log_softmax(logits, dim=-1).mean(-1)
     assert means.shape == (5, 5)
     torch.testing.assert_close(means, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_masked_spans_carry_no_loss_in_a_real_grpo_step(world, tmp_path):
+    """SSRL's mask: the text after an opening tag (here any digit) up to its closing tag (one the arithmetic world
+    never writes, so the span runs to the end) carries no loss; the tokens before it carry the sequence's advantage."""
+    from harness.algorithms.spans import span_mask
+
+    root, _ = world
+    pairs = [[str(d), "#"] for d in range(10)]
+    objective = ObjectiveConfig(advantage=PieceSpec(name="reward"), loss=PieceSpec(name="reinforce"),
+                                masked_spans=pairs)  # fmt: skip
+    st = stage(objective, ("format",), max_completion_length=8, temperature=1.0)
+    trainer = build_trainer(st, str(root / "model"), rows(root), 0, tmp_path / "ckpt")
+    seen = {}
+    policy_loss, compute_loss = trainer._policy_loss, trainer._compute_loss  # spied on: the mask the loss sums by
+
+    def spy(logps, old, adv, mask, **kw):
+        per_token = policy_loss(logps, old, adv, mask, **kw)
+        seen["loss"] = (mask.detach(), per_token.detach())
+        return per_token
+
+    trainer._policy_loss = spy
+    trainer._compute_loss = lambda model, inputs: compute_loss(model, seen.setdefault("inputs", inputs))
+    trainer.train()
+    inputs, (mask, per_token) = seen["inputs"], seen["loss"]
+    tok = trainer.processing_class
+    for ids, valid, keep in zip(inputs["completion_ids"], inputs["completion_mask"], inputs["tool_mask"], strict=True):
+        n = int(valid.sum())
+        pieces = [tok.decode([t]) for t in ids[:n].tolist()]
+        assert keep[:n].tolist() == span_mask(pieces, pairs)  # every masked token lies after a digit
+    assert torch.equal(mask, inputs["completion_mask"] * inputs["tool_mask"])
+    masked = (inputs["completion_mask"] == 1) & (inputs["tool_mask"] == 0)
+    assert masked.any() and (mask == 1).any()  # both kinds of token are in the batch
+    assert not mask[masked].any() and per_token[masked].abs().sum() > 0  # a loss the mask leaves out of the sum
+    logged = next(h for h in trainer.state.log_history if "masked_spans/share" in h)
+    assert 0 < logged["masked_spans/share"] < 1

@@ -93,6 +93,8 @@ REFUSED: list[tuple[str, Callable[[dict], object], str, str]] = [
      f"variants.{GOLD}.stages.0.objective.aux.0.args.coef", "expected a number"),
     ("piece-arg-nan", lambda b: gold(b).update(objective={"aux": [{"name": "entropy_bonus", "args": {"coef": math.nan}}]}),
      f"variants.{GOLD}.stages.0.objective.aux.0.args.coef", "finite"),
+    ("masked-span-one-tag", lambda b: gold(b).update(objective={"masked_spans": [["<information>"]]}),
+     f"variants.{GOLD}.stages.0.objective.masked_spans.0", "[open, close] pair"),
     ("reward-arg-wrong-type", lambda b: gold(b).update(rewards=[{"name": "length", "args": {"max_chars": "ten"}}]),
      f"variants.{GOLD}.stages.0.rewards.0.args.max_chars", "expected an integer"),
     ("labelers-beyond-memory", lambda b: gold(b).update(rewards=[{"name": "user_mixture", "args": {"groups": [

@@ -347,6 +347,9 @@ def _check_objective(o: ObjectiveConfig, file: Path, key: str) -> None:
             raise ConfigError(file, f"{key}.online_filter.args", str(e)) from None
     if not 0.0 < o.top_entropy_quantile <= 1.0:
         raise ConfigError(file, f"{key}.top_entropy_quantile", f"must be in (0, 1], got {o.top_entropy_quantile}")
+    for i, pair in enumerate(o.masked_spans or []):
+        if len(pair) != 2 or not all(isinstance(t, str) and t for t in pair):
+            raise ConfigError(file, f"{key}.masked_spans.{i}", f"must be an [open, close] pair of tags, got {pair}")
 
 
 SUPPLIED = ("step", "max_steps", "group_accuracy", "expert_logps", "outcome", "group_size")

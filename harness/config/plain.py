@@ -15,7 +15,7 @@ from typing import Any
 
 LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.temporal_residual", "args.num_groups",
                       "args.em_iterations", "parallel", "args.instruction", "environment",
-                      "objective.online_filter", "rewards.*.gated_by")  # fmt: skip
+                      "objective.online_filter", "rewards.*.gated_by", "objective.masked_spans")  # fmt: skip
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
 LATER_MODEL_FIELDS = ("revision", "architecture", "toy.max_positions", "toy.init_from")
 """The same for ModelConfig (`gated` is dropped while false)."""

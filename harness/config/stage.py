@@ -60,6 +60,9 @@ class ObjectiveConfig:
     """Which prompt groups each step trains on, decided from their rewards as they are scored, the batch refilled
     with fresh prompts (harness/algorithms/filters.py: varied_groups is DAPO's dynamic sampling, pass_rate_band a
     difficulty curriculum). None: every sampled group."""
+    masked_spans: list[list[str]] | None = None
+    """[open, close] tag pairs: the completion's text between them carries no loss, the tags do
+    (harness/algorithms/spans.py; SSRL's self-written `<information>`). None: every completion token."""
 
 
 @dataclass

@@ -91,6 +91,8 @@ class HarnessGRPOTrainer(GRPOTrainer):
         """TRL's generated and scored batch with the stage's advantages (and the rewards they came from, gathered
         over processes, kept as `_last_rewards`)."""
         out = super()._generate_and_score_completions(inputs)
+        if self.objective.masked_spans:
+            out["tool_mask"] = self._span_mask(out)
         per_func = self._gathered_rewards
         rewards = (per_func * self.reward_weights.to(per_func.device)).nansum(dim=1)
         rewards[torch.isnan(per_func).all(dim=1)] = torch.nan  # unscorable by every reward: advantage 0
@@ -116,6 +118,23 @@ class HarnessGRPOTrainer(GRPOTrainer):
         if self._needs_vocab_mean:  # the sampling policy's mean log-prob over the vocabulary, for the next-state term
             out["old_vocab_mean_logps"] = self._vocab_mean_logps(self.model, out)
         return out
+
+    def _span_mask(self, out: dict) -> torch.Tensor:
+        """The completion tokens outside the objective's masked spans (times any tool mask already there), each
+        token located by its own decoded text (harness/algorithms/spans.py); logs the share of tokens masked."""
+        from harness.algorithms.spans import span_mask
+
+        ids, mask = out["completion_ids"], out["completion_mask"]
+        keep = torch.ones_like(mask)
+        for row, (seq, valid) in enumerate(zip(ids.tolist(), mask.tolist(), strict=True)):
+            n = int(sum(valid))
+            pieces = self.processing_class.batch_decode([[t] for t in seq[:n]])
+            keep[row, :n] = torch.tensor(span_mask(pieces, self.objective.masked_spans), dtype=keep.dtype)
+        if "tool_mask" in out:
+            keep = keep * out["tool_mask"]
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["masked_spans/share"].append(1.0 - self._masked_mean(keep.float(), mask.float()))
+        return keep
 
     # ------------------------------------------------------------------ expert demonstrations
 
