@@ -134,12 +134,12 @@ def test_rover_vocabulary_means_equal_the_full_log_softmax_without_keeping_it(wo
 
 
 def test_masked_spans_carry_no_loss_in_a_real_grpo_step(world, tmp_path):
-    """SSRL's mask: the text after an opening tag (here any digit) up to its closing tag (one the arithmetic world
-    never writes, so the span runs to the end) carries no loss; the tokens before it carry the sequence's advantage."""
+    """SSRL's mask: a span from an opening tag through its closing tag (here from a digit through a later digit, which
+    the barely trained model writes often) carries no loss; the tokens outside it carry the sequence's advantage."""
     from harness.algorithms.spans import span_mask
 
     root, _ = world
-    pairs = [[str(d), "#"] for d in range(10)]
+    pairs = [[str(a), str(b)] for a in range(10) for b in range(10)]
     objective = ObjectiveConfig(advantage=PieceSpec(name="reward"), loss=PieceSpec(name="reinforce"),
                                 masked_spans=pairs)  # fmt: skip
     st = stage(objective, ("format",), max_completion_length=8, temperature=1.0)
@@ -160,7 +160,7 @@ def test_masked_spans_carry_no_loss_in_a_real_grpo_step(world, tmp_path):
     for ids, valid, keep in zip(inputs["completion_ids"], inputs["completion_mask"], inputs["tool_mask"], strict=True):
         n = int(valid.sum())
         pieces = [tok.decode([t]) for t in ids[:n].tolist()]
-        assert keep[:n].tolist() == span_mask(pieces, pairs)  # every masked token lies after a digit
+        assert keep[:n].tolist() == span_mask(pieces, pairs)  # every masked token lies between two digits
     assert torch.equal(mask, inputs["completion_mask"] * inputs["tool_mask"])
     masked = (inputs["completion_mask"] == 1) & (inputs["tool_mask"] == 0)
     assert masked.any() and (mask == 1).any()  # both kinds of token are in the batch

@@ -61,8 +61,8 @@ class ObjectiveConfig:
     with fresh prompts (harness/algorithms/filters.py: varied_groups is DAPO's dynamic sampling, pass_rate_band a
     difficulty curriculum). None: every sampled group."""
     masked_spans: list[list[str]] | None = None
-    """[open, close] tag pairs: the completion's text between them carries no loss, the tags do
-    (harness/algorithms/spans.py; SSRL's self-written `<information>`). None: every completion token."""
+    """[open, close] tag pairs: each span of the completion from an opening tag through its closing tag carries no
+    loss (harness/algorithms/spans.py; SSRL's self-written `<information>`). None: every completion token."""
 
 
 @dataclass
