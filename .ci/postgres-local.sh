@@ -4,6 +4,7 @@
 # 127.0.0.1 only (password logins, scram-sha-256) and on a Unix socket in the state dir (the
 # postgres superuser, peer authentication). Debian's own cluster ("main") is left alone.
 #
+#   bash .ci/postgres-local.sh install       apt-get postgresql if missing (Debian's cluster not started)
 #   bash .ci/postgres-local.sh start         install postgresql if missing, create the cluster if
 #                                            missing, start it, wait until it answers
 #   bash .ci/postgres-local.sh status        exit 0 when it runs and answers on 127.0.0.1, else 1
@@ -171,12 +172,13 @@ main() {
   local cmd=${1:-}
   shift || true
   case $cmd in
+  install) cmd_install ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
   psql) cmd_psql "$@" ;;
   *)
-    echo "usage: bash $0 start|stop|status|psql [ARGS...]" >&2
+    echo "usage: bash $0 install|start|stop|status|psql [ARGS...]" >&2
     exit 2
     ;;
   esac
