@@ -39,11 +39,27 @@ def build_trainer(job: StageJob, rows, ckpt_dir):
 
     target = "solution" if "solution" in rows.column_names else "answer"  # scratchpad worlds show the steps
     rows = rows.rename_column(target, "completion")
+    tokenizer = AutoTokenizer.from_pretrained(job.model)
+    if isinstance(rows[0]["prompt"], str):  # chat prompts: TRL renders the template around both
+        rows = tokenized_apart(rows, tokenizer)
     common = common_args(SFTArgs, job.stage.args, job.seed, ckpt_dir, job.stage.parallel)
     cfg = SFTConfig(**common, completion_only_loss=True)
-    return HarnessSFTTrainer(model=job.model, args=cfg, train_dataset=rows,
-                             processing_class=AutoTokenizer.from_pretrained(job.model),
+    return HarnessSFTTrainer(model=job.model, args=cfg, train_dataset=rows, processing_class=tokenizer,
                              temporal_residual=job.stage.args.get("temporal_residual"))  # fmt: skip
+
+
+def tokenized_apart(rows, tokenizer):
+    """`input_ids` and `completion_mask` of each plain-text row: the prompt tokenized alone, then the completion
+    alone and EOS, as the model meets them (it reads the prompt's own tokens and writes after them; the toy worlds
+    pre-train so too). TRL tokenizes the joined text, so where tokens merge across the boundary (a tool world's `=`
+    and `<` into `=<`) it would train on a context the model never sees."""
+
+    def encode(row: dict) -> dict:
+        prompt = tokenizer(row["prompt"])["input_ids"]
+        completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
+
+    return rows.map(encode, remove_columns=rows.column_names)
 
 
 def run(job: StageJob) -> dict:
