@@ -44,6 +44,26 @@ def test_step_examples_label_each_steps_last_token(world):
         assert tok.decode(ids[ends[0]]).endswith(";")  # the first step ends on its separator
 
 
+def test_step_consistency_labels_each_step_by_its_positions_majority_without_gold(world):
+    """By hand: the group's first steps are 46, 46, 46, 47 (majority 46); its second 51, 51, 50, 51 (majority 51).
+    No gold answer is read, and the wrong majority is followed as readily: labels are agreement, not truth."""
+    from transformers import AutoTokenizer
+
+    root, _ = world
+    tok = AutoTokenizer.from_pretrained(root / "model")
+    sample = {"prompt": "12+34+5=", "answer": None, "completions": ["46;51", "46;51", "46;50", "47;51"]}
+    examples = step_examples([sample], "step_consistency", ";", tok)
+    labels = [[e["labels"][i] for i in encode(tok, sample["prompt"], split_steps(c, ";"))[1]]
+              for e, c in zip(examples, ["46;51", "46;50", "47;51"], strict=True)]  # fmt: skip
+    assert labels == [[1, 1], [1, 0], [0, 0]]
+    wrong = {**sample, "completions": ["47;52", "47;52", "46;51"]}  # the majority is wrong: it still sets the labels
+    labels = [
+        [e["labels"][i] for i in encode(tok, wrong["prompt"], split_steps(c, ";"))[1]]
+        for e, c in zip(step_examples([wrong], "step_consistency", ";", tok), ["47;52", "46;51"], strict=True)
+    ]
+    assert labels == [[1, 1], [0, 0]]
+
+
 @pytest.fixture(scope="module")
 def prm(world, tmp_path_factory):
     root, dataset = world

@@ -8,7 +8,10 @@ Labelers (the process supervision):
                  PRM800K's convention);
   final_answer   every step carries the outcome (the completion's final answer is right): outcome
                  supervision spread over the steps, for worlds without step references; it needs the gold
-                 answer of every sample (`needs_answer`).
+                 answer of every sample (`needs_answer`);
+  step_consistency  reference-free (SPARK's self-consistency): step t is right when its answer agrees with the
+                 majority of the t-th steps of the prompt's samples, and every earlier step was right; it reads
+                 the prompt's whole group of samples (`by_group`), no gold answer and no world-specific check.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.grader import extract_answer, is_correct
+from harness.grader import extract_answer, is_correct, majority_answer
 from harness.registry import Registry
 from harness.world.arithmetic import running_totals
 
@@ -27,8 +30,11 @@ class StepLabeler:
     """(prompt, steps, gold answer) -> whether each step is right."""
     needs_answer: bool = False
     """Needs each sample's gold answer (refused after a stage that sampled unlabeled rows)."""
+    by_group: Callable[[list[list[str]]], object] | None = None
+    """Builds the labeler's reference from the steps of all the prompt's samples; it is passed in place of the gold
+    answer (None: the gold answer is)."""
 
-    def __call__(self, prompt: str, steps: list[str], answer: str | None) -> list[bool]:
+    def __call__(self, prompt: str, steps: list[str], answer) -> list[bool]:
         return self.label(prompt, steps, answer)
 
 
@@ -63,8 +69,35 @@ def final_answer(prompt: str, steps: list[str], answer: str | None) -> list[bool
     return [is_correct("".join(steps), answer)] * len(steps)
 
 
+def step_majorities(group: list[list[str]]) -> list[str | None]:
+    """The majority answer of each step position over a prompt's samples (None where no sample's step has one).
+
+    >>> step_majorities([["46;", "51"], ["46;", "52"], ["47;", "51"]])
+    ['46', '51']
+    """
+    width = max((len(steps) for steps in group), default=0)
+    return [majority_answer([extract_answer(steps[t]) for steps in group if t < len(steps)]) for t in range(width)]
+
+
+def step_consistency(prompt: str, steps: list[str], majorities: list[str | None]) -> list[bool]:
+    """Each step checked against the majority of its position among the prompt's samples; wrong from the first
+    disagreement on.
+
+    >>> step_consistency("12+34+5=", ["46;", "51"], ["46", "51"]), step_consistency("12+34+5=", ["47;", "51"], ["46", "51"])
+    ([True, True], [False, False])
+    >>> step_consistency("1+2=", ["3", "4"], ["3"])  # a step no majority covers is not confirmed
+    [True, False]
+    """
+    out, ok = [], True
+    for t, step in enumerate(steps):
+        ok = ok and t < len(majorities) and majorities[t] is not None and extract_answer(step) == majorities[t]
+        out.append(ok)
+    return out
+
+
 STEP_LABELERS.register("running_total")(StepLabeler(running_total))
 STEP_LABELERS.register("final_answer")(StepLabeler(final_answer, needs_answer=True))
+STEP_LABELERS.register("step_consistency")(StepLabeler(step_consistency, by_group=step_majorities))
 
 
 def split_steps(completion: str, separator: str) -> list[str]:

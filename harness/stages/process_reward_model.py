@@ -76,13 +76,15 @@ def step_examples(samples: list[dict], labeler: str, separator: str, tokenizer) 
     label = STEP_LABELERS.get(labeler)
     out = []
     for s in samples:
+        group = [split_steps(c, separator) for c in s["completions"]]  # every sample, repeats counted
+        reference = label.by_group(group) if label.by_group else s["answer"]
         for completion in dict.fromkeys(s["completions"]):
             steps = split_steps(completion, separator)
             if not steps:
                 continue
             ids, ends = encode(tokenizer, s["prompt"], steps)
             labels = [-100] * len(ids)
-            for end, ok in zip(ends, label(s["prompt"], steps, s["answer"]), strict=True):
+            for end, ok in zip(ends, label(s["prompt"], steps, reference), strict=True):
                 labels[end] = int(ok)
             out.append({"input_ids": ids, "labels": labels})
     return out
