@@ -102,7 +102,7 @@ demo-cut:
 
 # Two pytest-xdist workers, each test module whole on one of them (tests/conftest.py groups the modules that share a
 # session fixture or the SLURM cluster), so the SLURM, server and install waits overlap with the other worker's tests
-# (fresh-clone runs: 24.9 min of tests against 29.9 in one process; 14.4 on the latest machine). TEST_WORKERS=0: one process.
+# (fresh-clone runs: 24.9 min of tests against 29.9 in one process; 12.9 on the latest machine). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup

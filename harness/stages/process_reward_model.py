@@ -76,8 +76,9 @@ def step_examples(samples: list[dict], labeler: str, separator: str, tokenizer) 
     label = STEP_LABELERS.get(labeler)
     out = []
     for s in samples:
-        group = [split_steps(c, separator) for c in s["completions"]]  # every sample, repeats counted
-        reference = label.by_group(group) if label.by_group else s["answer"]
+        reference = s["answer"]
+        if label.by_group:  # from every sample of the prompt, repeats counted
+            reference = label.by_group([split_steps(c, separator) for c in s["completions"]])
         for completion in dict.fromkeys(s["completions"]):
             steps = split_steps(completion, separator)
             if not steps:
