@@ -204,6 +204,8 @@ def dist_worker(out_dir: str) -> None:
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps({
         "calls": trainer.calls, "kept": batch["prompt_ids"][:, 0].tolist(),
         "items": batch["num_items_in_batch"].item(), "metrics": dict(trainer._metrics["train"])}))  # fmt: skip
+    state.wait_for_everyone()
+    state.destroy_process_group()  # gloo aborts at exit when a peer has gone first
 
 
 def test_every_process_refills_for_as_many_rounds_as_the_shortest_one_needs(tmp_path):
