@@ -68,6 +68,27 @@ def test_virtual_max_gives_all_wrong_groups_a_signal():
     )
 
 
+def test_canon_compares_the_length_halves_by_hand():
+    # group [1, 0, 1, 1], lengths [6, 5, 2, 2]: the longer half {0, 1} scores 0.5, the shorter half {2, 3} scores 1
+    # weight 1: A_i = r_i - mean(other half): long (1 - 1, 0 - 1), short (1 - 0.5, 1 - 0.5)
+    lengths = torch.tensor([6, 5, 2, 2])
+    torch.testing.assert_close(adv("canon", [1, 0, 1, 1], 4, lengths), torch.tensor([0.0, -1.0, 0.5, 0.5]))
+    # weight 0.3: long (1 - 0.5) + 0.3 * (0.5 - 1) = 0.35, (0 - 0.5) - 0.15 = -0.65; short 0 + 0.3 * 0.5 = 0.15
+    torch.testing.assert_close(
+        adv("canon", [1, 0, 1, 1], 4, lengths, inter_weight=0.3), torch.tensor([0.35, -0.65, 0.15, 0.15])
+    )
+    # the halves come from the sort, not the order in the batch: the same group shuffled
+    torch.testing.assert_close(
+        adv("canon", [1, 1, 0, 1], 4, torch.tensor([2, 6, 5, 2])), torch.tensor([0.5, 0.0, -1.0, 0.5])
+    )
+
+
+def test_canon_at_weight_one_half_is_dr_grpo():
+    rewards, lengths = [1, 0, 0, 1, 1, 0, 1, 1], torch.tensor([5, 2, 5, 2, 1, 1, 4, 4])
+    torch.testing.assert_close(adv("canon", rewards, 4, lengths, inter_weight=0.5), adv("group_mean", rewards, 4))
+    assert not torch.allclose(adv("canon", rewards, 4, lengths), adv("group_mean", rewards, 4))
+
+
 def test_token_discounted_is_per_token():
     a = adv("token_discounted", [1, 0], 2, torch.tensor([3, 1]), gamma=0.5, base="group_mean")
     assert a.shape == (2, 3)

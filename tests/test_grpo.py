@@ -56,6 +56,7 @@ OBJECTIVES = {
                            loss=PieceSpec(name="reinforce")),
     "rover": ObjectiveConfig(advantage=PieceSpec(name="group_mean"), loss=PieceSpec(name="value_regression")),
     "per_token": ObjectiveConfig(advantage=PieceSpec(name="token_discounted", args={"gamma": 0.5})),
+    "canon": ObjectiveConfig(advantage=PieceSpec(name="canon", args={"inter_weight": 1.0})),
     "spine": ObjectiveConfig(top_entropy_quantile=0.5,
                              aux=[PieceSpec(name="entropy_band", args={"low": 0.5, "high": 1.5, "coef": 0.1})]),
     "kl_entropy": ObjectiveConfig(aggregation="sequence_sum",

@@ -134,3 +134,30 @@ def token_discounted(rewards: Tensor, group_size: int, lengths: Tensor, *,
     steps_to_end = lengths.unsqueeze(1) - 1 - t  # (N, T)
     credit = gamma ** steps_to_end.clamp(min=0).float()
     return torch.where(steps_to_end >= 0, adv.unsqueeze(1) * credit, torch.zeros(()))
+
+
+@ADVANTAGES.register("canon")
+def canon(rewards: Tensor, group_size: int, lengths: Tensor, *, inter_weight: float = 1.0) -> Tensor:
+    """CANON on response length: each group sorted by length and cut into two halves (the shorter n // 2, the
+    rest longer; equal lengths keep their order), S being a completion's half and S' the other, then
+    A_i = (r_i - mean_S) + inter_weight * (mean_S - mean_S') (no division by the std, as Dr. GRPO).
+
+    The first term picks the better completion within its half; the second rewards the half whose length trend
+    scores better, without presuming which. inter_weight 1 gives A_i = r_i - mean_S' (the authors' default);
+    1/2 gives Dr. GRPO's r_i - mean_group exactly (for an even group size), so above 1/2 it amplifies the trend.
+
+    >>> canon(torch.tensor([1.0, 0.0, 1.0, 1.0]), 4, torch.tensor([6, 5, 2, 2])).tolist()
+    [0.0, -1.0, 0.5, 0.5]
+    """
+    g = _groups(rewards, group_size)
+    order = torch.argsort(lengths.view(-1, group_size), dim=1, stable=True)
+    rank = torch.argsort(order, dim=1)  # position of each completion in its group's length order
+    longer = rank >= group_size // 2  # (G, n)
+
+    def half_mean(members: Tensor) -> Tensor:  # (G, 1): mean over the half's scored completions
+        return torch.nanmean(torch.where(members, g, torch.full_like(g, float("nan"))), dim=1, keepdim=True)
+
+    mean_long, mean_short = half_mean(longer), half_mean(~longer)
+    own = torch.where(longer, mean_long, mean_short)
+    other = torch.where(longer, mean_short, mean_long)
+    return _finish((g - own) + inter_weight * (own - other))

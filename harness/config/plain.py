@@ -15,7 +15,8 @@ from typing import Any
 
 LATER_STAGE_FIELDS = ("dataset", "preference_loss", "objective.expert", "args.temporal_residual", "args.num_groups",
                       "args.em_iterations", "parallel", "args.instruction", "environment",
-                      "objective.online_filter", "rewards.*.gated_by", "objective.masked_spans")  # fmt: skip
+                      "objective.online_filter", "rewards.*.gated_by", "objective.masked_spans",
+                      "args.large_gap_share", "data_args.solution_prefix", "data_args.prefix_separator")  # fmt: skip
 """Stage fields added after results existed: left out of fingerprints while unset, so those results stay valid."""
 LATER_MODEL_FIELDS = ("revision", "architecture", "toy.max_positions", "toy.init_from")
 """The same for ModelConfig (`gated` is dropped while false)."""

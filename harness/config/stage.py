@@ -83,6 +83,12 @@ class DataArgs:
     """Keep only this fraction of labeled rows: those whose reference solution (the answer where
     there is none) the stage's starting model finds least likely (mean log-probability per token)."""
     seed: int = limited(0, ge=0)
+    solution_prefix: float | None = limited(None, gt=0, le=1)
+    """Move this share of each row's reference solution steps (rounded down; never its last step) to the end of the
+    prompt, after any curation, instruction and chat template: PrefixRL's off-policy prefix. The prefix is prompt,
+    so no loss falls on it, and the reward reads the completion that continues it. None: prompts as they are."""
+    prefix_separator: str | None = None
+    """What ends a step of a solution for `solution_prefix` (toy scratchpads: `;`); None: a blank line."""
 
 
 @dataclass
@@ -124,6 +130,12 @@ def data_args_problem(data: str, d: DataArgs) -> tuple[str, str] | None:
         return "lowest_likelihood", "curates distinct rows: not with repeat > 1"
     if d.lowest_likelihood is not None and data != "train":
         return "lowest_likelihood", f"needs a reference answer on every row: data: train, not {data!r}"
+    if d.solution_prefix is not None and data != "train":
+        return "solution_prefix", f"needs a reference solution on every row: data: train, not {data!r}"
+    if d.prefix_separator is not None and d.solution_prefix is None:
+        return "prefix_separator", "only with solution_prefix"
+    if d.prefix_separator == "":
+        return "prefix_separator", "must not be empty"
     if d.unlabeled is not None and data != "mixture":
         return "unlabeled", f"only for data: mixture (this stage uses {data!r})"
     for name, least in (("limit", 1), ("unlabeled", 0), ("repeat", 1)):

@@ -359,3 +359,26 @@ def pair_units(pairs: Sequence[Hashable]) -> list[tuple[int, int]]:
     if odd:
         raise ValueError(f"PairedRepeatSampler: pair values {odd[:5]} have an odd number of rows (a twin is missing)")
     return sorted((idx[k], idx[k + 1]) for idx in groups.values() for k in range(0, len(idx), 2))
+
+
+def solution_prefixes(rows: datasets.Dataset, share: float, separator: str | None) -> datasets.Dataset:
+    """Each prompt followed by the first floor(share x steps) steps of its row's solution (never the last step), and
+    the row's `solution` cut to the steps left (what a completion now has to write); see DataArgs.solution_prefix.
+
+    >>> import datasets
+    >>> rows = datasets.Dataset.from_list([{"prompt": "1+2+3=", "solution": "3;6"}, {"prompt": "4+5=", "solution": "9"}])
+    >>> [(r["prompt"], r["solution"]) for r in solution_prefixes(rows, 0.5, ";")]
+    [('1+2+3=3;', '6'), ('4+5=', '9')]
+    """
+    from harness.rewards.steps import split_steps
+
+    if "solution" not in rows.column_names:
+        raise ValueError("data_args.solution_prefix: the dataset's rows carry no reference solution "
+                         "(a toy scratchpad world, or a hub dataset with a solution_field)")  # fmt: skip
+
+    def move(row: dict) -> dict:
+        steps = split_steps(row["solution"], separator or "\n\n")
+        k = min(int(share * len(steps)), len(steps) - 1)
+        return {"prompt": row["prompt"] + "".join(steps[:k]), "solution": "".join(steps[k:])}
+
+    return rows.map(move)

@@ -6,7 +6,8 @@ in the stage's folder:
   samples.jsonl  every prompt with its gold answer, its completions and their scores (a process_reward_model
                  stage labels their steps),
   pairs.jsonl    one (chosen, rejected) pair per prompt whose scores differ: the best and the worst
-                 sample (ties: the shorter one is chosen, the longer one rejected), with both scores,
+                 sample (ties: the shorter one is chosen, the longer one rejected; `large_gap_share` keeps
+                 only the pairs whose score gap is largest), with both scores,
                  the prompt's mean score (`baseline`) and the gold solution (`gold`, for triple losses),
                  plus what a judge records about its labeling (`annotate(row)`: user_mixture's `labeler`),
   train.json     a summary, written last (the stage is complete when it exists).
@@ -16,6 +17,7 @@ Generation uses transformers' `generate` (vLLM at paper scale when `generation_e
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,9 @@ class GenerateArgs:
     """Appended (after a blank line) to every prompt, before the chat template; the scale's `instruction` by default."""
     generation_engine: str = "auto"
     """hf | vllm | auto (as in GRPOArgs; vLLM runs in-process, recorded as vllm_mode `offline`)."""
+    large_gap_share: float | None = limited(None, gt=0, le=1)
+    """Write only this share of the pairs (rounded up), those whose chosen - rejected score gap is largest: MPO's
+    easy set, where the judge is surest. None: every pair."""
 
 
 def memory(args: dict, objective) -> dict:
@@ -83,6 +88,22 @@ def best_and_worst(completions: list[str], scores: list[float]) -> tuple[int, in
     chosen = min(range(len(scores)), key=lambda i: (-scores[i], len(completions[i]), i))
     rejected = min(range(len(scores)), key=lambda i: (scores[i], -len(completions[i]), i))
     return chosen, rejected
+
+
+def largest_gaps(pairs: list[dict], share: float | None) -> list[dict]:
+    """The ceil(share x n) pairs with the largest chosen - rejected score gap, in their own order (a tie at the cut
+    goes to the earlier pair); every pair when share is None.
+
+    >>> gaps = [{"id": i, "chosen_score": c, "rejected_score": 0.0} for i, c in enumerate([0.2, 0.9, 0.5, 0.9])]
+    >>> [p["id"] for p in largest_gaps(gaps, 0.5)], [p["id"] for p in largest_gaps(gaps, 0.1)]
+    ([1, 3], [1])
+    """
+    if share is None:
+        return pairs
+    keep = math.ceil(share * len(pairs))
+    ranked = sorted(range(len(pairs)), key=lambda i: (-(pairs[i]["chosen_score"] - pairs[i]["rejected_score"]), i))
+    kept = set(ranked[:keep])
+    return [p for i, p in enumerate(pairs) if i in kept]
 
 
 def judge_scores(judges: list, weights: list[float], completions: list[str], rows: list[dict]) -> list[float]:
@@ -126,13 +147,16 @@ def run(job: StageJob) -> dict:
             pairs.append({"id": row["id"], "prompt": row["prompt"], "chosen": outs[c], "rejected": outs[r],
                           "chosen_score": own[c], "rejected_score": own[r], "baseline": sum(own) / k,
                           "gold": str(gold)} | notes)  # fmt: skip
+    scored_apart = len(pairs)
+    pairs = largest_gaps(pairs, a["large_gap_share"])
     stage_dir.mkdir(parents=True, exist_ok=True)
     _write_jsonl(stage_dir / SAMPLES_FILE, samples)
     _write_jsonl(stage_dir / PAIRS_FILE, pairs)
     summary = {"kind": stage.kind, "init_model": model_path, "seconds": time.time() - start, "prompts": len(rows),
                "samples": len(scores), "pairs": len(pairs), "mean_score": sum(scores) / max(len(scores), 1),
                "generation": generation}  # fmt: skip
-    print(f"{len(pairs)} pairs from {len(rows)} prompts; mean score {summary['mean_score']:.3f}", flush=True)
+    kept = f" (the {len(pairs)} of {scored_apart} with the largest gaps)" if len(pairs) < scored_apart else ""
+    print(f"{len(pairs)} pairs from {len(rows)} prompts{kept}; mean score {summary['mean_score']:.3f}", flush=True)
     write_atomic(stage_dir / STAGE_SUMMARY, json.dumps(summary, indent=1))
     return summary
 

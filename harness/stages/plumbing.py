@@ -174,7 +174,8 @@ Builder = Callable[[StageJob, object, Path], object]
 def fit(job: StageJob, build: Builder, rows=None, on_resume=None, after_save=None, record=None) -> dict:
     """Train (or resume) the trainer `build(job, rows, ckpt_dir)` makes; save its model; write train.json.
 
-    `rows` are curated first when the stage's data_args ask for it (harness.stages.curation).
+    `rows` are curated first when the stage's data_args ask for it (harness.stages.curation), then given their
+    solution prefixes (data_args.solution_prefix).
     `on_resume(trainer, checkpoint)` restores what the trainer keeps beside TRL's state; `after_save(model_dir)`
     writes what readers of the model need beside it; `record`: entries added to the summary (how it generated).
     Returns the summary (empty on ranks other than 0).
@@ -187,6 +188,14 @@ def fit(job: StageJob, build: Builder, rows=None, on_resume=None, after_save=Non
         from harness.stages.curation import lowest_likelihood
 
         rows = lowest_likelihood(rows, job.model, stage.data_args.lowest_likelihood)
+    if rows is not None and stage.data_args.solution_prefix is not None:
+        from harness.stages.data import solution_prefixes
+
+        bare = rows["prompt"]
+        rows = solution_prefixes(rows, stage.data_args.solution_prefix, stage.data_args.prefix_separator)
+        moved = sum(a != b for a, b in zip(bare, rows["prompt"], strict=True))
+        print(f"solution_prefix {stage.data_args.solution_prefix}: {moved} of {len(rows)} prompts end in a prefix "
+              "of their solution", flush=True)  # fmt: skip
     trainer = build(job, rows, ckpt_dir)
     if resume and on_resume is not None:
         on_resume(trainer, resume)
