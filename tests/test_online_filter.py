@@ -122,6 +122,37 @@ def test_skip_seen_passes_over_prompts_the_filter_dropped_last_time():
     assert prompt_key({"prompt": "p"}) == prompt_key({"prompt": "p", "id": None}) != prompt_key({"prompt": "q"})
 
 
+def test_replay_draws_the_hard_prompts_the_filter_kept_first():
+    dataset = [{"id": i, "prompt": f"p{i}"} for i in range(6)]
+    spec = PieceSpec(name="varied_groups", args={"replay_below": 0.6})
+    online = OnlineFilter(spec, dataset, 2, seed=0)
+    # kept with mean 0.5: 0 and 4 (hard, replayed); kept with mean 0.75 (not below 0.6): 5; dropped: 1 and 2
+    online.stats = {"0": [0.0, 1.0], "1": [1.0, 1.0], "2": [0.0, 0.0], "4": [1.0, 0.0], "5": [0.5, 1.0]}
+    for step in range(5):
+        assert {r["id"] for r in online.draw(step, 1, 2)} == {0, 4} and online.replayed == 2
+    third = [r["id"] for r in online.draw(3, 1, 3)[::2]]
+    assert set(third[:2]) == {0, 4} and third[2] not in (0, 4)  # then fresh prompts, in the seeded order
+    assert online.draw(3, 1, 1, exclude=frozenset({"0"}))[0]["id"] == 4  # this step's prompts are not replayed
+    online.stats["4"] = [1.0, 1.0]  # its last group: all right, so no longer hard
+    assert online.draw(3, 1, 1, exclude=frozenset({"0"}))[0]["id"] != 4
+
+
+def test_a_refill_replays_a_hard_prompt_and_logs_it():
+    """Prompts 0 (all wrong: dropped) and 1 (varied: kept) come first; prompt 3 was kept before with mean 0.5, so the
+    refill draws it first. Prompt 1, now also hard, is this step's own and is not drawn again."""
+    dataset = [{"id": i, "prompt": f"p{i}"} for i in range(6)]
+    script = {0: [0.0, 0.0], 1: [0.0, 1.0], 2: [1.0, 1.0], 3: [1.0, 0.0], 4: [1.0, 1.0], 5: [0.0, 0.0]}
+    online = OnlineFilter(PieceSpec(name="varied_groups", args={"replay_below": 0.6}), dataset, 2, seed=0)
+    online.stats = {"3": [0.0, 1.0]}
+    trainer = ScriptedTrainer(script)
+    batch = online.batch(trainer, [dataset[0], dataset[0], dataset[1], dataset[1]])
+    assert trainer.calls[0] == [0, 1] and trainer.calls[1][0] == 3 and 1 not in trainer.calls[1]
+    assert batch["prompt_ids"][:, 0].tolist() == [1, 1, 3, 3]
+    assert trainer._metrics["train"]["filter/replayed"] == [1.0]
+    with pytest.raises(ValueError, match="replay_below"):
+        ONLINE_FILTERS.get("pass_rate_band")(replay_below="hard")
+
+
 def test_an_online_filter_cannot_be_combined_with_paired_prompts(tmp_path):
     from harness.config.load import load_paper
 

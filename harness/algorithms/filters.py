@@ -32,6 +32,9 @@ class GroupFilter:
     skip_seen: bool = False
     """Refills pass over prompts whose last group this filter dropped (per-prompt statistics), drawing them only
     when nothing else is left."""
+    replay_below: float | None = None
+    """Replay of hard prompts: refills draw first the prompts whose last group this filter kept with a mean reward
+    below this (a pass rate, for 0/1 rewards), until a later group of theirs scores at or above it; None: no replay."""
 
 
 def _stats(rewards: Tensor) -> tuple[Tensor, Tensor]:
@@ -45,6 +48,12 @@ def _stats(rewards: Tensor) -> tuple[Tensor, Tensor]:
     return mean, spread
 
 
+def _replay(replay_below: float | None) -> float | None:
+    if replay_below is not None and not isinstance(replay_below, int | float):
+        raise ValueError(f"replay_below: a number (a mean reward) or null, got {replay_below!r}")
+    return replay_below
+
+
 def _rounds(max_rounds: int) -> int:
     if not 0 <= max_rounds <= 100:
         raise ValueError(f"max_rounds: in 0..100, got {max_rounds}")
@@ -52,7 +61,8 @@ def _rounds(max_rounds: int) -> int:
 
 
 @ONLINE_FILTERS.register("varied_groups")
-def varied_groups(*, max_rounds: int = 3, min_spread: float = 0.0, skip_seen: bool = False) -> GroupFilter:
+def varied_groups(*, max_rounds: int = 3, min_spread: float = 0.0, skip_seen: bool = False,
+                  replay_below: float | None = None) -> GroupFilter:  # fmt: skip
     """DAPO's dynamic sampling: keep a group whose rewards differ (max - min > min_spread); a group all right or all
     wrong is dropped and replaced by a fresh prompt's group.
 
@@ -66,11 +76,12 @@ def varied_groups(*, max_rounds: int = 3, min_spread: float = 0.0, skip_seen: bo
     def keep(rewards: Tensor) -> Tensor:
         return _stats(rewards)[1] > min_spread
 
-    return GroupFilter(keep, _rounds(max_rounds), skip_seen)
+    return GroupFilter(keep, _rounds(max_rounds), skip_seen, _replay(replay_below))
 
 
 @ONLINE_FILTERS.register("pass_rate_band")
-def pass_rate_band(*, max_rounds: int = 3, low: float = 0.0, high: float = 1.0, skip_seen: bool = False) -> GroupFilter:
+def pass_rate_band(*, max_rounds: int = 3, low: float = 0.0, high: float = 1.0, skip_seen: bool = False,
+                   replay_below: float | None = None) -> GroupFilter:  # fmt: skip
     """A difficulty curriculum: keep a group whose mean reward (its pass rate, for 0/1 rewards) lies in
     [low, high]; prompts too easy or too hard for the policy now are dropped.
 
@@ -85,4 +96,4 @@ def pass_rate_band(*, max_rounds: int = 3, low: float = 0.0, high: float = 1.0, 
         mean = _stats(rewards)[0]
         return (mean >= low) & (mean <= high)
 
-    return GroupFilter(keep, _rounds(max_rounds), skip_seen)
+    return GroupFilter(keep, _rounds(max_rounds), skip_seen, _replay(replay_below))

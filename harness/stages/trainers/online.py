@@ -12,10 +12,12 @@ One training step, per process:
 
 Fresh prompts are drawn by a generator seeded by (seed, step, round, process), so a resumed run draws what the
 uninterrupted one drew; with `skip_seen` the draw passes over prompts whose last group the filter dropped (their
-per-prompt statistics). Statistics and the per-step record of the prompts trained on are saved in every checkpoint
-(one file per process) and restored on resume. Logged per step: `filter/drawn` (groups generated), `filter/kept`
-(kept groups in the batch), `filter/rounds`, `filter/topped_up` (dropped groups used to fill). TRL's own reward and
-length metrics average over every group generated, kept or not.
+per-prompt statistics); with `replay_below` it takes first, in the same order, the hard prompts to replay: those
+whose last group was kept with a mean reward below it, other than the prompts this step has already generated.
+Statistics and the per-step record of the prompts trained on are saved in every checkpoint (one file per process)
+and restored on resume. Logged per step: `filter/drawn` (groups generated), `filter/kept` (kept groups in the
+batch), `filter/rounds`, `filter/topped_up` (dropped groups used to fill), `filter/replayed` (groups drawn for
+replay). TRL's own reward and length metrics average over every group generated, kept or not.
 """
 
 from __future__ import annotations
@@ -53,13 +55,30 @@ class OnlineFilter:
         """Prompt key -> the rewards of its last group."""
         self.history: list[list] = []
         """[step, [keys of the groups trained on]] per step, in batch order."""
+        self.replayed = 0
+        """Groups the last draw took for replay."""
 
     # -- drawing
 
-    def draw(self, step: int, round_: int, groups: int) -> list[dict]:
-        """`groups` fresh prompts, each repeated num_generations times (deterministic in step, round and process)."""
+    def replayable(self, key: str) -> bool:
+        """Whether the prompt's last group was kept with a mean reward below `replay_below` (a hard prompt to replay)."""
+        last, below = self.stats.get(key), self.filter.replay_below
+        if last is None or below is None:
+            return False
+        group = torch.tensor([last])
+        return bool(self.filter.keep(group)[0]) and torch.nanmean(group).item() < below
+
+    def draw(self, step: int, round_: int, groups: int, exclude: frozenset[str] = frozenset()) -> list[dict]:
+        """`groups` prompts, each repeated num_generations times (deterministic in step, round and process): the
+        hard prompts to replay first (not those in `exclude`, this step's), then fresh ones."""
         rng = random.Random(f"{self.seed}:{step}:{round_}:{self.rank}")
         order = rng.sample(range(len(self.dataset)), len(self.dataset))
+        self.replayed = 0
+        if self.filter.replay_below is not None:
+            keys = [prompt_key(self.dataset[i]) for i in order]
+            again = [i for i, k in zip(order, keys, strict=True) if k not in exclude and self.replayable(k)]
+            self.replayed = min(len(again), groups)
+            order = again + [i for i, k in zip(order, keys, strict=True) if k in exclude or not self.replayable(k)]
         picked, passed = [], []
         for i in order:
             if len(picked) == groups:
@@ -84,7 +103,7 @@ class OnlineFilter:
                              f"num_generations={n}; make per_device_train_batch_size x steps_per_generation a "
                              "multiple of num_generations")  # fmt: skip
         want, step = len(inputs) // n, trainer.state.global_step
-        outs, rows, kept, rounds, rows_in = [], [], [], 0, inputs
+        outs, rows, kept, rounds, rows_in, replayed = [], [], [], 0, inputs, 0
         while True:
             out = trainer._scored(rows_in)
             local = trainer._last_rewards[acc.process_index * len(rows_in) : (acc.process_index + 1) * len(rows_in)]
@@ -99,7 +118,8 @@ class OnlineFilter:
             if rounds >= self.filter.max_rounds or acc.gather(short.reshape(1)).max().item() == 0:
                 break
             rounds += 1
-            rows_in = self.draw(step, rounds, want)
+            rows_in = self.draw(step, rounds, want, frozenset(prompt_key(r) for r in rows[::n]))
+            replayed += self.replayed
         chosen = [g for g, k in kept if k][:want]
         topped = want - len(chosen)
         chosen += [g for g, k in kept if not k][:topped]
@@ -108,9 +128,10 @@ class OnlineFilter:
         loss_mask = batch["completion_mask"] * batch["tool_mask"] if "tool_mask" in batch else batch["completion_mask"]
         batch["num_items_in_batch"] = acc.gather(loss_mask.sum()).sum()
         self.history.append([step, [prompt_key(rows[g * n]) for g in chosen]])
-        totals = acc.gather(torch.tensor([[len(rows) // n, len(chosen) - topped, rounds, topped]], device=acc.device))
+        totals = acc.gather(torch.tensor([[len(rows) // n, len(chosen) - topped, rounds, topped, replayed]],
+                                         device=acc.device))  # fmt: skip
         metrics = trainer._metrics["train"]
-        for j, name in enumerate(("drawn", "kept", "rounds", "topped_up")):
+        for j, name in enumerate(("drawn", "kept", "rounds", "topped_up", "replayed")):
             values = totals[:, j].float()
             metrics[f"filter/{name}"].append((values.max() if name == "rounds" else values.sum()).item())
         return batch
