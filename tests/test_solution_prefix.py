@@ -48,3 +48,18 @@ def test_config_refusals(data, args, key):
     problem = data_args_problem(data, args)
     assert problem is not None and problem[0] == key, problem
     assert data_args_problem("train", DataArgs(solution_prefix=0.5, prefix_separator=";")) is None
+
+
+@pytest.mark.parametrize("name", ["solution_prefix", "lowest_likelihood"])
+def test_a_generate_stage_refuses_what_only_training_applies(name):
+    from pathlib import Path
+
+    from harness.config.checks import check_stage
+    from harness.config.errors import ConfigError
+    from harness.config.stage import RewardSpec, StageConfig
+
+    st = StageConfig(kind="generate", rewards=[RewardSpec(name="exact_match")], data_args=DataArgs(**{name: 0.5}))
+    with pytest.raises(ConfigError, match=f"stages.0.data_args.{name}: applied when a stage trains"):
+        check_stage(st, Path("p.yaml"), "variants.v.stages.0")
+    check_stage(StageConfig(kind="grpo", rewards=[RewardSpec(name="exact_match")], data_args=DataArgs(**{name: 0.5})),
+                Path("p.yaml"), "variants.v.stages.0")  # fmt: skip

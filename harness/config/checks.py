@@ -134,6 +134,10 @@ def check_stage(st: StageConfig, file: Path, key: str) -> None:
         problem = data_args_problem(st.data, st.data_args)
         if problem:
             raise ConfigError(file, f"{key}.data_args.{problem[0]}", problem[1])
+        for name in ("lowest_likelihood", "solution_prefix"):
+            if getattr(st.data_args, name) is not None and kind.makes == DATA:
+                raise ConfigError(file, f"{key}.data_args.{name}", f"applied when a stage trains on its rows; a "
+                                  f"{st.kind} stage samples them as drawn")  # fmt: skip
     elif st.data_args != DataArgs():
         raise ConfigError(file, f"{key}.data_args", f"a {st.kind} stage reads its data as written; no data_args")
     if kind.objective:
