@@ -75,10 +75,11 @@ class OnlineFilter:
         order = rng.sample(range(len(self.dataset)), len(self.dataset))
         self.replayed = 0
         if self.filter.replay_below is not None:
-            keys = [prompt_key(self.dataset[i]) for i in order]
-            again = [i for i, k in zip(order, keys, strict=True) if k not in exclude and self.replayable(k)]
+            keys = (prompt_key(self.dataset[i]) for i in order)
+            hard = [key not in exclude and self.replayable(key) for key in keys]
+            again = [i for i, h in zip(order, hard, strict=True) if h]
             self.replayed = min(len(again), groups)
-            order = again + [i for i, k in zip(order, keys, strict=True) if k in exclude or not self.replayable(k)]
+            order = again + [i for i, h in zip(order, hard, strict=True) if not h]
         picked, passed = [], []
         for i in order:
             if len(picked) == groups:
