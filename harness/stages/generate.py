@@ -148,7 +148,7 @@ def run(job: StageJob) -> dict:
                           "chosen_score": own[c], "rejected_score": own[r], "baseline": sum(own) / k,
                           "gold": str(gold)} | notes)  # fmt: skip
     scored_apart = len(pairs)
-    pairs = largest_gaps(pairs, a["large_gap_share"])
+    pairs = largest_gaps(pairs, a.get("large_gap_share"))  # args built without the kind's defaults lack it
     stage_dir.mkdir(parents=True, exist_ok=True)
     _write_jsonl(stage_dir / SAMPLES_FILE, samples)
     _write_jsonl(stage_dir / PAIRS_FILE, pairs)
