@@ -3,6 +3,7 @@
 #   snakemake -n --config scale=paper            dry-run the paper scale (scale=small-real: SmolLM2-135M on CPU)
 #   snakemake --cores 2 --config papers=a,b      only some papers (papers=@rlvr: a named set; papers=all: every one)
 #   snakemake --cores 2 --config seeds=[0] variants=[base,gold]   a quick cut: one seed, some variants
+#   snakemake --cores 2 --config reuse=false     compute every job, even one identical to a finished one (harness/reuse.py)
 #   snakemake --profile slurm                    train/evaluate on SLURM via submitit (profiles/slurm)
 # Logic lives in harness/ (plan.py); the rules only wire paths to `python -m harness` commands.
 import re
@@ -25,7 +26,8 @@ try:
     PY = sys.executable
     HARNESS = (f"{PY} -m harness --papers-dir {CONFIG.get('papers_dir', 'papers')} --cluster {CLUSTER}"
                + (f" --seeds {','.join(map(str, SEEDS))}" if SEEDS is not None else "")
-               + (f" --variants {','.join(VARIANTS)}" if VARIANTS is not None else ""))
+               + (f" --variants {','.join(VARIANTS)}" if VARIANTS is not None else "")
+               + ("" if CONFIG.get("reuse", True) else " --no-reuse"))
     SITE = load_cluster(CLUSTER)
     PAPERS_DIR = CONFIG.get("papers_dir", "papers")
     PLAN = Plan(select_papers(CONFIG.get("papers"), PAPERS_DIR, SCALE), SCALE, PAPERS_DIR, seeds=SEEDS, variants=VARIANTS)

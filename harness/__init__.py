@@ -4,8 +4,9 @@ Layers, top to bottom; a module imports from its own layer and those below it, n
 (tests/test_architecture.py checks this order, and that there is no import cycle at all):
 
     cli                              the `harness` command (only __main__ imports it)
-    plan, validate                   configs -> runs, paths, job fingerprints: the Snakefile's API;
-                                     what `harness validate` checks of a bundle (memory plan, bands)
+    plan, validate, reuse            configs -> runs, paths, job fingerprints: the Snakefile's API;
+                                     what `harness validate` checks of a bundle (memory plan, bands);
+                                     finished jobs taken by identical ones (content keys)
     reporting/                       leaderboards, verdicts, bands, HTML reports, MLflow; the commands reading them
     evaluation/                      lm-eval runs, sampling metrics, evaluation protocols
     config/load, config/stage_changes, config/checks, config/claims, config/constraints, config/selection,

@@ -167,7 +167,7 @@ def _without(argv: list[str], *options: str) -> list[str]:
 
 
 def cmd_train(args) -> int:
-    from harness import serve
+    from harness import reuse, serve
     from harness.config.load import load_cluster
     from harness.layout import stage_dir
     from harness.stages import run_stage
@@ -185,6 +185,8 @@ def cmd_train(args) -> int:
         from harness.offline import local_model
 
         model = local_model(base.hub_id, base.revision, root)
+    if args.reuse and reuse.reuse_stage(plan, run, args.stage):  # an identical stage finished elsewhere
+        return 0
     with serve.for_stage(stage, model, server, cluster, folder, name) as setup:
         if _remote(args, stage.resources, folder, name, setup, plan.stage_fingerprint(run, args.stage)):
             return 0
@@ -193,7 +195,9 @@ def cmd_train(args) -> int:
         from harness.offline import offline_stage
 
         job = offline_stage(job, base, root, {n: plan.papers[args.paper].models[n] for n in job.models})
+    reuse.detach(job.dir)  # files linked from (or to) another run's folder: this job writes its own
     run_stage(job)
+    reuse.record_stage(plan, run, args.stage)
     return 0
 
 
@@ -264,7 +268,7 @@ def _rows_readable(items, root: Path) -> bool:
 
 
 def cmd_evaluate(args) -> int:
-    from harness import layout
+    from harness import layout, reuse
     from harness.evaluation.evaluate import evaluate
 
     plan = _plan(args)
@@ -292,9 +296,12 @@ def cmd_evaluate(args) -> int:
         if args.stage is None
         else plan.checkpoint_eval_fingerprint(run, args.stage, args.step)
     )
+    if args.reuse and reuse.reuse_eval(plan, run, args.stage, args.step):  # an identical evaluation finished elsewhere
+        return 0
     if _remote(args, rp.eval_resources, out / "slurm", f"{name}.{run.paper}.{run.variant}.s{run.seed}", key=key):
         return 0
     data = layout.data_dir(rp.dataset_name) if rp.dataset.generated else None
+    reuse.detach(out)  # as a training job does
     base = rp.models[rp.variants[args.variant].model]
     if root is not None and base.source == "hub" and model == base.hub_id:
         from harness.offline import local_model
@@ -316,6 +323,7 @@ def cmd_evaluate(args) -> int:
     from harness.evaluation.results import one_line_metrics
 
     print(one_line_metrics(result))
+    reuse.record_eval(plan, run, args.stage, args.step)
     return 0
 
 
@@ -341,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--papers-dir", type=Path, default=Path(os.environ.get("HARNESS_PAPERS", PAPERS)))
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--cluster", default="local", help="configs/cluster/<name>.yaml: where train/evaluate run")
+    ap.add_argument(
+        "--no-reuse",
+        dest="reuse",
+        action="store_false",
+        help="train/evaluate: compute the job even when an identical one finished (harness/reuse.py)",
+    )
     ap.add_argument("--seeds", type=_seed_list, default=None,
                     help="comma-separated seeds run instead of each scale's (Snakemake: --config seeds=[0,1])")  # fmt: skip
     ap.add_argument("--variants", type=lambda t: [v for v in t.split(",") if v], default=None,

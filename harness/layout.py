@@ -21,6 +21,8 @@ RESULTS = "results"
 WORLD = f"{RESULTS}/world"
 RUNS = f"{RESULTS}/runs"
 REPORTS = f"{RESULTS}/reports"
+REUSE = f"{RESULTS}/reuse"
+"""Finished jobs by content key (harness/reuse.py): one JSON file per key, naming the folder that holds the outputs."""
 
 # ------------------------------------------------------------------ files a stage writes in its folder
 

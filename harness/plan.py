@@ -234,6 +234,10 @@ class Plan:
         return self._once(("stage_fp", run, i), lambda: self._stage_fingerprint(run, i))
 
     def _stage_fingerprint(self, run: Run, i: int) -> str:
+        return fingerprint(self.stage_payload(run, i))
+
+    def stage_payload(self, run: Run, i: int) -> dict:
+        """What stage `i` of `run` reads, as plain data (its fingerprint hashes this; harness.reuse its content)."""
         snapshots = self.snapshot_steps(run, i)  # only when asked for: older stages keep their fingerprint
         extra = ({"snapshots": snapshots} if snapshots else {}) | self.upstream(run, i)  # only when present: as before
         extra |= self._base_revision(run, self.model_after(run, i))
@@ -241,9 +245,8 @@ class Plan:
         pinned = {n: rp.models[n].revision for n in models_read(self._stages(run)[i].rewards)
                   if rp.models[n].source == "hub"}  # fmt: skip
         extra |= {"reward_models": pinned} if pinned else {}  # only when present: as before
-        return fingerprint({"stage": self._plain_stage(run.paper, run.variant, i), "seed": run.seed,
-                            "base": self.model_after(run, i),
-                            "dataset": self._plain_dataset(run.paper, self._stages(run)[i])} | extra)  # fmt: skip
+        return {"stage": self._plain_stage(run.paper, run.variant, i), "seed": run.seed, "base": self.model_after(run, i),
+                "dataset": self._plain_dataset(run.paper, self._stages(run)[i])} | extra  # fmt: skip
 
     def _plain_stage(self, paper: str, variant: str, i: int) -> dict:
         return self._once(("plain_stage", paper, variant, i),
@@ -289,17 +292,23 @@ class Plan:
         return {n: rp.models[n].hub_id if rp.models[n].source == "hub" else model_dir(n) for n in suite_models(rp.eval)}
 
     def checkpoint_eval_fingerprint(self, run: Run, stage: int, step: int) -> str:
-        return fingerprint({"eval": self._plain_eval(run.paper), "seed": run.seed,
-                            "model": snapshot_dir(run, stage, step)} | self._judge_revisions(run.paper))  # fmt: skip
+        return fingerprint(self.checkpoint_eval_payload(run, stage, step))
+
+    def checkpoint_eval_payload(self, run: Run, stage: int, step: int) -> dict:
+        return {"eval": self._plain_eval(run.paper), "seed": run.seed,
+                "model": snapshot_dir(run, stage, step)} | self._judge_revisions(run.paper)  # fmt: skip
 
     def eval_inputs(self, run: Run) -> list[str]:
         return (self._model_inputs(run, len(self._stages(run))) + self._data_inputs(run.paper, ("test",))
                 + self._judge_inputs(run.paper) + self.eval_hub_inputs(run, self.final_model(run)))  # fmt: skip
 
     def eval_fingerprint(self, run: Run) -> str:
-        return self._once(("eval_fp", run), lambda: fingerprint(
-            {"eval": self._plain_eval(run.paper), "seed": run.seed, "model": self.final_model(run)}
-            | self._base_revision(run, self.final_model(run)) | self._judge_revisions(run.paper)))  # fmt: skip
+        return self._once(("eval_fp", run), lambda: fingerprint(self.eval_payload(run)))
+
+    def eval_payload(self, run: Run) -> dict:
+        """What the evaluation of `run`'s final model reads, as plain data (as stage_payload)."""
+        return ({"eval": self._plain_eval(run.paper), "seed": run.seed, "model": self.final_model(run)}
+                | self._base_revision(run, self.final_model(run)) | self._judge_revisions(run.paper))  # fmt: skip
 
     def track_inputs(self, run: Run) -> list[str]:
         n = len(self._stages(run))

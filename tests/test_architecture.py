@@ -116,7 +116,7 @@ LAYERS = [  # bottom to top, as harness/__init__.py lists them
      "harness.serve"),
     ("harness.evaluation",),
     ("harness.reporting",),
-    ("harness.plan", "harness.validate"),
+    ("harness.plan", "harness.validate", "harness.reuse"),
     ("harness.cli", "harness.__main__"),
 ]  # fmt: skip
 

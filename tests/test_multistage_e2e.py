@@ -81,6 +81,50 @@ def test_expert_mix_logs_its_weight(workdir):
     assert logged == pytest.approx([0.5, 0.25])  # mu decays linearly from 0.5 to 0 over the 2 steps
 
 
+def test_the_same_jobs_in_another_bundle_are_reused_not_recomputed(workdir):
+    """A second bundle with the same base, `dno` and `rm` (its GRPO stage rewarded otherwise): every job it shares
+    with `ms` is a copy of ms's (harness/reuse.py), down to the files; the changed GRPO stage and what follows run."""
+    import os
+
+    import yaml
+
+    other = yaml.safe_load(BUNDLE)
+    other["paper"]["title"] = "the same stages in another bundle"
+    del other["variants"]["chord"]
+    other["variants"]["rm"]["stages"][2]["rewards"] = [{"name": "learned_reward", "weight": 2.0}]
+    write_bundle(workdir / "papers", "ms2", yaml.safe_dump(other, sort_keys=False))
+    run_snakemake(workdir)  # every bundle here: ms has nothing to do
+
+    def run(paper, variant):
+        return workdir / f"results/runs/{paper}/toy/{variant}/seed0"
+
+    for i in range(4):
+        copy, made = summary_of(run("ms2", "dno"), i), summary_of(run("ms", "dno"), i)
+        # from ms's folder, or from a copy of it made earlier in this run (rm's first stage is dno's too)
+        assert copy["reused_from"].startswith("results/runs/ms")
+        assert {k: v for k, v in copy.items() if k not in ("reused_from", "init_model")} == {
+            k: v for k, v in made.items() if k != "init_model"
+        }  # the same numbers: what was computed once
+        assert f"reused {copy['reused_from']}" in (run("ms2", "dno") / f"stage{i}/train.log").read_text()
+    assert summary_of(run("ms2", "dno"), 3)["init_model"] == "results/runs/ms2/toy/dno/seed0/stage1/model"  # its own
+    weights = "stage3/model/model.safetensors"
+    assert os.stat(run("ms2", "dno") / weights).st_ino == os.stat(run("ms", "dno") / weights).st_ino  # linked
+    assert not (run("ms2", "dno") / "stage3/checkpoints").exists()
+    for variant in ("base", "dno"):
+        copy, made = (json.loads((run(p, variant) / "eval/metrics.json").read_text()) for p in ("ms2", "ms"))
+        assert copy["metrics"] == made["metrics"] and copy["reused_from"] == f"results/runs/ms/toy/{variant}/seed0/eval"
+        assert "reused_from" not in made
+        assert copy["model"] != made["model"] or variant == "base"  # the model this run evaluated, by its path
+    assert [("reused_from" in summary_of(run("ms2", "rm"), i)) for i in range(3)] == [True, True, False]
+    assert "reused_from" not in json.loads((run("ms2", "rm") / "eval/metrics.json").read_text())
+    board = json.loads((workdir / "results/runs/ms2/toy/leaderboard.json").read_text())
+    assert sorted(r["variant"] for r in board["rows"]) == ["base", "dno", "rm"]
+
+
+def summary_of(run_dir, stage: int) -> dict:
+    return json.loads((run_dir / f"stage{stage}/train.json").read_text())
+
+
 def test_a_second_run_has_nothing_to_do(workdir):
     proc = run_snakemake(workdir, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -23,6 +23,7 @@ WORKFLOW_CONFIG = {
     "variants": "only these variants of the selected papers, e.g. [base_weak,majority_vote_weak] (a quick cut)",
     "cluster": "configs/cluster/<name>.yaml (the slurm profile sets slurm)",
     "papers_dir": "where bundles live (default papers/)",
+    "reuse": "false: compute every train/evaluate job even when an identical one finished (default true)",
 }
 """The keys `snakemake --config` takes, and what each is."""
 
@@ -33,9 +34,11 @@ def workflow_config(config: dict) -> dict:
 
     >>> workflow_config({"scale": "toy", "seeds": 0})["seeds"], workflow_config({"seeds": "0,2"})["seeds"]
     ([0], [0, 2])
+    >>> workflow_config({"reuse": "false"})["reuse"], workflow_config({"reuse": True})["reuse"]
+    (False, True)
     >>> workflow_config({"seed": 0})
     Traceback (most recent call last):
-    harness.config.errors.ConfigError: <snakemake --config>: seed: unknown key; did you mean 'seeds'? (known: scale, papers, seeds, variants, cluster, papers_dir)
+    harness.config.errors.ConfigError: <snakemake --config>: seed: unknown key; did you mean 'seeds'? (known: scale, papers, seeds, variants, cluster, papers_dir, reuse)
     """
     import difflib
 
@@ -58,6 +61,11 @@ def workflow_config(config: dict) -> dict:
         out["variants"] = [str(v) for v in (chosen if isinstance(chosen, list) else str(chosen).split(",")) if v]
         if not out["variants"]:
             raise ConfigError(where, "variants", f"expected variant names, e.g. [base,gold_grpo]; got {chosen!r}")
+    if "reuse" in out:
+        flag = {"true": True, "false": False}.get(str(out["reuse"]).lower())
+        if flag is None:
+            raise ConfigError(where, "reuse", f"expected true or false; got {out['reuse']!r}")
+        out["reuse"] = flag
     return out
 
 
