@@ -43,6 +43,19 @@ def test_tables_say_what_held_and_where_it_was_made(tmp_path, capsys):
 
     assert main(["tables", "ngrpo", "--board", "--results", str(tmp_path / "results")]) == 0
     assert "| 1 | rl | toy-arith | 0.900 ± 0.010 | 0.950 ± 0.000 | 1.000 ± 0.000 |" in capsys.readouterr().out
+    assert main(["tables", "ngrpo,one-shot-rlvr", "--board", "--results", str(tmp_path / "results")]) == 0
+    assert "`ngrpo`:\n\n| rank | variant |" in capsys.readouterr().out  # several boards: each under its bundle
+
+
+def test_a_curve_table_gives_pass_at_powers_of_two_up_to_the_samples(tmp_path, capsys):
+    b = board("does-rl-incentivize")
+    b["rows"][0]["metrics"] |= {"pass@2": {"mean": 0.93, "std": 0.0}, "pass@4": {"mean": 0.97, "std": 0.0}}
+    b["rows"].append(b["rows"][0] | {"variant": "base", "metrics": {"pass@1": {"mean": 0.5, "std": 0.1}}})
+    put(tmp_path / "results", b)
+    assert main(["tables", "does-rl-incentivize", "--curve", "--results", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    assert "| variant | pass@1 | pass@2 | pass@4 | pass@8 |\n|---|---|---|---|---|" in out
+    assert "| rl | 0.900 | 0.930 | 0.970 | 1.000 |" in out and "| base | 0.500 | - | - | - |" in out
 
 
 def test_a_readme_block_is_replaced_and_a_missing_run_refused(tmp_path, capsys):

@@ -26,11 +26,12 @@ def add_commands(sub) -> None:
     p.add_argument("--index-only", action="store_true", help="rewrite only the index page")
     p.set_defaults(fn=cmd_report)
 
-    p = sub.add_parser("tables", help="Markdown result tables from results/ (claims' verdicts, or --board)")
+    p = sub.add_parser("tables", help="Markdown result tables from results/ (claims' verdicts, --board or --curve)")
     p.add_argument("papers", help="bundles as for Snakemake's papers=: a name, a comma list, @<set> or all")
     p.add_argument("--scale", default="toy")
     p.add_argument("--results", default="results")
     p.add_argument("--board", action="store_true", help="each bundle's leaderboard instead of the claims")
+    p.add_argument("--curve", action="store_true", help="each bundle's pass@k at k = 1, 2, 4, ... per variant")
     p.add_argument("--write", metavar="README", help="replace the README's block instead of printing")
     p.add_argument("--block", help="the block's name (default: the papers argument)")
     p.set_defaults(fn=cmd_tables)
@@ -79,7 +80,7 @@ def cmd_tables(args) -> int:
 
     try:
         found = tables.boards(select_papers(args.papers, args.papers_dir, args.scale), args.scale, Path(args.results))
-        text = tables.render(found, board=args.board)
+        text = tables.render(found, board=args.board, curve=args.curve)
         if args.write:
             changed = tables.write_block(Path(args.write), args.block or args.papers.lstrip("@"), text)
             print(
