@@ -45,6 +45,14 @@ def test_tables_say_what_held_and_where_it_was_made(tmp_path, capsys):
     assert "| 1 | rl | toy-arith | 0.900 ± 0.010 | 0.950 ± 0.000 | 1.000 ± 0.000 |" in capsys.readouterr().out
     assert main(["tables", "ngrpo,one-shot-rlvr", "--board", "--results", str(tmp_path / "results")]) == 0
     assert "`ngrpo`:\n\n| rank | variant |" in capsys.readouterr().out  # several boards: each under its bundle
+    assert (
+        main(["tables", "ngrpo", "--board", "--columns", "pass@8,judge/min", "--results", str(tmp_path / "results")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert (
+        "| rank | variant | model | pass@8 | judge/min |" in out and "| 1 | rl | toy-arith | 1.000 ± 0.000 | - |" in out
+    )
 
 
 def test_a_curve_table_gives_pass_at_powers_of_two_up_to_the_samples(tmp_path, capsys):

@@ -32,6 +32,12 @@ def add_commands(sub) -> None:
     p.add_argument("--results", default="results")
     p.add_argument("--board", action="store_true", help="each bundle's leaderboard instead of the claims")
     p.add_argument("--curve", action="store_true", help="each bundle's pass@k at k = 1, 2, 4, ... per variant")
+    p.add_argument(
+        "--columns",
+        type=lambda t: [c for c in t.split(",") if c],
+        default=None,
+        help="with --board: these metrics instead of pass@1, maj@n, pass@n (e.g. pass@1,judge/min)",
+    )
     p.add_argument("--write", metavar="README", help="replace the README's block instead of printing")
     p.add_argument("--block", help="the block's name (default: the papers argument)")
     p.set_defaults(fn=cmd_tables)
@@ -80,7 +86,7 @@ def cmd_tables(args) -> int:
 
     try:
         found = tables.boards(select_papers(args.papers, args.papers_dir, args.scale), args.scale, Path(args.results))
-        text = tables.render(found, board=args.board, curve=args.curve)
+        text = tables.render(found, board=args.board, curve=args.curve, columns=args.columns)
         if args.write:
             changed = tables.write_block(Path(args.write), args.block or args.papers.lstrip("@"), text)
             print(

@@ -92,12 +92,13 @@ def claims_table(found: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def board_table(board: dict) -> str:
-    """A bundle's leaderboard on its first task: rank, variant, model, pass@1 / maj@n / pass@n (mean ± std)."""
+def board_table(board: dict, columns: list[str] | None = None) -> str:
+    """A bundle's leaderboard on its first task: rank, variant, model, and pass@1 / maj@n / pass@n or the given
+    metric columns (mean ± std; `-` where a row has no such metric)."""
     task = board["rows"][0]["task"]
     rows = [r for r in board["rows"] if r["task"] == task]
     n = rows[0]["protocol"]["n_samples"]
-    cols = ["pass@1"] + ([f"maj@{n}", f"pass@{n}"] if n > 1 else [])
+    cols = columns or ["pass@1"] + ([f"maj@{n}", f"pass@{n}"] if n > 1 else [])
     lines = ["| rank | variant | model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 3) + "|"]
     for r in rows:
         cells = " | ".join("-" if (m := r["metrics"].get(c)) is None else f"{m['mean']:.3f} ± {m['std']:.3f}"
@@ -120,11 +121,11 @@ def curve_table(board: dict) -> str:
     return "\n".join(lines)
 
 
-def render(found: list[dict], board: bool = False, curve: bool = False) -> str:
-    """The Markdown of `--board`, `--curve` (one table per bundle, each under its name when there are several) or
-    the claims (one table), after the line saying where the numbers were made."""
+def render(found: list[dict], board: bool = False, curve: bool = False, columns: list[str] | None = None) -> str:
+    """The Markdown of `--board` (its `columns`, or the default ones), `--curve` (one table per bundle, each under
+    its name when there are several) or the claims (one table), after the line saying where the numbers were made."""
     if board or curve:
-        table = curve_table if curve else board_table
+        table = curve_table if curve else lambda b: board_table(b, columns)
         body = "\n\n".join((f"`{b['paper']}`:\n\n" if len(found) > 1 else "") + table(b) for b in found)
     else:
         body = claims_table(found)
