@@ -148,7 +148,6 @@ def test_a_taken_folder_links_the_outputs_and_says_where_they_came_from(tmp_path
     assert f"reused {src}" in capsys.readouterr().out
 
 
-
 def test_a_job_computing_afresh_never_writes_through_a_link_into_another_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     src = finished(tmp_path / "a")

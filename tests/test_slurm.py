@@ -43,8 +43,8 @@ def sh(*cmd: str, check: bool = True) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120).stdout
 
 
-def start_snakemake(workdir, log) -> subprocess.Popen:
-    cmd = snakemake_cmd(workdir, profile="slurm")
+def start_snakemake(workdir, log, config: tuple[str, ...] = ()) -> subprocess.Popen:
+    cmd = snakemake_cmd(workdir, profile="slurm", config=config)
     return subprocess.Popen(cmd, cwd=ROOT, env=clean_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
 
 

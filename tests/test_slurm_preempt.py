@@ -169,7 +169,8 @@ def test_training_preempted_at_any_moment_ends_as_an_uninterrupted_run(cluster, 
     landed = []
     with open(tmp_path / "snakemake.log", "w") as log:
         # no retry: a preemption the harness does not survive must fail here, not be hidden by a second try
-        cmd = snakemake_cmd(tmp_path, "--retries", "0", profile="slurm")
+        # reuse=false: the twin is the same job computed uninterrupted, not a copy of the preempted one
+        cmd = snakemake_cmd(tmp_path, "--retries", "0", profile="slurm", config=("reuse=false",))
         proc = subprocess.Popen(cmd, cwd=ROOT, env=clean_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
             for target in ("random", "generation", "update", "checkpoint"):

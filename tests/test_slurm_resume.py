@@ -215,7 +215,7 @@ def test_preempted_evaluation_resumes_from_its_answers(cluster, tmp_path):  # no
     runs = tmp_path / "results/runs/evalresume/toy"
     out = runs / "base/seed0/eval"
     with open(tmp_path / "snakemake.log", "w") as log:
-        proc = start_snakemake(tmp_path, log)
+        proc = start_snakemake(tmp_path, log, config=("reuse=false",))  # the twin is computed, not copied
         try:
             job_id = wait_for(lambda: running_job(out / "slurm" / "jobs.jsonl"), 600, "the evaluation job", proc)
             procs, before = pause_after_first_chunk(job_id, cache_file(out))
