@@ -10,32 +10,11 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 
 from harness import reuse
 from harness.layout import RUNS, Run, stage_dir
 from harness.plan import Plan
-
-BUNDLE = {
-    "paper": {"title": "a test paper"},
-    "variants": {
-        "base": {"stages": []},
-        "gold": {"stages": [{"kind": "grpo", "data": "train", "rewards": [{"name": "exact_match"}]}]},
-        "vote": {
-            "stages": [
-                {"kind": "sft", "data": "train"},
-                {"kind": "grpo", "data": "pool", "rewards": [{"name": "majority_vote"}]},
-            ]
-        },
-    },
-    "scales": {"toy": {}},
-}
-
-
-def write(papers_dir: Path, slug: str, bundle: dict) -> None:
-    file = papers_dir / slug / "paper.yaml"
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(yaml.safe_dump(bundle, sort_keys=False))
+from tests.test_plan import BUNDLE, write  # a bundle of base, gold, vote (sft then grpo) and vote_weak
 
 
 def world_files(plan: Plan) -> list[str]:
@@ -90,7 +69,7 @@ def test_a_later_stage_is_keyed_by_what_the_earlier_ones_were(plan):
 def test_a_rebuilt_world_changes_every_key_that_reads_it(plan):
     gold, base = Run("p", "toy", "gold", 0), Run("p", "toy", "base", 0)
     before = reuse.stage_key(plan, gold, 0), reuse.eval_key(plan, base)
-    pretrain = next(f for f in world_files(plan) if f.endswith("pretrain.json"))
+    pretrain = f"{plan.base_model('p', 'gold')}/pretrain.json"
     Path(pretrain).write_text('{"rebuilt": true}\n')
     after = Plan(None, "toy", papers_dir=Path("papers"))  # a new job: a new process, a new plan
     assert reuse.stage_key(after, gold, 0) != before[0]
@@ -98,7 +77,7 @@ def test_a_rebuilt_world_changes_every_key_that_reads_it(plan):
 
 
 def test_a_job_whose_world_is_missing_gets_no_key(plan):
-    Path(next(f for f in world_files(plan) if f.endswith("pretrain.json"))).unlink()
+    Path(f"{plan.base_model('p', 'gold')}/pretrain.json").unlink()
     fresh = Plan(None, "toy", papers_dir=Path("papers"))
     assert reuse.stage_key(fresh, Run("p", "toy", "gold", 0), 0) is None
     assert reuse.stage_key(fresh, Run("p", "toy", "vote", 0), 1) is None  # nor anything after it
