@@ -10,12 +10,12 @@ Layers, top to bottom; a module imports from its own layer and those below it, n
     reporting/                       leaderboards, verdicts, bands, HTML reports, MLflow; the commands reading them
     evaluation/                      lm-eval runs, sampling metrics, evaluation protocols
     config/load, config/stage_changes, config/checks, config/claims, config/constraints, config/selection,
-    launch, memory, hub, offline, corpora, pinning, serve
+    launch, memory, hub, offline, corpora, pinning, fetching, serve
                                      resolving and checking bundles (they read the registries below), the
                                      README table of their ranges; what a run covers (papers, variants);
                                      SLURM via submitit; the memory plan; fetching the hub for offline
                                      compute nodes and reading its cache there, indexing search corpora,
-                                     pinning items; the vLLM server job
+                                     pinning items, the fetch command; the vLLM server job
     stages/                          the stage-kind registry, one module per kind, shared trainer plumbing
     config/ schemas, files           schema, stage, components, parallel, typed (YAML onto them), plain, errors;
                                      data files pinned by digest (a paper's own subset)

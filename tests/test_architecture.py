@@ -112,7 +112,7 @@ LAYERS = [  # bottom to top, as harness/__init__.py lists them
     ("harness.config.checks", "harness.config.claims", "harness.config.load", "harness.config.constraints",
      "harness.config.selection",
      "harness.config.stage_changes",
-     "harness.launch", "harness.memory", "harness.hub", "harness.offline", "harness.corpora", "harness.pinning",
+     "harness.launch", "harness.memory", "harness.hub", "harness.offline", "harness.corpora", "harness.pinning", "harness.fetching",
      "harness.serve"),
     ("harness.evaluation",),
     ("harness.reporting",),
