@@ -96,7 +96,9 @@ class Plan:
             self.papers = only_variants(self.papers, variants)
         self._memo: dict[tuple, Any] = {}
 
-    def _once(self, key: tuple, compute) -> Any:
+    def once(self, key: tuple, compute) -> Any:
+        """`compute()` the first time `key` is asked for, then its value: one plan's memo (this module's fingerprints
+        and harness/reuse.py's content keys)."""
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
@@ -183,7 +185,7 @@ class Plan:
 
     def _sources(self, run: Run, i: int) -> tuple[int | None, int | None]:
         """(index of the stage whose samples stage `i` reads, index of the stage whose scorer its rewards read)."""
-        return self._once(("sources", run, i), lambda: self._find_sources(run, i))
+        return self.once(("sources", run, i), lambda: self._find_sources(run, i))
 
     def _find_sources(self, run: Run, i: int) -> tuple[int | None, int | None]:
         stage = self._stages(run)[i]
@@ -231,7 +233,7 @@ class Plan:
         return {"revision": base.revision} if base.source == "hub" and model == base.hub_id and base.revision else {}
 
     def stage_fingerprint(self, run: Run, i: int) -> str:
-        return self._once(("stage_fp", run, i), lambda: self._stage_fingerprint(run, i))
+        return self.once(("stage_fp", run, i), lambda: self._stage_fingerprint(run, i))
 
     def _stage_fingerprint(self, run: Run, i: int) -> str:
         return fingerprint(self.stage_payload(run, i))
@@ -249,12 +251,12 @@ class Plan:
                 "dataset": self._plain_dataset(run.paper, self._stages(run)[i])} | extra  # fmt: skip
 
     def _plain_stage(self, paper: str, variant: str, i: int) -> dict:
-        return self._once(("plain_stage", paper, variant, i),
+        return self.once(("plain_stage", paper, variant, i),
                           lambda: plain_stage(self.papers[paper].variants[variant].stages[i]))  # fmt: skip
 
     def _plain_dataset(self, paper: str, stage: Stage) -> dict:
         name, cfg = self.papers[paper].stage_dataset(stage)
-        return self._once(("plain_dataset", paper, name), lambda: plain_dataset(cfg))
+        return self.once(("plain_dataset", paper, name), lambda: plain_dataset(cfg))
 
     def _judge_revisions(self, paper: str) -> dict:
         """{"judge_models": {name: revision}} for the hub models the suite's judges read (absent without: as before)."""
@@ -263,7 +265,7 @@ class Plan:
         return {"judge_models": pinned} if pinned else {}
 
     def _plain_eval(self, paper: str) -> dict:
-        return self._once(("plain_eval", paper), lambda: plain_eval(self.papers[paper].eval))
+        return self.once(("plain_eval", paper), lambda: plain_eval(self.papers[paper].eval))
 
     def snapshot_steps(self, run: Run, i: int) -> list[int]:
         """Steps of stage `i` whose model is saved and evaluated during training (the scale's `eval_checkpoints`)."""
@@ -303,7 +305,7 @@ class Plan:
                 + self._judge_inputs(run.paper) + self.eval_hub_inputs(run, self.final_model(run)))  # fmt: skip
 
     def eval_fingerprint(self, run: Run) -> str:
-        return self._once(("eval_fp", run), lambda: fingerprint(self.eval_payload(run)))
+        return self.once(("eval_fp", run), lambda: fingerprint(self.eval_payload(run)))
 
     def eval_payload(self, run: Run) -> dict:
         """What the evaluation of `run`'s final model reads, as plain data (as stage_payload)."""
@@ -315,7 +317,7 @@ class Plan:
         return [eval_file(run)] + [stage_summary(run, i) for i in range(n)] + self.checkpoint_evals(run)
 
     def track_fingerprint(self, run: Run) -> str:
-        return self._once(("track_fp", run.paper, run.variant), lambda: self._track_fingerprint(run))
+        return self.once(("track_fp", run.paper, run.variant), lambda: self._track_fingerprint(run))
 
     def _track_fingerprint(self, run: Run) -> str:
         rp = self.papers[run.paper]

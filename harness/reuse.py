@@ -103,7 +103,7 @@ def _content_key(plan, run: Run, job: str, payload: dict, before: int, inputs: l
 
 def stage_key(plan, run: Run, i: int) -> str | None:
     """Stage `i` of `run` by content: equal keys mean the same job (None: not shareable)."""
-    return plan._once(("content", run, i), lambda: _content_key(
+    return plan.once(("content", run, i), lambda: _content_key(
         plan, run, "train", plan.stage_payload(run, i), i, plan.stage_inputs(run, i)))  # fmt: skip
 
 
