@@ -143,9 +143,9 @@ def _remote(args, resources, folder: Path, name: str, setup: list[str] | None = 
         return False
     from harness.launch import submit_and_wait
 
-    argv = ["--cluster", "local", "--threads", str(resources.cpus_per_task)] + _without(
-        args.argv, "--cluster", "--threads"
-    )
+    # the job computes: this head looked it up, and holds its key's lock until the job is done (reuse.claim)
+    argv = ["--cluster", "local", "--no-reuse", "--threads", str(resources.cpus_per_task)]
+    argv += _without(args.argv, "--cluster", "--threads")
     submit_and_wait(main, argv, resources, cluster, folder, name, setup, key)
     return True
 
@@ -168,13 +168,25 @@ def _without(argv: list[str], *options: str) -> list[str]:
 
 
 def cmd_train(args) -> int:
+    from harness import reuse
+
+    plan = _plan(args)
+    run = plan.run(args.paper, args.variant, args.seed)
+    key = reuse.stage_key(plan, run, args.stage) if args.reuse else None
+    with reuse.claim(key, f"stage {args.stage} of {run.dir}"):  # an identical job started beside this one: wait
+        if key is not None and reuse.reuse_stage(plan, run, args.stage):  # an identical stage finished elsewhere
+            return 0
+        _train(args, plan, run)
+    return 0
+
+
+def _train(args, plan, run) -> None:
+    """Compute stage `args.stage` of `run`: here, or as a SLURM job (then that job records it)."""
     from harness import reuse, serve
     from harness.config.load import load_cluster
     from harness.layout import stage_dir
     from harness.stages import run_stage
 
-    plan = _plan(args)
-    run = plan.run(args.paper, args.variant, args.seed)
     stage = plan.papers[args.paper].variants[args.variant].stages[args.stage]
     folder = Path(stage_dir(run, args.stage), "slurm")
     root = _offline(args) if plan.stage_hub_inputs(run, args.stage) else None
@@ -186,11 +198,9 @@ def cmd_train(args) -> int:
         from harness.offline import local_model
 
         model = local_model(base.hub_id, base.revision, root)
-    if args.reuse and reuse.reuse_stage(plan, run, args.stage):  # an identical stage finished elsewhere
-        return 0
     with serve.for_stage(stage, model, server, cluster, folder, name) as setup:
         if _remote(args, stage.resources, folder, name, setup, plan.stage_fingerprint(run, args.stage)):
-            return 0
+            return
     job = plan.stage_job(run, args.stage)
     if root is not None:
         from harness.offline import offline_stage
@@ -199,7 +209,6 @@ def cmd_train(args) -> int:
     reuse.detach(job.dir)  # files linked from (or to) another run's folder: this job writes its own
     run_stage(job)
     reuse.record_stage(plan, run, args.stage)
-    return 0
 
 
 def _offline(args) -> Path:
@@ -212,11 +221,9 @@ def _offline(args) -> Path:
 
 def cmd_evaluate(args) -> int:
     from harness import layout, reuse
-    from harness.evaluation.evaluate import evaluate
 
     plan = _plan(args)
     run = plan.run(args.paper, args.variant, args.seed)
-    rp = plan.papers[args.paper]
     if (args.stage is None) != (args.step is None):
         print("error: --stage and --step go together (a checkpoint saved during training)", file=sys.stderr)
         return 2
@@ -233,16 +240,28 @@ def cmd_evaluate(args) -> int:
             print(f"error: no model saved at step {args.step} of stage {args.stage} ({model}); "
                   f"this run saves steps {steps} (scales.{args.scale}.eval_checkpoints)", file=sys.stderr)  # fmt: skip
             return 2
+    content = reuse.eval_key(plan, run, args.stage, args.step) if args.reuse else None
+    with reuse.claim(content, f"the evaluation in {out}"):  # an identical job started beside this one: wait
+        if content is not None and reuse.reuse_eval(plan, run, args.stage, args.step):  # finished elsewhere
+            return 0
+        _evaluate(args, plan, run, model, out, name)
+    return 0
+
+
+def _evaluate(args, plan, run, model: str, out: Path, name: str) -> None:
+    """Evaluate `model` into `out`: here, or as a SLURM job (then that job records it)."""
+    from harness import layout, reuse
+    from harness.evaluation.evaluate import evaluate
+
+    rp = plan.papers[args.paper]
     root = _offline(args) if plan.eval_hub_inputs(run, model) else None
     key = (
         plan.eval_fingerprint(run)
         if args.stage is None
         else plan.checkpoint_eval_fingerprint(run, args.stage, args.step)
     )
-    if args.reuse and reuse.reuse_eval(plan, run, args.stage, args.step):  # an identical evaluation finished elsewhere
-        return 0
     if _remote(args, rp.eval_resources, out / "slurm", f"{name}.{run.paper}.{run.variant}.s{run.seed}", key=key):
-        return 0
+        return
     data = layout.data_dir(rp.dataset_name) if rp.dataset.generated else None
     reuse.detach(out)  # as a training job does
     base = rp.models[rp.variants[args.variant].model]
@@ -267,7 +286,6 @@ def cmd_evaluate(args) -> int:
 
     print(one_line_metrics(result))
     reuse.record_eval(plan, run, args.stage, args.step)
-    return 0
 
 
 def cmd_track(args) -> int:

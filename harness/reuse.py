@@ -19,14 +19,22 @@ Limits, on purpose:
   linked; a stage whose payload still names a folder of its run after the substitution is never reused.
 - A job that computes into a folder first unlinks the files it shares with other folders (`detach`): a trainer
   that rewrites a file in place would otherwise change every copy of it.
+- Identical jobs that Snakemake starts together (the same stage in two papers of one run) are computed once: each
+  job holds its key's lock (`claim`, results/reuse/<key>.lock) from its look-up to its record, so the second waits
+  for the first and then takes its folder. The lock is an advisory flock: released when its process ends however it
+  ends, and as good as the file system's flock (a cluster's shared file system may not honour it; then both compute,
+  as without the lock).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -118,6 +126,27 @@ def eval_key(plan, run: Run, stage: int | None = None, step: int | None = None) 
 
 def _entry(key: str) -> Path:
     return Path(REUSE) / f"{key}.json"
+
+
+@contextmanager
+def claim(key: str | None, what: str) -> Iterator[None]:
+    """Hold job `key` (its look-up, computation and record): an identical job waits here until this one is done, then
+    finds it finished. No key (a job that is never shared): nothing to hold."""
+    if key is None:
+        yield
+        return
+    lock = _entry(key).with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for an identical job to finish {what} ({lock}); it is then reused", flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def record(key: str | None, folder: Path | str, summary: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,54 @@ def test_a_job_computing_afresh_never_writes_through_a_link_into_another_folder(
         f.write(b"new")
     assert (tmp_path / "b" / "model" / "weights.bin").read_bytes() == b"\x00\x01"
     assert (src / "checkpoints" / "checkpoint-2" / "state.pt").exists() and reuse.detach(tmp_path / "b") == 0
+
+
+def test_an_identical_job_started_beside_a_running_one_waits_for_it_then_takes_it(tmp_path, monkeypatch, capsys):
+    """Two jobs with one key that Snakemake starts together: the second waits on the key's lock while the first
+    computes, then finds the first's folder (instead of computing the same job a second time)."""
+    monkeypatch.chdir(tmp_path)
+    src, found = tmp_path / "results/runs/a/toy/v/seed0/stage0", []
+
+    def second() -> None:
+        with reuse.claim("k", "stage 0 of b"):
+            found.append(reuse.lookup("k", tmp_path / "b"))
+
+    with reuse.claim("k", "stage 0 of a"):
+        assert reuse.lookup("k", tmp_path / "b") is None  # nothing finished yet: this job computes
+        beside = threading.Thread(target=second)
+        beside.start()
+        beside.join(timeout=1.0)
+        assert beside.is_alive() and found == []  # held at the lock, not looking up
+        reuse.record("k", finished(src), "train.json")
+    beside.join(timeout=60)
+    assert found == [src]
+    assert "waiting for an identical job to finish stage 0 of b (results/reuse/k.lock)" in capsys.readouterr().out
+    assert Path("results/reuse/k.lock").exists()
+
+
+def test_a_job_that_fails_lets_the_one_waiting_on_it_compute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuntimeError, match="out of memory"), reuse.claim("k", "stage 0 of a"):
+        raise RuntimeError("out of memory")  # nothing recorded; the lock goes with the job
+    with reuse.claim("k", "stage 0 of b"):  # taken at once (a lock still held would block here)
+        assert reuse.lookup("k", tmp_path / "b") is None
+    with reuse.claim(None, "a job never shared"):  # no key: nothing to hold, nothing written
+        pass
+    assert sorted(p.name for p in Path("results/reuse").iterdir()) == ["k.lock"]
+
+
+def test_a_job_submitted_to_the_cluster_computes_without_claiming_its_heads_lock(monkeypatch, tmp_path):
+    """The head holds the key's lock while its SLURM job runs (reuse.claim), so the job must not claim it again."""
+    from types import SimpleNamespace
+
+    from harness import cli, launch
+
+    sent = []
+    monkeypatch.setattr("harness.config.load.load_cluster", lambda name: SimpleNamespace(launcher="slurm"))
+    monkeypatch.setattr(launch, "submit_and_wait", lambda main, argv, *rest: sent.append(argv))
+    args = SimpleNamespace(cluster="slurm", argv=["--cluster", "slurm", "train", "--paper", "p", "--seed", "0"])
+    assert cli._remote(args, SimpleNamespace(cpus_per_task=4), tmp_path, "train.p")
+    assert sent == [["--cluster", "local", "--no-reuse", "--threads", "4", "train", "--paper", "p", "--seed", "0"]]
 
 
 def test_reuse_false_reaches_every_job_command_and_a_bad_value_is_refused(tmp_path):
