@@ -101,7 +101,7 @@ def toy_model() -> tuple[Path, Path]:
     """An untrained model of the toy-arith shape (memory does not depend on skill) and the toy-arith data."""
     from transformers import AutoTokenizer
 
-    from harness.config.load import load_component
+    from harness.config.read import load_component
     from harness.layout import CONFIGS
     from harness.world.splits import read_split
     from harness.world.tokenizer import train_tokenizer

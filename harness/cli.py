@@ -71,7 +71,7 @@ def cmd_validate(args) -> int:
 
 def cmd_world(args) -> int:
     from harness import layout
-    from harness.config.load import load_component
+    from harness.config.read import load_component
 
     if args.what == "data":
         from harness.world.generators import GENERATORS
@@ -122,7 +122,7 @@ def cmd_world(args) -> int:
 def _world_environment(dataset: str, data: Path):
     """A tool world's environment factory (its generator's ENVIRONMENT, with the world's corpus when it searches
     one), for the skill checks of a base pre-trained on it; None for other worlds."""
-    from harness.config.load import load_component
+    from harness.config.read import load_component
     from harness.environments import ENVIRONMENTS
     from harness.world.generators import GENERATORS
 

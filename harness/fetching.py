@@ -58,14 +58,14 @@ def _rows_readable(items, root: Path) -> bool:
     every corpus is indexed (harness/corpora.py: its text columns read in every row); each problem printed with its
     config file. The caller then writes no marker, so no job that reads it starts."""
     from harness import corpora, offline
-    from harness.config import load
+    from harness.config import read
     from harness.stages.data import check_fetched
 
     ok = True
     for item in items:
         if item.file.parent.name != "datasets":
             continue
-        cfg = load.load_component("datasets", item.file.stem, item.file, "fetch")
+        cfg = read.load_component("datasets", item.file.stem, item.file, "fetch")
         try:
             if cfg.text_fields is not None:
                 corpora.build(cfg, root, log=lambda line: print(line, flush=True))

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import files
-from harness.config import load
+from harness.config import load, read
 from harness.config.components import DatasetConfig, EvalConfig, ModelConfig
 from harness.config.errors import ConfigError, FetchError
 from harness.config.plain import fingerprint
@@ -74,7 +74,7 @@ class HubItem:
 
 
 def _config_file(kind: str, name: str) -> Path:
-    return load.CONFIGS / kind / f"{name}.yaml"
+    return read.CONFIGS / kind / f"{name}.yaml"
 
 
 def model_item(name: str, cfg: ModelConfig) -> HubItem:
@@ -227,15 +227,15 @@ def marker_items(marker: str | Path) -> list[HubItem]:
     kind, name = path.parent.name, path.stem
     if kind == "eval":
         suite = name.split("@", 1)[0]
-        cfg = load.load_component("eval", suite, path, "marker")
+        cfg = read.load_component("eval", suite, path, "marker")
         if eval_marker(suite, cfg) != f"{HUB}/eval/{path.name}":
             raise FetchError(f"{path}: configs/eval/{suite}.yaml has changed since this marker was planned")
         return eval_items(suite, cfg)
     if kind not in KINDS:
         raise FetchError(f"{path}: not a hub marker ({HUB}/<models|datasets|eval>/<name>.json)")
     found = []
-    for file in sorted((load.CONFIGS / kind).glob("*.yaml")):
-        cfg = load.load_component(kind, file.stem, path, "marker")
+    for file in sorted((read.CONFIGS / kind).glob("*.yaml")):
+        cfg = read.load_component(kind, file.stem, path, "marker")
         if cfg.source == "hub" or (kind == "datasets" and cfg.fetched):
             item = model_item(file.stem, cfg) if kind == "models" else dataset_item(file.stem, cfg)
             if _slug(item.repo_id, item.revision) == name:

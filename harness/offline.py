@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import files
-from harness.config import load
+from harness.config import read
 from harness.config.components import DatasetConfig, ModelConfig
 from harness.config.errors import FetchError
 from harness.config.stage import GENERATED
@@ -125,8 +125,8 @@ def corpus_index(dataset: DatasetConfig, root: Path) -> Path:
     from harness.corpora import index_dir
     from harness.environments.corpus_index import is_index
 
-    cfg = load.load_component(
-        "datasets", dataset.corpus, load.CONFIGS / "datasets" / f"{dataset.corpus}.yaml", "corpus"
+    cfg = read.load_component(
+        "datasets", dataset.corpus, read.CONFIGS / "datasets" / f"{dataset.corpus}.yaml", "corpus"
     )
     folder = index_dir(cfg, root)
     if not is_index(folder):

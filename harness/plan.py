@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.config.load import load_component, load_paper
+from harness.config.load import load_paper
 from harness.config.plain import (
     fingerprint,
     plain_dataset,
@@ -24,6 +24,7 @@ from harness.config.plain import (
     plain_stage,
     to_plain,
 )
+from harness.config.read import load_component
 from harness.config.schema import ResolvedPaper, Stage
 from harness.config.selection import only_variants, select_papers
 from harness.config.stage import GENERATED

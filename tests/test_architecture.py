@@ -109,7 +109,7 @@ LAYERS = [  # bottom to top, as harness/__init__.py lists them
     ("harness.config.errors", "harness.config.typed", "harness.config.stage", "harness.config.components",
      "harness.config.parallel", "harness.config.schema", "harness.config.plain", "harness.files"),
     ("harness.stages",),
-    ("harness.config.checks", "harness.config.claims", "harness.config.load", "harness.config.constraints",
+    ("harness.config.checks", "harness.config.claims", "harness.config.read", "harness.config.resolve", "harness.config.load", "harness.config.constraints",
      "harness.config.selection",
      "harness.config.stage_changes",
      "harness.launch", "harness.memory", "harness.hub", "harness.offline", "harness.corpora", "harness.pinning", "harness.fetching",

@@ -11,7 +11,8 @@ import yaml
 
 from harness.config.components import DatasetConfig, EvalConfig, ModelConfig
 from harness.config.errors import ConfigError
-from harness.config.load import list_papers, load_component, load_paper, load_paper_config, paper_file
+from harness.config.load import list_papers, load_paper, load_paper_config, paper_file
+from harness.config.read import load_component
 from harness.config.schema import ResolvedPaper
 from harness.layout import CONFIGS, PAPERS, ROOT
 from harness.stages.grpo import GRPOArgs

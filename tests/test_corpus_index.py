@@ -114,7 +114,7 @@ def project(tmp_path, server, monkeypatch):  # noqa: F811
     """configs/ with a question file naming a corpus, both served by `server` (unpinned), and a bundle searching it."""
     import shutil
 
-    from harness.config import load
+    from harness.config import read
 
     www, base = server
     with gzip.open(www / "wiki.jsonl.gz", "wt") as f:
@@ -129,7 +129,7 @@ def project(tmp_path, server, monkeypatch):  # noqa: F811
              **SEARCH_R1}}, "dataset": "wiki-questions", "n_samples": 2, "temperature": 1.0, "max_new_tokens": 6,
              "max_turns": 2}  # fmt: skip
     (tmp_path / "configs" / "eval" / "wiki-episodes.yaml").write_text(json.dumps(suite))
-    monkeypatch.setattr(load, "CONFIGS", tmp_path / "configs")
+    monkeypatch.setattr(read, "CONFIGS", tmp_path / "configs")
     write_bundle(tmp_path / "papers", "searchy", BUNDLE)
     return tmp_path, datasets
 
@@ -216,7 +216,8 @@ def test_fetch_refuses_a_corpus_without_its_column_and_writes_no_marker(project,
     ],
 )
 def test_a_corpus_named_wrongly_is_refused_naming_the_file_and_key(project, file, change, key, fragment):
-    from harness.config.load import load_component, load_paper
+    from harness.config.load import load_paper
+    from harness.config.read import load_component
 
     tmp, datasets = project
     path = datasets / f"{file}.yaml"

@@ -126,14 +126,14 @@ EVAL_REFUSALS = [
 
 @pytest.mark.parametrize(("text", "key", "fragment"), [c[1:] for c in EVAL_REFUSALS], ids=[c[0] for c in EVAL_REFUSALS])
 def test_eval_suite_refusal_names_file_and_key(tmp_path, monkeypatch, text, key, fragment):
-    from harness.config import load
+    from harness.config import read
     from harness.config.errors import ConfigError
 
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "bad.yaml").write_text(text)
-    monkeypatch.setattr(load, "CONFIGS", tmp_path)
+    monkeypatch.setattr(read, "CONFIGS", tmp_path)
     with pytest.raises(ConfigError) as info:
-        load.load_component("eval", "bad", tmp_path / "paper.yaml", "scales.toy.eval")
+        read.load_component("eval", "bad", tmp_path / "paper.yaml", "scales.toy.eval")
     assert str(info.value).startswith(f"{tmp_path / 'eval' / 'bad.yaml'}: {key}: "), str(info.value)
     assert fragment in str(info.value)
 

@@ -47,7 +47,7 @@ def test_the_judge_model_is_built_before_the_stage_and_handed_to_it(tmp_path):
 
 
 def test_a_hub_judge_is_fetched_pinned_read_offline_and_planned_in_memory(tmp_path):
-    from harness.config.load import load_component
+    from harness.config.read import load_component
     from harness.hub import model_marker, paper_items
     from harness.memory import GiB, plan_paper
     from harness.offline import local_model, offline_stage, run_revisions
@@ -107,7 +107,7 @@ def test_an_eval_suite_judge_scores_every_response_with_the_frozen_model(world):
 
 
 def test_a_suite_judges_model_is_built_before_the_evaluation_and_an_unknown_one_named(tmp_path, monkeypatch):
-    from harness.config import load
+    from harness.config import load, read
     from harness.layout import CONFIGS
     from harness.plan import Plan
 
@@ -124,7 +124,7 @@ def test_a_suite_judges_model_is_built_before_the_evaluation_and_an_unknown_one_
             (configs / kind / f.name).write_text(f.read_text())
     suite = configs / "eval" / "toy-arith-judged.yaml"
     suite.write_text(suite.read_text().replace("model: toy-sum-judge", "model: no-such-judge"))
-    monkeypatch.setattr(load, "CONFIGS", configs)
+    monkeypatch.setattr(read, "CONFIGS", configs)
     with pytest.raises(ConfigError, match=r"toy-arith-judged\.yaml: judges\.0\.rewards\.0\.args\.model") as e:
         load.load_paper("judged", "toy", papers_dir=tmp_path)
     assert "no-such-judge" in str(e.value)
@@ -159,16 +159,16 @@ def test_a_toy_model_can_start_from_another_and_keeps_its_tokenizer(world, tmp_p
     [("toy-sum-judge", "a model cannot start from itself"), ("no-such-model", "no model config")],
 )
 def test_init_from_names_another_toy_model_config(tmp_path, monkeypatch, init, message):
-    from harness.config import load
+    from harness.config import read
     from harness.layout import CONFIGS
 
     models = tmp_path / "models"
     models.mkdir()
     text = (CONFIGS / "models" / "toy-sum-judge.yaml").read_text().replace("init_from: toy-arith", f"init_from: {init}")
     (models / "toy-sum-judge.yaml").write_text(text)
-    monkeypatch.setattr(load, "CONFIGS", tmp_path)
+    monkeypatch.setattr(read, "CONFIGS", tmp_path)
     with pytest.raises(ConfigError, match=f"toy.init_from: {message}"):
-        load.load_component("models", "toy-sum-judge", tmp_path, "test")
+        read.load_component("models", "toy-sum-judge", tmp_path, "test")
 
 
 def test_the_judge_waits_for_the_model_it_starts_from(tmp_path):

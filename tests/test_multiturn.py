@@ -210,7 +210,7 @@ def test_an_episode_suite_is_checked(tmp_path, change, key, fragment):
 
 def test_an_episode_suite_waits_for_no_hub_download():
     """Its task name is a label, not an lm-eval task: nothing to fetch (the planner asks suite_uses_hub)."""
-    from harness.config.load import load_component
+    from harness.config.read import load_component
     from harness.hub import suite_uses_hub
     from harness.layout import CONFIGS
 

@@ -27,8 +27,8 @@ import sys
 from pathlib import Path
 log = open(sys.argv[1], "a")
 sys.addaudithook(lambda event, args: event == "socket.connect" and log.write(repr(args[1]) + "\\n") and log.flush())
-import harness.config.load as load
-load.CONFIGS = Path(sys.argv[2])
+import harness.config.read as read
+read.CONFIGS = Path(sys.argv[2])
 from harness.cli import main
 sys.exit(main(sys.argv[3:]))
 """
@@ -155,11 +155,11 @@ def test_training_and_evaluation_read_only_the_cache(offline):
 
 
 def _bundle_with(tmp_path, monkeypatch, model_yaml: str):
-    from harness.config import load
+    from harness.config import read
 
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     (tmp_path / "configs" / "models" / "m.yaml").write_text(model_yaml)
-    monkeypatch.setattr(load, "CONFIGS", tmp_path / "configs")
+    monkeypatch.setattr(read, "CONFIGS", tmp_path / "configs")
     write_bundle(tmp_path / "papers", "p", "paper: {title: t}\nvariants: {base: {}}\n"
                  "scales: {toy: {model: m, dataset: toy-arith, eval: toy-arith}}\n")  # fmt: skip
     return tmp_path / "configs" / "models" / "m.yaml"
@@ -195,7 +195,7 @@ def test_fetch_refuses_a_gated_model_without_a_token(tmp_path, monkeypatch):
 
 def test_pin_writes_the_commit_and_keeps_comments(tmp_path, monkeypatch):
     from harness import hub
-    from harness.config import load
+    from harness.config import read
     from harness.pinning import pin
 
     file = _bundle_with(tmp_path, monkeypatch, "# a hub model\nsource: hub  # from the hub\nhub_id: org/m\n")
@@ -203,7 +203,7 @@ def test_pin_writes_the_commit_and_keeps_comments(tmp_path, monkeypatch):
                      resolve=lambda item: MODEL_SHA)  # fmt: skip
     assert [i.revision for i in pinned] == [MODEL_SHA]
     assert file.read_text() == f"# a hub model\nsource: hub  # from the hub\nhub_id: org/m\nrevision: {MODEL_SHA}\n"
-    assert load.load_component("models", "m", file, "").revision == MODEL_SHA
+    assert read.load_component("models", "m", file, "").revision == MODEL_SHA
 
 
 def test_only_runs_with_hub_items_wait_for_a_fetch(tmp_path):

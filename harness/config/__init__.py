@@ -8,7 +8,9 @@
     checks.py      names, ranges and combinations (reading the registries, never torch)
     claims.py      claims, reported numbers, sources and deviations: what a bundle says about its paper
     constraints.py the README tables generated from configuration (ranges, deviations)
-    load.py        load_paper, load_component, load_cluster: layers merged, checked, resolved
+    read.py        a config file parsed once, built onto its schema; load_component (configs/<kind>/<name>.yaml)
+    resolve.py     a scale's layers merged; a variant's stages resolved with the scale's changes to them
+    load.py        load_paper, load_cluster: the resolved parts put together and checked as a whole
     plain.py       resolved configs as plain data, and their fingerprints
 
 Import from the module that defines a name (`from harness.config.load import load_paper`); this package

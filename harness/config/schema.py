@@ -1,8 +1,8 @@
 """Typed schemas of a paper bundle (papers/<slug>/paper.yaml), a scale (configs/scales/), a cluster
 (configs/cluster/), and of a paper resolved at one scale.
 
-YAML is merged onto these dataclasses by harness/config/load.py, which refuses unknown keys and wrong
-types. Docstrings under fields are the reference for bundle authors. The schemas of a stage are in
+YAML is merged onto these dataclasses by harness/config/typed.py (called from read.py and resolve.py), which
+refuses unknown keys and wrong types. Docstrings under fields are the reference for bundle authors. The schemas of a stage are in
 harness/config/stage.py, of models, datasets and eval suites in harness/config/components.py, of a stage
 kind's hyper-parameters in the kind's own module (harness/stages/).
 """

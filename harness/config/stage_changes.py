@@ -1,6 +1,6 @@
 """A scale's changes to single stages (`ScaleConfig.stages`): checked as partial stages, applied to the stage they
 name (keyed by the stage's key in the bundle without `variants.`), and the names a bundle's stages answer to.
-harness/config/load.py applies them while it resolves each variant."""
+harness/config/resolve.py applies them while it resolves each variant."""
 
 from __future__ import annotations
 
