@@ -22,8 +22,7 @@ Limits, on purpose:
 - Identical jobs that Snakemake starts together (the same stage in two papers of one run) are computed once: each
   job holds its key's lock (`claim`, results/reuse/<key>.lock) from its look-up to its record, so the second waits
   for the first and then takes its folder. The lock is an advisory flock: released when its process ends however it
-  ends, and as good as the file system's flock (a cluster's shared file system may not honour it; then both compute,
-  as without the lock).
+  ends, and as good as the file system's flock (where a shared file system has none, both compute, as without it).
 """
 
 from __future__ import annotations
@@ -138,15 +137,26 @@ def claim(key: str | None, what: str) -> Iterator[None]:
     lock = _entry(key).with_suffix(".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for an identical job to finish {what} ({lock}); it is then reused", flush=True)
-            fcntl.flock(f, fcntl.LOCK_EX)
+        held = _hold(f, lock, what)
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            if held:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _hold(f, lock: Path, what: str) -> bool:
+    """Lock `f` exclusively, waiting (and saying so) while another job holds it; False where the file system has no
+    locks (ENOLCK on some network file systems): the job then computes, as it would without the lock."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"waiting for an identical job to finish {what} ({lock}); it is then reused", flush=True)
+        fcntl.flock(f, fcntl.LOCK_EX)
+    except OSError as e:
+        print(f"no lock on {lock} ({e.strerror}): an identical job started beside this one computes too", flush=True)
+        return False
+    return True
 
 
 def record(key: str | None, folder: Path | str, summary: str) -> None:

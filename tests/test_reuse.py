@@ -173,6 +173,22 @@ def test_a_job_that_fails_lets_the_one_waiting_on_it_compute(tmp_path, monkeypat
     assert sorted(p.name for p in Path("results/reuse").iterdir()) == ["k.lock"]
 
 
+def test_a_file_system_without_locks_lets_the_job_compute_and_says_so(tmp_path, monkeypatch, capsys):
+    import errno
+    import fcntl
+
+    def no_locks(f, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    entered = []
+    with reuse.claim("k", "stage 0 of a"):
+        entered.append(True)
+    assert entered == [True]
+    assert "no lock on results/reuse/k.lock (No locks available)" in capsys.readouterr().out
+
+
 def test_a_job_submitted_to_the_cluster_computes_without_claiming_its_heads_lock(monkeypatch, tmp_path):
     """The head holds the key's lock while its SLURM job runs (reuse.claim), so the job must not claim it again."""
     from types import SimpleNamespace
