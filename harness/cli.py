@@ -20,7 +20,7 @@ from pathlib import Path
 from harness.config.errors import ConfigError
 from harness.config.load import list_papers
 from harness.fetching import add_fetch_command
-from harness.layout import CONFIGS, PAPERS
+from harness.layout import PAPERS
 from harness.reporting.commands import add_commands
 
 
@@ -71,14 +71,14 @@ def cmd_validate(args) -> int:
 
 def cmd_world(args) -> int:
     from harness import layout
-    from harness.config.read import load_component
+    from harness.config import read
 
     if args.what == "data":
         from harness.world.generators import GENERATORS
         from harness.world.splits import write_rows
         from harness.world.tokenizer import train_tokenizer
 
-        cfg = load_component("datasets", args.name, CONFIGS / "datasets", "dataset")
+        cfg = read.load_component("datasets", args.name, read.CONFIGS / "datasets", "dataset")
         if not cfg.generated:
             print(f"error: dataset {args.name!r} has source {cfg.source!r}: it is read from the hub", file=sys.stderr)
             return 2
@@ -93,7 +93,7 @@ def cmd_world(args) -> int:
     elif args.what == "convert":
         from harness.world.packaged import convert
 
-        cfg = load_component("models", args.name, CONFIGS / "models", "model")
+        cfg = read.load_component("models", args.name, read.CONFIGS / "models", "model")
         if cfg.source != "package":
             print(f"error: model {args.name!r} has source {cfg.source!r}, not package", file=sys.stderr)
             return 2
@@ -101,7 +101,7 @@ def cmd_world(args) -> int:
     else:
         from harness.world.toy_model import SkillError, pretrain
 
-        cfg = load_component("models", args.name, CONFIGS / "models", "model")
+        cfg = read.load_component("models", args.name, read.CONFIGS / "models", "model")
         data = Path(layout.data_dir(cfg.dataset))
         init = None
         if cfg.toy.init_from is not None:
@@ -122,11 +122,12 @@ def cmd_world(args) -> int:
 def _world_environment(dataset: str, data: Path):
     """A tool world's environment factory (its generator's ENVIRONMENT, with the world's corpus when it searches
     one), for the skill checks of a base pre-trained on it; None for other worlds."""
-    from harness.config.read import load_component
+    from harness.config import read
     from harness.environments import ENVIRONMENTS
     from harness.world.generators import GENERATORS
 
-    name = GENERATORS.get(load_component("datasets", dataset, CONFIGS / "datasets", "dataset").source).environment
+    cfg = read.load_component("datasets", dataset, read.CONFIGS / "datasets", "dataset")
+    name = GENERATORS.get(cfg.source).environment
     if name is None:
         return None
     factory = ENVIRONMENTS.get(name)
@@ -242,7 +243,7 @@ def cmd_evaluate(args) -> int:
             return 2
     content = reuse.eval_key(plan, run, args.stage, args.step) if args.reuse else None
     with reuse.claim(content, f"the evaluation in {out}"):  # an identical job started beside this one: wait
-        if content is not None and reuse.reuse_eval(plan, run, args.stage, args.step):  # finished elsewhere
+        if content is not None and reuse.reuse_eval(plan, run, args.stage, args.step, content):  # finished elsewhere
             return 0
         _evaluate(args, plan, run, model, out, name)
     return 0

@@ -234,10 +234,11 @@ def reuse_stage(plan, run: Run, i: int) -> bool:
     return True
 
 
-def reuse_eval(plan, run: Run, stage: int | None = None, step: int | None = None) -> bool:
-    """Fill an evaluation of `run` (as eval_key) from a finished identical one; False when there is none."""
+def reuse_eval(plan, run: Run, stage: int | None = None, step: int | None = None, key: str | None = None) -> bool:
+    """Fill an evaluation of `run` (its content `key`, as eval_key, computed here when not given) from a finished
+    identical one; False when there is none."""
     out = Path(eval_file(run) if stage is None else checkpoint_eval_file(run, stage, step)).parent
-    key = eval_key(plan, run, stage, step)
+    key = key or eval_key(plan, run, stage, step)
     src = lookup(key, out)
     if src is None:
         return False
