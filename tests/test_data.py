@@ -10,7 +10,8 @@ import pytest
 from harness.config.components import DatasetConfig
 from harness.config.stage import DataArgs
 from harness.grader import extract_answer
-from harness.stages.data import PairedRepeatSampler, reword, stage_rows
+from harness.stages.data import reword, stage_rows
+from harness.stages.samplers import PairedRepeatSampler
 from harness.world.arithmetic import ArithmeticSpec, make_splits, write_splits
 from harness.world.splits import read_split
 

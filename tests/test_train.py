@@ -43,6 +43,29 @@ def test_killed_stage_resumes_from_last_checkpoint(world, tmp_path, monkeypatch)
         torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6, msg=name)
 
 
+def test_a_stage_resumed_in_a_later_epoch_ends_as_an_uninterrupted_one(world, tmp_path, monkeypatch):
+    """16 prompts a step over 64 rows: 4 steps an epoch. Killed after step 6 and resumed from checkpoint-5 (in the
+    second epoch), the run draws the second epoch's order, not the first's again, and ends with the same weights."""
+    root, dataset = world
+    stage = grpo_stage(8)
+    stage.args.update(per_device_train_batch_size=64, save_steps=5, learning_rate=1e-2)
+    stage.rewards = [RewardSpec(name="format")]  # rewards that vary within a group on this barely trained model
+    crash_after(monkeypatch, 6)
+    with pytest.raises(Crash):
+        run_stage(stage, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
+    monkeypatch.undo()
+    summary = run_stage(stage, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
+    assert summary["resumed_from"].endswith("checkpoint-5") and summary["global_step"] == 8
+    run_stage(stage, str(root / "model"), dataset, root / "data", 0, tmp_path / "s", "fp")
+    history = [[e["reward"] for e in json.loads((tmp_path / d / "train.json").read_text())["log_history"]
+                if "reward" in e] for d in ("r", "s")]  # fmt: skip
+    assert len(set(history[1])) > 1  # rewards that move, so a different order would show
+    assert history[0] == history[1]  # the same rewards at every step: the same prompts, the same samples
+    resumed, uninterrupted = (load_file(str(tmp_path / d / "model" / "model.safetensors")) for d in ("r", "s"))
+    for name in resumed:
+        torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6, msg=name)
+
+
 def test_a_checkpoint_interrupted_while_saving_is_never_resumed_from(world, tmp_path, monkeypatch):
     """Killed after the weights of checkpoint-4 were written but before the rest: the resumed run discards it
     and redoes steps 3-4 from checkpoint-2 (transformers writes checkpoints in place, so without the harness's

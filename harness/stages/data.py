@@ -7,8 +7,8 @@ a hub dataset's mixture is its first `limit` rows labeled and the following ones
 world's `solution` (hidden like the answer), and when asked for: `labeled`, `noisy` (for analysis
 only: rewards must not read it), `pair` and `view`.
 
-`PairedRepeatSampler` is TRL's GRPO `RepeatSampler` that keeps a row and its paraphrase in the
-same batch of distinct prompts.
+GRPO draws a paraphrased stage's rows with `harness.stages.samplers.PairedRepeatSampler`, which keeps a row and
+its twin in the same batch of distinct prompts.
 """
 
 from __future__ import annotations
@@ -17,12 +17,9 @@ import itertools
 import json
 import random
 import re
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import torch
-from torch.utils.data import Sampler
 
 from harness.config.components import DatasetConfig
 from harness.config.stage import SPLITS, DataArgs, data_args_problem
@@ -306,59 +303,6 @@ def add_paraphrases(rows: list[dict]) -> list[dict]:
     """Each row (view 0) followed by its twin (view 1), both with `pair` = the row's id."""
     offset = id_offset([r["id"] for r in rows])
     return [x for r in rows for x in (r | {"pair": r["id"], "view": 0}, twin(r, offset))]
-
-
-class PairedRepeatSampler(Sampler):
-    """TRL's GRPO `RepeatSampler`, shuffling pairs instead of rows, so that twins share a batch.
-
-    Rows with the same `pairs` value are taken two at a time in dataset order (a row and its
-    twin, as `add_paraphrases` lays them out); these units are shuffled, cut into chunks of
-    `batch_size` distinct prompts (even, so no unit is split; an incomplete last chunk is
-    dropped), and each chunk is yielded `repeat_count` times with every index `mini_repeat_count`
-    times in a row. The generator lives across epochs, so each epoch has a new order.
-
-    >>> list(PairedRepeatSampler([7, 7, 8, 8], mini_repeat_count=2, batch_size=2, shuffle=False))
-    [0, 0, 1, 1, 2, 2, 3, 3]
-    """
-
-    def __init__(self, pairs: Sequence[Hashable], mini_repeat_count: int, batch_size: int, repeat_count: int = 1,
-                 shuffle: bool = True, seed: int | None = None):  # fmt: skip
-        if batch_size % 2:
-            raise ValueError(f"PairedRepeatSampler: batch_size must be even to hold whole pairs, got {batch_size}")
-        self.units = pair_units(pairs)
-        self.num_samples = len(pairs)
-        self.mini_repeat_count, self.batch_size, self.repeat_count = mini_repeat_count, batch_size, repeat_count
-        self.shuffle = shuffle
-        self.generator = torch.Generator()
-        if seed is not None:
-            self.generator.manual_seed(seed)
-
-    def __iter__(self) -> Iterator[int]:
-        order = torch.randperm(len(self.units), generator=self.generator).tolist() if self.shuffle else None
-        indexes = [i for u in (order or range(len(self.units))) for i in self.units[u]]
-        for start in range(0, len(indexes) - self.batch_size + 1, self.batch_size):
-            chunk = indexes[start : start + self.batch_size]
-            for _ in range(self.repeat_count):
-                for index in chunk:
-                    yield from [index] * self.mini_repeat_count
-
-    def __len__(self) -> int:
-        return (self.num_samples // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
-
-
-def pair_units(pairs: Sequence[Hashable]) -> list[tuple[int, int]]:
-    """Indices of rows sharing a pair value, two at a time in dataset order.
-
-    >>> pair_units(["a", "b", "a", "b", "a", "a"])
-    [(0, 2), (1, 3), (4, 5)]
-    """
-    groups: dict[Hashable, list[int]] = {}
-    for i, p in enumerate(pairs):
-        groups.setdefault(p, []).append(i)
-    odd = [p for p, idx in groups.items() if len(idx) % 2]
-    if odd:
-        raise ValueError(f"PairedRepeatSampler: pair values {odd[:5]} have an odd number of rows (a twin is missing)")
-    return sorted((idx[k], idx[k + 1]) for idx in groups.values() for k in range(0, len(idx), 2))
 
 
 def solution_prefixes(rows: datasets.Dataset, share: float, separator: str | None) -> datasets.Dataset:

@@ -58,19 +58,20 @@ class HarnessGRPOTrainer(GRPOTrainer):
     # ------------------------------------------------------------------ sampling
 
     def _get_train_sampler(self, dataset=None):
-        dataset = self.train_dataset if dataset is None else dataset
-        if "pair" not in dataset.column_names:
-            return super()._get_train_sampler(dataset)
-        from harness.stages.data import PairedRepeatSampler
+        """TRL's sampler (or its paired form, for paraphrased rows), resumable in any epoch (stages/samplers.py)."""
+        from harness.stages.samplers import PairedRepeatSampler, ResumableRepeatSampler
 
-        return PairedRepeatSampler(
-            pairs=list(dataset["pair"]),
+        dataset = self.train_dataset if dataset is None else dataset
+        shape = dict(
             mini_repeat_count=self.num_generations,
             batch_size=self.args.generation_batch_size // self.num_generations,
             repeat_count=self.num_iterations * self.args.steps_per_generation,
             shuffle=self.shuffle_dataset,
             seed=self.args.seed,
         )
+        if "pair" in dataset.column_names:
+            return PairedRepeatSampler(pairs=list(dataset["pair"]), **shape)
+        return ResumableRepeatSampler(data_source=dataset, **shape)
 
     # ------------------------------------------------------------------ advantages
 
