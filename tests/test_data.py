@@ -178,6 +178,35 @@ def test_sampler_matches_trl_without_shuffle():
         assert len(list(shuffled)) == len(trl)
 
 
+@pytest.mark.parametrize("paired", [False, True])
+def test_a_sharded_sampler_set_to_a_later_epoch_draws_that_epochs_order(paired):
+    """What a resumed run does: a fresh sampler, in each of two processes' shards as accelerate prepares them, set to
+    epoch 2 yields the order an uninterrupted one yields in its third epoch (not its first again); the Trainer calls
+    set_epoch through the prepared loader."""
+    from accelerate.data_loader import prepare_data_loader
+    from torch.utils.data import DataLoader
+
+    from harness.stages.samplers import ResumableRepeatSampler
+
+    rows = list(range(16))
+
+    def loader(rank):
+        shape = dict(mini_repeat_count=2, batch_size=4, seed=0)
+        s = PairedRepeatSampler([i // 2 for i in rows], **shape) if paired else ResumableRepeatSampler(rows, **shape)
+        return prepare_data_loader(DataLoader(rows, sampler=s, batch_size=4), num_processes=2, process_index=rank,
+                                   put_on_device=False)  # fmt: skip
+
+    for rank in (0, 1):
+        straight, epochs = loader(rank), []
+        for epoch in range(3):
+            straight.set_epoch(epoch)
+            epochs.append([b.tolist() for b in straight])
+        assert epochs[0] != epochs[2]
+        resumed = loader(rank)
+        resumed.set_epoch(2)
+        assert [b.tolist() for b in resumed] == epochs[2]
+
+
 def test_sampler_refusals():
     with pytest.raises(ValueError, match="batch_size must be even"):
         PairedRepeatSampler([0, 0], mini_repeat_count=2, batch_size=3)
