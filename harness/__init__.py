@@ -10,7 +10,7 @@ Layers, top to bottom; a module imports from its own layer and those below it, n
     reporting/                       leaderboards, verdicts, bands, HTML reports, MLflow; the commands reading them
     evaluation/                      lm-eval runs, sampling metrics, evaluation protocols
     config/read, config/resolve, config/load, config/stage_changes, config/checks, config/claims, config/constraints, config/selection,
-    launch, memory, hub, offline, corpora, pinning, fetching, serve
+    launch, memory, host_memory, hub, offline, corpora, pinning, fetching, serve
                                      resolving and checking bundles (they read the registries below), the
                                      README table of their ranges; what a run covers (papers, variants);
                                      SLURM via submitit; the memory plan; fetching the hub for offline

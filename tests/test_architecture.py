@@ -112,7 +112,7 @@ LAYERS = [  # bottom to top, as harness/__init__.py lists them
     ("harness.config.checks", "harness.config.claims", "harness.config.read", "harness.config.resolve", "harness.config.load", "harness.config.constraints",
      "harness.config.selection",
      "harness.config.stage_changes",
-     "harness.launch", "harness.memory", "harness.hub", "harness.offline", "harness.corpora", "harness.pinning", "harness.fetching",
+     "harness.launch", "harness.memory", "harness.host_memory", "harness.hub", "harness.offline", "harness.corpora", "harness.pinning", "harness.fetching",
      "harness.serve"),
     ("harness.evaluation",),
     ("harness.reporting",),

@@ -32,8 +32,9 @@ from harness.config.resolve import resolve_scale, resolve_variant
 from harness.config.schema import LAUNCHERS, ClusterConfig, PaperConfig, ResolvedPaper, Variant
 from harness.config.stage_changes import check_stage_changes, stage_names
 from harness.environments import ENVIRONMENTS
+from harness.host_memory import host_memory_gb
 from harness.layout import PAPERS
-from harness.memory import TOY_VOCAB, host_memory_gb, shape_of
+from harness.memory import TOY_VOCAB, shape_of
 from harness.rewards import REWARDS
 from harness.stages import STAGES
 from harness.stages.kind import DATA

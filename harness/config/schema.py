@@ -29,7 +29,7 @@ class Resources:
     """One process per GPU (torch distributed set up from SLURM's environment); 0: one CPU process."""
     cpus_per_task: int = limited(1, ge=1)
     mem_gb: float | None = limited(4.0, gt=0)
-    """Host memory per node; null: derived from the model and the parallelism (harness/memory.py host_memory_gb)."""
+    """Host memory per node; null: derived from the model and the parallelism (harness/host_memory.py)."""
     time_min: int = limited(30, ge=1)
     """Time limit; a job that reaches it checkpoints, is requeued and resumes."""
 
