@@ -62,7 +62,7 @@ def cmd_validate(args) -> int:
     failed = 0
     for name in names:
         try:
-            print("\n".join(validate_paper(name, args.papers_dir, args.scale, cluster, site)))
+            print("\n".join(validate_paper(name, args.papers_dir, args.scale, cluster, site, not args.papers)))
         except ConfigError as e:
             failed += 1
             print(f"ERR {e}", file=sys.stderr)

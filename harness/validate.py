@@ -9,10 +9,12 @@ from harness.config.errors import ConfigError
 from harness.config.load import load_paper
 
 
-def validate_paper(name: str, papers_dir: Path, scale: str | None, cluster, site: str) -> list[str]:
+def validate_paper(name: str, papers_dir: Path, scale: str | None, cluster, site: str,
+                   skip_undefined: bool = False) -> list[str]:  # fmt: skip
     """What `harness validate` checks of one bundle at `scale` (None: each scale it defines): it loads and
     resolves, each GPU stage fits `cluster`'s GPUs, and its metric bands (bands.yaml) name its scales and variants.
-    Raises ConfigError; returns the lines to print."""
+    A bundle without `scale` is refused, or with `skip_undefined` (every bundle checked, none named) passed over
+    with its reason, as the DAG passes it over. Raises ConfigError; returns the lines to print."""
     from harness.config.claims import unsourced
     from harness.config.load import check_has_scales, load_paper_config, paper_file
     from harness.memory import check_paper
@@ -20,6 +22,13 @@ def validate_paper(name: str, papers_dir: Path, scale: str | None, cluster, site
     lines, file = [], paper_file(name, papers_dir)
     paper = load_paper_config(file)
     check_has_scales(paper, file)
+    if scale and scale not in paper.scales:
+        why = f"it defines {', '.join(paper.scales)}"
+        if scale == "paper" and paper.paper.no_paper_scale:
+            why += f"; paper.no_paper_scale: {paper.paper.no_paper_scale}"
+        if skip_undefined:
+            return [f"skip {name} [{scale}]: not defined ({why})"]
+        raise ConfigError(file, "scales", f"scale {scale!r} not defined ({why})")
     for s in [scale] if scale else list(paper.scales):
         rp = load_paper(name, s, papers_dir=papers_dir)
         plans = [p for p in check_paper(rp, cluster.gpu_mem_gb, site, cluster.node_mem_gb) if p.on_gpu]

@@ -118,3 +118,21 @@ def test_theory_bundles_say_why_they_have_no_paper_scale():
     theory = [p for p in list_papers() if load_paper_config(paper_file(p)).paper.no_paper_scale]
     assert "kl-bayes" in theory
     assert all("paper" not in load_paper_config(paper_file(p)).scales for p in theory)
+
+
+def test_validating_every_bundle_at_a_scale_passes_over_those_without_it_as_the_dag_does():
+    """`harness validate --scale paper` (every bundle) passes over a theory bundle with its reason and succeeds;
+    naming that bundle at that scale is refused with the same reason."""
+    import subprocess
+    import sys
+
+    every = subprocess.run([sys.executable, "-m", "harness", "validate", "--scale", "paper"], capture_output=True,
+                           text=True, cwd=ROOT, timeout=300)  # fmt: skip
+    assert every.returncode == 0, every.stderr[-2000:]
+    assert "skip kl-bayes [paper]: not defined (it defines toy; paper.no_paper_scale: a theory paper" in every.stdout
+    assert "ok  one-shot-rlvr [paper]" in every.stdout and "ERR" not in every.stderr
+    named = subprocess.run([sys.executable, "-m", "harness", "validate", "kl-bayes", "--scale", "paper"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=300)  # fmt: skip
+    assert named.returncode == 1
+    assert "ERR papers/kl-bayes/paper.yaml: scales: scale 'paper' not defined" in named.stderr
+    assert "paper.no_paper_scale: a theory paper" in named.stderr
