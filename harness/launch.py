@@ -11,6 +11,7 @@ process per GPU with torch distributed set up from SLURM's environment.
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 import time
 from collections.abc import Callable
@@ -229,15 +230,31 @@ def reattach(folder: Path, name: str, tasks: int, key: str | None = None):
 def wait(job, poll_s: float = 1.0, held_poll_s: float = 10.0) -> None:
     """Until `job` has written its results or left SLURM for good. submitit alone stops waiting at a state
     it does not know as unfinished (SUSPENDED, CONFIGURING, REQUEUE_HOLD, ...) and then fails for want of
-    a result; here such a job is waited for."""
+    a result; here such a job is waited for. A failed result is final only once SLURM no longer runs the job:
+    a preempted attempt whose own `scontrol requeue` is killed by SLURM's requeue records an error, and SLURM
+    then runs the job again (seen in CI), whose result replaces it."""
     tasks = [job.task(i) for i in range(job.num_tasks)]
-    while not all(t.paths.result_pickle.exists() for t in tasks):
-        if not job.done():
+    while True:
+        if all(t.paths.result_pickle.exists() for t in tasks):
+            if not any(failed(t.paths.result_pickle) for t in tasks) or slurm_state(job.job_id) not in LIVE:
+                return
+            time.sleep(poll_s)
+        elif not job.done():
             time.sleep(poll_s)
         elif slurm_state(job.job_id) in LIVE:
             time.sleep(held_poll_s)
         else:
             return
+
+
+def failed(result_pickle: Path) -> bool:
+    """Whether a submitit result file records an error (or cannot be read yet)."""
+    from submitit.core.utils import pickle_load
+
+    try:
+        return pickle_load(result_pickle)[0] != "success"
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return True
 
 
 def job_ids(run_dir: Path) -> list[str]:

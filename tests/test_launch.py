@@ -68,6 +68,50 @@ def test_job_ids_are_collected_from_every_stage(tmp_path):
     assert sorted(job_ids(tmp_path)) == ["11", "12", "13"]
 
 
+def _fake_job(folder):
+    """What harness.launch.wait reads of a submitit job: its tasks' result files, done() and the job id."""
+    from types import SimpleNamespace
+
+    task = SimpleNamespace(paths=SimpleNamespace(result_pickle=folder / "1_0_result.pkl"))
+    return SimpleNamespace(job_id="1", num_tasks=1, task=lambda i: task, done=lambda: True), task.paths.result_pickle
+
+
+def test_a_failed_attempt_is_not_final_while_slurm_runs_the_job_again(tmp_path, monkeypatch):
+    """As CI saw: a preempted attempt's own `scontrol requeue` is killed by SLURM's requeue, submitit records the
+    error, and SLURM runs the job again; the head waits for that attempt's result instead of failing."""
+    from submitit.core.utils import cloudpickle_dump
+
+    from harness import launch
+
+    job, result = _fake_job(tmp_path)
+    cloudpickle_dump(("error", "CalledProcessError: scontrol requeue died with SIGTERM"), result)
+    states = iter(["REQUEUED", "PENDING", "RUNNING", "RUNNING"])
+
+    def state(job_id):
+        now = next(states, "COMPLETED")
+        if now == "RUNNING":  # the next attempt ends
+            cloudpickle_dump(("success", 0), result)
+        return now
+
+    monkeypatch.setattr(launch, "slurm_state", state)
+    launch.wait(job, poll_s=0, held_poll_s=0)
+    assert not launch.failed(result)
+    assert next(states) == "RUNNING"  # it stopped waiting once the success was there, not at the end of the list
+
+
+def test_a_failed_result_of_a_job_slurm_has_ended_is_final(tmp_path, monkeypatch):
+    from submitit.core.utils import cloudpickle_dump
+
+    from harness import launch
+
+    job, result = _fake_job(tmp_path)
+    cloudpickle_dump(("error", "RuntimeError: harness train exited with status 1"), result)
+    asked = []
+    monkeypatch.setattr(launch, "slurm_state", lambda job_id: asked.append(job_id) or "FAILED")
+    launch.wait(job, poll_s=0, held_poll_s=0)
+    assert launch.failed(result) and asked == ["1"]
+
+
 TORCH_KEYS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "OMP_NUM_THREADS")
 
 
