@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,13 +44,10 @@ def test_killed_stage_resumes_from_last_checkpoint(world, tmp_path, monkeypatch)
         torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6, msg=name)
 
 
-def test_a_stage_resumed_in_a_later_epoch_ends_as_an_uninterrupted_one(world, tmp_path, monkeypatch):
-    """16 prompts a step over 64 rows: 4 steps an epoch. Killed after step 6 and resumed from checkpoint-5 (in the
-    second epoch), the run draws the second epoch's order, not the first's again, and ends with the same weights."""
+def killed_resumed_and_straight(stage, world, tmp_path, monkeypatch) -> list[Path]:
+    """`stage` (8 steps, a checkpoint every 5) killed after step 6 and resumed, into tmp_path/r, and run
+    uninterrupted into tmp_path/s; the resumed run's weights must equal the uninterrupted run's."""
     root, dataset = world
-    stage = grpo_stage(8)
-    stage.args.update(per_device_train_batch_size=64, save_steps=5, learning_rate=1e-2)
-    stage.rewards = [RewardSpec(name="format")]  # rewards that vary within a group on this barely trained model
     crash_after(monkeypatch, 6)
     with pytest.raises(Crash):
         run_stage(stage, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
@@ -57,30 +55,30 @@ def test_a_stage_resumed_in_a_later_epoch_ends_as_an_uninterrupted_one(world, tm
     summary = run_stage(stage, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
     assert summary["resumed_from"].endswith("checkpoint-5") and summary["global_step"] == 8
     run_stage(stage, str(root / "model"), dataset, root / "data", 0, tmp_path / "s", "fp")
-    history = [[e["reward"] for e in json.loads((tmp_path / d / "train.json").read_text())["log_history"]
-                if "reward" in e] for d in ("r", "s")]  # fmt: skip
-    assert len(set(history[1])) > 1  # rewards that move, so a different order would show
-    assert history[0] == history[1]  # the same rewards at every step: the same prompts, the same samples
     resumed, uninterrupted = (load_file(str(tmp_path / d / "model" / "model.safetensors")) for d in ("r", "s"))
     for name in resumed:
         torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6, msg=name)
+    return [tmp_path / "r", tmp_path / "s"]
+
+
+def test_a_stage_resumed_in_a_later_epoch_ends_as_an_uninterrupted_one(world, tmp_path, monkeypatch):
+    """16 prompts a step over 64 rows: 4 steps an epoch. Killed after step 6 and resumed from checkpoint-5 (in the
+    second epoch), the run draws the second epoch's order, not the first's again, and ends with the same weights."""
+    stage = grpo_stage(8)
+    stage.args.update(per_device_train_batch_size=64, save_steps=5, learning_rate=1e-2)
+    stage.rewards = [RewardSpec(name="format")]  # rewards that vary within a group on this barely trained model
+    runs = killed_resumed_and_straight(stage, world, tmp_path, monkeypatch)
+    history = [[e["reward"] for e in json.loads((d / "train.json").read_text())["log_history"] if "reward" in e]
+               for d in runs]  # fmt: skip
+    assert len(set(history[1])) > 1  # rewards that move, so a different order would show
+    assert history[0] == history[1]  # the same rewards at every step: the same prompts, the same samples
 
 
 def test_an_sft_stage_resumed_in_a_later_epoch_ends_as_an_uninterrupted_one(world, tmp_path, monkeypatch):
     """As above for SFT (transformers' shuffled sampler, which accelerate seeds per epoch): 64 rows, 16 a step."""
-    root, dataset = world
     stage = Stage(kind="sft", data="train", rewards=[], args=dict(learning_rate=1e-2, max_steps=8, save_steps=5,
                   per_device_train_batch_size=16, logging_steps=1))  # fmt: skip
-    crash_after(monkeypatch, 6)
-    with pytest.raises(Crash):
-        run_stage(stage, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
-    monkeypatch.undo()
-    summary = run_stage(stage, str(root / "model"), dataset, root / "data", 0, tmp_path / "r", "fp")
-    assert summary["resumed_from"].endswith("checkpoint-5") and summary["global_step"] == 8
-    run_stage(stage, str(root / "model"), dataset, root / "data", 0, tmp_path / "s", "fp")
-    resumed, uninterrupted = (load_file(str(tmp_path / d / "model" / "model.safetensors")) for d in ("r", "s"))
-    for name in resumed:
-        torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6, msg=name)
+    killed_resumed_and_straight(stage, world, tmp_path, monkeypatch)
 
 
 def test_a_checkpoint_interrupted_while_saving_is_never_resumed_from(world, tmp_path, monkeypatch):
