@@ -91,6 +91,14 @@ def trainer_process(job_id: str) -> psutil.Process | None:
     return next((p for p in job_python(job_id) if p.name().startswith("python")), None)
 
 
+def running_trainer(jobs: Path) -> tuple[str, psutil.Process] | None:
+    """The stage's running job and its Python process, once that is up. (Each is read once: read again, a job
+    that has just left RUNNING gives None, as CI saw.)"""
+    if (job_id := running_job(jobs)) and (job := trainer_process(job_id)):
+        return job_id, job
+    return None
+
+
 def run_slice(job: psutil.Process, seconds: float) -> None:
     job.resume()
     time.sleep(seconds)
@@ -136,9 +144,7 @@ def preempt_at(target: str, stage: Path, rng: random.Random, proc) -> str:
     """Stop the running job at `target`, preempt it there, wait until it is requeued; return where it landed.
     (The newest job of the stage: the head submits afresh a job SLURM lost in its requeue, harness.launch.)"""
     jobs = stage / "slurm" / "jobs.jsonl"
-    job_id = wait_for(lambda: running_job(jobs) and trainer_process(running_job(jobs)) and running_job(jobs), 600,
-                      "the training job", proc)  # fmt: skip
-    job = trainer_process(job_id)
+    job_id, job = wait_for(lambda: running_trainer(jobs), 600, "the training job", proc)
     job.suspend()
     where = stop_at(target, job, stage, rng)
     sh("scancel", "--signal=USR2", job_id)  # as SLURM signals a preemption; submitit requeues the job itself
